@@ -1,0 +1,161 @@
+"""The Gymnasium environment `pushing_sim/PlanarPushing-v0`: push a T to its goal pose in Drake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from pushing_sim.domains import DomainConfig, load_domain
+from pushing_sim.simulation import PushingSim
+from pushing_sim.task import TaskConfig, coverage, is_success, is_valid_initial_condition, pose_errors, sample_initial_pose
+
+OBS_TYPES = ("pixels_agent_pos", "pixels", "state")
+
+
+class PlanarPushingEnv(gym.Env):
+    """Planar pushing of a T-shaped block with a cylindrical pusher, simulated by Drake.
+
+    ## Action Space
+    `Box(low=workspace_lo, high=workspace_hi, shape=(2,), float32)`: the absolute xy target of the
+    pusher in metres, applied at 10 Hz. Within each 0.1 s period the pusher's PD set-point ramps to the
+    target (at most `max_speed`). Out-of-range actions are clipped to the workspace; NaN raises ValueError.
+
+    ## Observation Space
+    - `obs_type="pixels_agent_pos"` (default): a Dict with one uint8 (H, W, 3) image per camera
+      (`overhead`, `wrist` in the built-in domains) and `agent_pos`, the pusher's xy (float32, (2,)).
+    - `obs_type="pixels"`: the camera images alone.
+    - `obs_type="state"`: float32 (5,) = pusher x, y, slider x, y, theta (theta in [-pi, pi)).
+
+    ## Rewards
+    The fraction of the T's area that overlaps the goal T (`coverage`, 0 to 1), as in gym-pusht.
+
+    ## Starting State
+    The slider is drawn uniformly by the task's sampler (xy in a 0.4 x 0.3 m box around the goal, theta
+    in [-pi, pi), the whole T inside the box and clear of the pusher); the pusher starts at
+    (0.587, 0.15). `reset(options={"slider_pose": (x, y, theta), "pusher_xy": (x, y)})` sets them.
+
+    ## Episode End
+    `terminated` when the T is within 0.015 m and 3.5 degrees of the goal (`info["is_success"]`);
+    `truncated` by the registered time limit: 750 steps (75 s).
+
+    ## Info
+    `is_success`, `slider_pose` (x, y, theta), `goal_pos_error` (m), `goal_angle_error` (rad),
+    `coverage`, `agent_pos`.
+
+    ## Arguments
+    `obs_type`, `domain` ("target", "sim", a YAML path, or a DomainConfig), `domain_overrides` (dotted
+    `key=value` strings, e.g. "physics.com_offset_y=-0.03"), `image_size` (square camera images,
+    default 96), `render_mode="rgb_array"` (a larger overhead view with the goal drawn; `render_size`),
+    `task` (a TaskConfig).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        obs_type: str = "pixels_agent_pos",
+        domain: str | DomainConfig = "target",
+        domain_overrides: list[str] | tuple[str, ...] = (),
+        image_size: int | None = None,
+        render_mode: str | None = None,
+        render_size: int = 384,
+        task: TaskConfig | None = None,
+    ):
+        if obs_type not in OBS_TYPES:
+            raise ValueError(f"unknown obs_type {obs_type!r}: use one of {OBS_TYPES}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']} or None")
+        overrides = list(domain_overrides) + ([f"render.image_size={int(image_size)}"] if image_size is not None else [])
+        self.domain = load_domain(domain, overrides)
+        self.task = task or TaskConfig()
+        self.obs_type = obs_type
+        self.render_mode = render_mode
+        self.sim = PushingSim(self.domain, self.task, viewer_size=render_size)
+        self.metadata = {**self.metadata, "render_fps": int(self.task.control_hz)}
+
+        lo, hi = self.task.workspace()
+        self.action_space = spaces.Box(lo.astype(np.float32), hi.astype(np.float32), shape=(2,), dtype=np.float32)
+        size = self.domain.render.image_size
+        images = {name: spaces.Box(0, 255, (size, size, 3), np.uint8) for name in self.sim.camera_names}
+        # The PD-tracked pusher can overshoot its clipped target by a little.
+        agent_pos = spaces.Box((lo - 0.05).astype(np.float32), (hi + 0.05).astype(np.float32), shape=(2,), dtype=np.float32)
+        if obs_type == "pixels_agent_pos":
+            self.observation_space = spaces.Dict({**images, "agent_pos": agent_pos})
+        elif obs_type == "pixels":
+            self.observation_space = spaces.Dict(images)
+        else:
+            # Physics may push the T a little past the workspace, so state bounds are loose.
+            low = np.array([*(lo - 0.05), *(lo - 0.5), -np.pi], dtype=np.float32)
+            high = np.array([*(hi + 0.05), *(hi + 0.5), np.pi], dtype=np.float32)
+            self.observation_space = spaces.Box(low, high, shape=(5,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"slider_pose", "pusher_xy"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}: use 'slider_pose' and/or 'pusher_xy'")
+        pusher_xy = _vector(options.get("pusher_xy", self.task.pusher_start), 2, "pusher_xy")
+        if "slider_pose" in options:
+            slider_pose = _vector(options["slider_pose"], 3, "slider_pose")
+            if not is_valid_initial_condition(self.task, slider_pose, pusher_xy):
+                raise ValueError(
+                    f"slider_pose {slider_pose.tolist()} is not a valid start: the T must lie inside the "
+                    f"{self.task.init_box_size} m box around the goal and clear of the pusher at {pusher_xy.tolist()}"
+                )
+        else:
+            slider_pose = sample_initial_pose(self.task, self.np_random, pusher_xy)
+        lo, hi = self.task.workspace()
+        if np.any(pusher_xy < lo) or np.any(pusher_xy > hi):
+            raise ValueError(f"pusher_xy {pusher_xy.tolist()} is outside the workspace {lo.tolist()}..{hi.tolist()}")
+        self.sim.reset(slider_pose, pusher_xy)
+        return self._observation(), self._info()
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,):
+            raise ValueError(f"action must have shape (2,), got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be finite, got {action.tolist()}")
+        self.sim.step(np.clip(action, self.action_space.low, self.action_space.high))
+        info = self._info()
+        return self._observation(), float(info["coverage"]), bool(info["is_success"]), False, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self.sim.render_view()
+        return None
+
+    def _observation(self):
+        if self.obs_type == "state":
+            pose = self.sim.slider_pose()
+            pose[2] = (pose[2] + np.pi) % (2 * np.pi) - np.pi
+            return np.concatenate([self.sim.pusher_xy(), pose]).astype(np.float32)
+        observation = self.sim.render()
+        if self.obs_type == "pixels_agent_pos":
+            observation["agent_pos"] = self.sim.pusher_xy().astype(np.float32)
+        return observation
+
+    def _info(self) -> dict[str, Any]:
+        pose = self.sim.slider_pose()
+        agent_pos = self.sim.pusher_xy()
+        position_error, angle_error = pose_errors(self.task, pose)
+        return {
+            "is_success": is_success(self.task, pose, agent_pos),
+            "slider_pose": pose,
+            "goal_pos_error": position_error,
+            "goal_angle_error": angle_error,
+            "coverage": coverage(self.task, pose),
+            "agent_pos": agent_pos,
+        }
+
+
+def _vector(value, size: int, name: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != (size,) or not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be {size} finite numbers, got {value!r}")
+    return array
+

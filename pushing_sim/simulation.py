@@ -1,0 +1,123 @@
+"""One pushing simulation: built once, reset through its Context, stepped one control period at a time.
+
+The env, physics replay and teleop all drive this class, so they share one stepping rule: within a
+control period the pusher's PD set-point ramps from the previous target to the new one. The kinematic
+path (`set_state`) places the slider and pusher and renders with no physics step, for replaying plans.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydrake.math import RigidTransform, RollPitchYaw
+from pydrake.systems.analysis import Simulator
+
+from pushing_sim import geometry
+from pushing_sim.domains import DomainConfig, load_domain
+from pushing_sim.scene import build_scene
+from pushing_sim.task import TaskConfig
+
+
+class PushingSim:
+    """Drake simulation of the T and the pusher in one domain."""
+
+    def __init__(self, domain: DomainConfig | str = "target", task: TaskConfig | None = None, viewer_size: int = 384, meshcat=None):
+        self.domain = load_domain(domain)
+        self.task = task or TaskConfig()
+        self.scene = build_scene(self.domain, self.task, viewer_size=viewer_size, meshcat=meshcat)
+        self.control_period = 1.0 / self.task.control_hz
+        self.substeps = max(1, int(round(self.control_period / self.domain.physics.time_step)))
+        diagram = self.scene.diagram
+        self._context = diagram.CreateDefaultContext()
+        self._simulator = Simulator(diagram, self._context)
+        plant = self.scene.plant
+        self._plant_context = plant.GetMyMutableContextFromRoot(self._context)
+        self._desired_state_port = plant.get_desired_state_input_port(self.scene.pusher_instance)
+        self._camera_contexts = {
+            name: sensor.GetMyContextFromRoot(self._context) for name, sensor in self.scene.cameras.items()
+        }
+        self._viewer_context = self.scene.viewer.GetMyContextFromRoot(self._context)
+        self._command = np.zeros(2)
+        self.reset(np.array(self.task.goal_pose), np.array(self.task.pusher_start))
+
+    @property
+    def camera_names(self) -> list[str]:
+        return list(self.scene.cameras)
+
+    @property
+    def time(self) -> float:
+        return self._context.get_time()
+
+    def reset(self, slider_pose: np.ndarray, pusher_xy: np.ndarray) -> None:
+        """Place the T and the pusher at rest and restart time at zero."""
+        self._context.SetTime(0.0)
+        self._set_positions(slider_pose, pusher_xy)
+        self.scene.plant.SetVelocities(self._plant_context, np.zeros(self.scene.plant.num_velocities()))
+        self._command = np.asarray(pusher_xy, dtype=float).copy()
+        self._desired_state_port.FixValue(self._plant_context, np.concatenate([self._command, np.zeros(2)]))
+        self._simulator.Initialize()
+
+    def set_state(self, slider_pose: np.ndarray, pusher_xy: np.ndarray) -> None:
+        """Kinematic path: put the T and the pusher where given, with no physics step (for rendering)."""
+        self._set_positions(slider_pose, pusher_xy)
+
+    def _set_positions(self, slider_pose, pusher_xy) -> None:
+        x, y, theta = (float(v) for v in slider_pose)
+        # Start a hair into the table: a face exactly on the half space's boundary is degenerate for Drake.
+        z = geometry.SLIDER_HEIGHT / 2.0 - 1e-6
+        plant = self.scene.plant
+        plant.SetFreeBodyPose(self._plant_context, self.scene.slider, RigidTransform(RollPitchYaw(0, 0, theta), [x, y, z]))
+        joint_x, joint_y = self.scene.pusher_joints
+        joint_x.set_translation(self._plant_context, float(pusher_xy[0]))
+        joint_y.set_translation(self._plant_context, float(pusher_xy[1]))
+
+    def step(self, target_xy: np.ndarray) -> None:
+        """Advance one control period while the pusher's set-point ramps towards `target_xy`."""
+        target = np.asarray(target_xy, dtype=float)
+        max_move = self.domain.physics.controller.max_speed * self.control_period
+        delta = target - self._command
+        distance = float(np.linalg.norm(delta))
+        if distance > max_move:
+            delta *= max_move / distance
+        start = self._command
+        velocity = delta / self.control_period
+        t0 = self._context.get_time()
+        dt = self.control_period / self.substeps
+        for k in range(1, self.substeps + 1):
+            setpoint = start + delta * (k / self.substeps)
+            self._desired_state_port.FixValue(self._plant_context, np.concatenate([setpoint, velocity]))
+            self._simulator.AdvanceTo(t0 + k * dt)
+        self._command = start + delta
+
+    def slider_pose(self) -> np.ndarray:
+        """(x, y, theta) of the T's body frame."""
+        X = self.scene.plant.GetFreeBodyPose(self._plant_context, self.scene.slider)
+        yaw = RollPitchYaw(X.rotation()).yaw_angle()
+        return np.array([X.translation()[0], X.translation()[1], yaw])
+
+    def slider_tilt(self) -> float:
+        """The T's tilt from flat (rad): large values mean it flipped or climbed the pusher."""
+        X = self.scene.plant.GetFreeBodyPose(self._plant_context, self.scene.slider)
+        return float(math.acos(np.clip(X.rotation().matrix()[2, 2], -1.0, 1.0)))
+
+    def pusher_xy(self) -> np.ndarray:
+        joint_x, joint_y = self.scene.pusher_joints
+        return np.array([joint_x.get_translation(self._plant_context), joint_y.get_translation(self._plant_context)])
+
+    def render(self) -> dict[str, np.ndarray]:
+        """RGB uint8 (H, W, 3) images from every policy camera."""
+        return {name: self._render(sensor, self._camera_contexts[name]) for name, sensor in self.scene.cameras.items()}
+
+    def render_view(self) -> np.ndarray:
+        """A larger overhead view for people, with the goal drawn."""
+        return self._render(self.scene.viewer, self._viewer_context)
+
+    @staticmethod
+    def _render(sensor, context) -> np.ndarray:
+        image = sensor.color_image_output_port().Eval(context)
+        return np.array(image.data[:, :, :3], copy=True)
+
+    def publish(self) -> None:
+        """Push the current state to a connected Meshcat (no-op without one)."""
+        self.scene.diagram.ForcedPublish(self._context)

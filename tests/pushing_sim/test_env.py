@@ -1,0 +1,196 @@
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from pushing_sim import ENV_ID, geometry
+from pushing_sim.demo import straight_push_targets
+
+@pytest.mark.parametrize("obs_type", ["pixels_agent_pos", "pixels", "state"])
+def test_check_env_passes(obs_type):
+    env = gymnasium.make(ENV_ID, obs_type=obs_type, image_size=32, render_mode="rgb_array", render_size=64)
+    check_env(env.unwrapped, skip_render_check=False)
+    env.close()
+
+
+def test_observation_contract_and_time_limit():
+    env = gymnasium.make(ENV_ID)
+    assert env.spec.max_episode_steps == 750
+    assert env.metadata["render_fps"] == 10
+    obs, info = env.reset(seed=0)
+    assert set(obs) == {"overhead", "wrist", "agent_pos"}
+    assert obs["overhead"].shape == (96, 96, 3) and obs["overhead"].dtype == np.uint8
+    assert obs["agent_pos"].dtype == np.float32
+    np.testing.assert_allclose(obs["agent_pos"], [0.587, 0.15], atol=1e-6)
+    assert set(info) >= {"is_success", "slider_pose", "goal_pos_error", "goal_angle_error", "coverage"}
+    assert obs in env.observation_space
+
+
+def test_same_seed_same_episode():
+    def run(seed):
+        env = gymnasium.make(ENV_ID, obs_type="pixels_agent_pos", image_size=48)
+        env.action_space.seed(seed)
+        obs, _ = env.reset(seed=seed)
+        frames, poses = [obs["overhead"]], []
+        for _ in range(15):
+            obs, _, _, _, info = env.step(env.action_space.sample())
+            frames.append(obs["overhead"])
+            poses.append(info["slider_pose"])
+        return np.array(frames), np.array(poses)
+
+    frames_a, poses_a = run(7)
+    frames_b, poses_b = run(7)
+    frames_c, _ = run(8)
+    np.testing.assert_array_equal(frames_a, frames_b)
+    np.testing.assert_array_equal(poses_a, poses_b)
+    assert not np.array_equal(frames_a[0], frames_c[0])
+
+
+@pytest.mark.parametrize("domain", ["target", "sim"])
+def test_scripted_push_moves_the_t_to_the_goal(domain, goal):
+    env = gymnasium.make(ENV_ID, obs_type="state", domain=domain)
+    start = goal + [0, 0.05, 0]
+    env.reset(seed=0, options={"slider_pose": start})
+    for action in straight_push_targets(goal, 0.05):
+        _, reward, terminated, truncated, info = env.step(action)
+        if terminated:
+            break
+    assert terminated and info["is_success"]
+    moved = info["slider_pose"] - start
+    # It went the way it was pushed: down in y, hardly sideways, hardly turned.
+    assert moved[1] < -0.035 and abs(moved[0]) < 0.005 and abs(moved[2]) < 0.05
+    assert reward == pytest.approx(info["coverage"]) and reward > 0.75
+
+
+def test_the_sim_domain_physics_differs_from_the_target(goal):
+    """The same side push below the centre of mass turns the true T and the sim T differently."""
+    turns = {}
+    for domain in ("target", "sim"):
+        env = gymnasium.make(ENV_ID, obs_type="state", domain=domain)
+        start = goal + [-0.08, 0, 0]
+        env.reset(options={"slider_pose": start})
+        y, x0 = start[1] - 0.06, 0.38
+        path = list(np.linspace([goal[0], 0.15], [x0, 0.15], 6)) + list(np.linspace([x0, 0.15], [x0, y], 6))
+        path += list(np.linspace([x0, y], [x0 + 0.15, y], 20)) + [[x0 + 0.15, y]] * 5
+        for action in path:
+            _, _, _, _, info = env.step(action)
+        moved = info["slider_pose"] - start
+        assert moved[0] > 0.02  # pushed along +x
+        assert moved[2] > 0.1  # counter-clockwise: the push line is below the centre of mass
+        turns[domain] = moved[2]
+    assert abs(turns["target"] - turns["sim"]) > 0.1
+
+
+def test_domain_physics_reaches_the_plant():
+    from pushing_sim.simulation import PushingSim
+
+    for domain, com_y in (("target", 0.0), ("sim", -0.03)):
+        sim = PushingSim(domain)
+        plant = sim.scene.plant
+        inertia = sim.scene.slider.default_spatial_inertia()
+        np.testing.assert_allclose(inertia.get_com(), [0.0, com_y, 0.0], atol=1e-12)
+        assert inertia.get_mass() == pytest.approx(0.1)
+        # Drake combines per-geometry friction as 2ab/(a+b); the pairs must come out as configured.
+        inspector = sim.scene.scene_graph.model_inspector()
+        mu = {}
+        for geometry_id in inspector.GetAllGeometryIds():
+            props = inspector.GetProximityProperties(geometry_id)
+            if props is not None:
+                mu[inspector.GetName(geometry_id).split("::")[-1]] = props.GetProperty("material", "coulomb_friction").static_friction()
+        combine = lambda a, b: 2 * a * b / (a + b)  # noqa: E731
+        physics = sim.domain.physics
+        assert combine(mu["slider_0"], mu["table"]) == pytest.approx(physics.table_friction)
+        assert combine(mu["slider_1"], mu["pusher"]) == pytest.approx(physics.pusher_friction)
+        assert plant.time_step() == physics.time_step
+
+
+def test_out_of_range_actions_are_clipped_and_bad_ones_raise():
+    env = gymnasium.make(ENV_ID, obs_type="state")
+    env.reset(seed=0)
+    for _ in range(10):
+        obs, *_ = env.step(np.array([5.0, 5.0]))
+    hi = env.action_space.high
+    assert np.all(obs[:2] <= hi + 0.01) and np.all(obs[:2] > hi - 0.02)
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.array([np.nan, 0.1]))
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(3))
+
+
+def test_reset_options_set_the_start_and_bad_ones_raise(goal):
+    env = gymnasium.make(ENV_ID, obs_type="state")
+    pose = goal + [0.05, 0.02, 1.0]
+    obs, info = env.reset(options={"slider_pose": pose, "pusher_xy": [0.4, 0.2]})
+    np.testing.assert_allclose(info["slider_pose"], pose, atol=1e-5)
+    np.testing.assert_allclose(obs[:2], [0.4, 0.2], atol=1e-6)
+    with pytest.raises(ValueError, match="not a valid start"):
+        env.reset(options={"slider_pose": goal + [0.5, 0, 0]})
+    with pytest.raises(ValueError, match="not a valid start"):  # the pusher would sit inside the T
+        env.reset(options={"slider_pose": goal, "pusher_xy": goal[:2]})
+    with pytest.raises(ValueError, match="3 finite numbers"):
+        env.reset(options={"slider_pose": [0.5, 0.1]})
+    with pytest.raises(ValueError, match="unknown reset options"):
+        env.reset(options={"slider": goal})
+    with pytest.raises(ValueError, match="unknown obs_type"):
+        gymnasium.make(ENV_ID, obs_type="depth")
+
+
+def test_domains_render_visibly_different_images(goal):
+    images = {}
+    for domain in ("target", "sim"):
+        env = gymnasium.make(ENV_ID, domain=domain)
+        obs, _ = env.reset(options={"slider_pose": goal + [0.03, 0.02, 0.5]})
+        images[domain] = obs
+    for camera in ("overhead", "wrist"):
+        difference = np.abs(images["target"][camera].astype(int) - images["sim"][camera].astype(int)).mean()
+        assert difference > 20, camera
+        # Each image shows something: not a flat colour.
+        assert images["target"][camera].std() > 5 and images["sim"][camera].std() > 5
+
+
+def _pixel(camera, size, world_xy):
+    """Row, column of a world point on the table seen by a straight-down camera."""
+    scale = size / (2 * camera.position[2] * np.tan(np.radians(camera.fov_deg) / 2))
+    col = size / 2 + (world_xy[0] - camera.position[0]) * scale
+    row = size / 2 - (world_xy[1] - camera.position[1]) * scale
+    return int(row), int(col)
+
+
+def test_render_shows_the_goal_that_policy_cameras_do_not_see(goal):
+    from pushing_sim.scene import VIEWER_CAMERA
+
+    env = gymnasium.make(ENV_ID, render_mode="rgb_array", render_size=128)
+    obs, _ = env.reset(options={"slider_pose": goal + [-0.11, 0.0, 0.0]})  # the goal's right arm is bare table
+    view = env.render().astype(int)
+    assert view.shape == (128, 128, 3)
+    arm = goal[:2] + [0.065, geometry.BAR.center[1]]
+    row, col = _pixel(VIEWER_CAMERA, 128, arm)
+    r, g, b = view[row - 1 : row + 2, col - 1 : col + 2].reshape(-1, 3).mean(0)
+    assert g > r + 30 and g > b + 30  # the green goal T in the viewer
+    row, col = _pixel(env.unwrapped.domain.render.cameras["overhead"], 96, arm)
+    r, g, b = obs["overhead"][row - 1 : row + 2, col - 1 : col + 2].reshape(-1, 3).astype(int).mean(0)
+    assert not g > r  # bare (warm) table in the policy's image
+
+
+def test_kinematic_path_renders_without_physics(goal):
+    env = gymnasium.make(ENV_ID)
+    env.reset(seed=0)
+    sim = env.unwrapped.sim
+    before = sim.render()["overhead"]
+    sim.set_state(goal + [0.1, 0.05, 1.2], np.array([0.4, 0.1]))
+    after = sim.render()["overhead"]
+    assert sim.time == 0.0
+    np.testing.assert_allclose(sim.slider_pose(), goal + [0.1, 0.05, 1.2], atol=1e-5)
+    np.testing.assert_allclose(sim.pusher_xy(), [0.4, 0.1])
+    assert np.abs(before.astype(int) - after.astype(int)).max() > 50
+
+
+@pytest.mark.parametrize("vector_cls", [gymnasium.vector.SyncVectorEnv, gymnasium.vector.AsyncVectorEnv])
+def test_vector_envs(vector_cls):
+    envs = vector_cls([lambda: gymnasium.make(ENV_ID, image_size=32) for _ in range(2)])
+    obs, info = envs.reset(seed=[1, 2])
+    assert obs["overhead"].shape == (2, 32, 32, 3) and obs["agent_pos"].shape == (2, 2)
+    obs, reward, terminated, truncated, info = envs.step(np.array([[0.6, 0.1], [0.5, 0.1]], dtype=np.float32))
+    assert reward.shape == (2,)
+    assert not np.allclose(info["slider_pose"][0], info["slider_pose"][1])
+    envs.close()
