@@ -1,0 +1,641 @@
+"""The episode store: the one on-disk format shared by data generation and training.
+
+Demonstrations (GCS planner, teleop, expert) are appended here one episode at a time; training reads
+them back through this module only, so it imports nothing heavier than numpy, zarr and pydantic.
+
+Layout (a zarr v3 directory store; N steps in E episodes, all episodes concatenated along N)::
+
+    <store>/
+      zarr.json                 root attributes, see below
+      data/action               (N, A) float32   absolute pusher xy target per step (A = action_dim)
+      data/agent_pos            (N, 2) float32   pusher xy
+      data/slider_pose          (N, 3) float32   x, y, theta of the T
+      data/<camera>             (N, H, W, 3) uint8, one array per camera (e.g. overhead, wrist)
+      data/sigma_min            (N,) float32     per-sample annotation, NaN = not annotated
+      meta/episode_ends         (E,) int64       exclusive end index of each episode
+      meta/source               (E,) string      gcs | teleop | expert
+      meta/domain               (E,) string      domain name the episode was generated in
+      meta/seed                 (E,) int64
+      meta/initial_pose         (E, 3) float64   x, y, theta of the T at the start
+      meta/planning_time        (E,) float64     seconds, NaN if not applicable
+      meta/plan_cost            (E,) float64     NaN if not applicable
+      meta/success              (E,) bool
+      meta/extra                (E,) string      free JSON object per episode
+      writer.lock               present only while (or after a crash while) a writer had it open
+
+Episode i spans steps ``episode_ends[i-1]:episode_ends[i]`` (0 for i = 0), the Diffusion Policy /
+LeRobot convention. Strings use zarr's variable-length UTF-8 type, the one string type with a zarr
+v3 extension spec. Root attributes: ``format`` ("ambient-push-episodes"), ``format_version``,
+``cameras`` ({name: [H, W, 3]}, in creation order), ``action_dim``, ``domain_config`` (the
+generator's domain settings, any JSON object) and ``run`` (the generator's identity, e.g.
+{"seed": 0, "domain": "sim", "replay": "kinematic"}; a resume with a different run is refused).
+
+Images are compressed with zstd level 9 in chunks of 128 frames (whole H, W, 3 per chunk): rendered
+96x96 frames take a few KB each, and a training read of a short window decompresses one chunk.
+
+Crash safety: an append writes the step arrays and the per-episode metadata first and extends
+``meta/episode_ends`` last; that last write is the commit. Every zarr file write is an atomic rename,
+so a writer killed at any point (kill -9, not power loss: nothing is fsynced) leaves at most some
+uncommitted steps and rows past the last committed episode. Readers never see them; opening in
+append mode truncates them. One writer at a time: append mode holds an flock on ``writer.lock``
+(which records the writer's pid), and the kernel releases it when the writer dies, so a lock left by
+a killed writer is never stale. Readers take no lock and see the episodes committed when they opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import shutil
+import socket
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+from pydantic import BaseModel, ConfigDict, Field
+from zarr.codecs import ZstdCodec
+
+FORMAT_NAME = "ambient-push-episodes"
+FORMAT_VERSION = 1
+
+LOCK_FILE = "writer.lock"
+IMAGE_CHUNK_FRAMES = 128
+LOW_DIM_CHUNK_STEPS = 4096
+META_CHUNK_EPISODES = 1024
+IMAGE_COMPRESSOR = ZstdCodec(level=9)
+
+# Step arrays other than images and sigma_min, with their width (action's comes from action_dim).
+STATE_WIDTHS = {"agent_pos": 2, "slider_pose": 3}
+RESERVED_NAMES = {"action", "sigma_min", *STATE_WIDTHS}
+
+
+class StoreError(Exception):
+    """Any problem with an episode store; the message is one line and names the path."""
+
+
+class EpisodeMeta(BaseModel):
+    """Per-episode metadata, one row of the ``meta/`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["gcs", "teleop", "expert"]
+    domain: str = Field(min_length=1)
+    seed: int
+    initial_pose: tuple[float, float, float]
+    success: bool
+    planning_time: float = math.nan
+    plan_cost: float = math.nan
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+# Column name -> (dtype, shape of one row). "str" is zarr's variable-length UTF-8 string.
+META_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "source": (str, ()),
+    "domain": (str, ()),
+    "seed": (np.int64, ()),
+    "initial_pose": (np.float64, (3,)),
+    "planning_time": (np.float64, ()),
+    "plan_cost": (np.float64, ()),
+    "success": (np.bool_, ()),
+    "extra": (str, ()),
+}
+
+
+class EpisodeStore:
+    """An episode store opened for reading (``mode="r"``) or appending (``mode="a"``).
+
+    Build one with ``EpisodeStore.create`` or ``EpisodeStore.open``; close it (or use ``with``) to
+    release the writer lock.
+    """
+
+    # ----------------------------------------------------------------------------------------------
+    # Creating and opening
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        cameras: Mapping[str, tuple[int, int]],
+        domain_config: Mapping[str, Any],
+        run: Mapping[str, Any],
+        action_dim: int = 2,
+        overwrite: bool = False,
+    ) -> EpisodeStore:
+        """Create an empty store and open it for appending.
+
+        cameras: {name: (height, width)} of the RGB images recorded each step.
+        overwrite: replace an existing store (never a directory that is not a zarr store).
+        """
+        path = Path(path)
+        _check_creation_args(path, cameras, action_dim)
+        attributes = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "cameras": {name: [int(h), int(w), 3] for name, (h, w) in cameras.items()},
+            "action_dim": int(action_dim),
+            "domain_config": _json_roundtrip(path, "domain_config", domain_config),
+            "run": _json_roundtrip(path, "run", run),
+        }
+        if path.exists() and not _is_empty_dir(path):
+            if not overwrite:
+                raise StoreError(f"{path}: already exists (open it to append, or pass overwrite=True)")
+            if not path.is_dir() or not (path / "zarr.json").is_file():
+                raise StoreError(f"{path}: refusing to overwrite something that is not a zarr store")
+        path.mkdir(parents=True, exist_ok=True)
+        lock = _WriterLock.acquire(path)
+        try:
+            for child in path.iterdir():
+                if child.name != LOCK_FILE:
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            _create_layout(path, attributes)
+            return cls(path, "a", lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: Literal["r", "a"] = "r") -> EpisodeStore:
+        """Open an existing store; ``mode="a"`` takes the writer lock and drops uncommitted steps."""
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', not {mode!r}")
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(f"{path}: no such episode store")
+        if not (path / "zarr.json").is_file():
+            raise StoreError(f"{path}: not a zarr store (no zarr.json)")
+        lock = _WriterLock.acquire(path) if mode == "a" else None
+        try:
+            return cls(path, mode, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    def __init__(self, path: Path, mode: Literal["r", "a"], lock: _WriterLock | None):
+        """Use ``create`` or ``open``."""
+        self.path = path
+        self.mode = mode
+        self._lock = lock
+        with _store_errors(path):
+            self._group = zarr.open_group(path, mode="r" if mode == "r" else "r+", use_consolidated=False)
+            attrs = dict(self._group.attrs)
+            self._attrs = _check_attributes(path, attrs)
+        self._arrays = {key: self._open_array(f"data/{key}") for key in self.step_keys}
+        self._meta = {name: self._open_array(f"meta/{name}") for name in META_COLUMNS}
+        self._episode_ends_array = self._open_array("meta/episode_ends")
+        with _store_errors(path, "meta/episode_ends"):
+            ends = np.asarray(self._episode_ends_array[:])
+        self._check_arrays()
+        self._ends = _committed_prefix(path, ends)
+        self._check_lengths()
+        if mode == "a":
+            with _store_errors(path):
+                self._truncate_uncommitted()
+
+    def close(self) -> None:
+        """Release the writer lock; the store can no longer be appended to through this object."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self.mode = "r"
+
+    def __enter__(self) -> EpisodeStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------------------------
+    # Store-level attributes
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(self._attrs["cameras"])
+
+    def image_shape(self, camera: str) -> tuple[int, int, int]:
+        """(H, W, 3) of one camera's images."""
+        if camera not in self._attrs["cameras"]:
+            raise KeyError(f"{self.path}: no camera {camera!r}; cameras are {list(self.cameras)}")
+        return tuple(self._attrs["cameras"][camera])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self._attrs["action_dim"])
+
+    @property
+    def run(self) -> dict[str, Any]:
+        return dict(self._attrs["run"])
+
+    @property
+    def domain_config(self) -> dict[str, Any]:
+        return dict(self._attrs["domain_config"])
+
+    @property
+    def step_keys(self) -> tuple[str, ...]:
+        """Names of the per-step arrays under ``data/``, as returned by ``episode``."""
+        return ("action", *STATE_WIDTHS, *self._attrs["cameras"], "sigma_min")
+
+    def check_compatible(self, run: Mapping[str, Any]) -> None:
+        """Raise StoreError unless this store was made by a generator with the same run identity."""
+        theirs = self._attrs["run"]
+        ours = _json_roundtrip(self.path, "run", run)
+        differences = [
+            f"{key} {theirs.get(key, '<unset>')!r} != {ours.get(key, '<unset>')!r}"
+            for key in sorted(set(theirs) | set(ours))
+            if theirs.get(key) != ours.get(key) or (key in theirs) != (key in ours)
+        ]
+        if differences:
+            raise StoreError(
+                f"{self.path}: made by a different run (store vs this run: {', '.join(differences)})"
+            )
+
+    # ----------------------------------------------------------------------------------------------
+    # Reading committed episodes
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self._ends)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """(E,) int64 exclusive end index of each committed episode."""
+        return self._ends.copy()
+
+    def episode_slice(self, index: int) -> slice:
+        """The steps of episode ``index`` (negative counts from the end)."""
+        index = self._episode_index(index)
+        start = int(self._ends[index - 1]) if index > 0 else 0
+        return slice(start, int(self._ends[index]))
+
+    def episode(self, index: int) -> dict[str, np.ndarray]:
+        """All step arrays of one episode, keyed as ``step_keys``."""
+        steps = self.episode_slice(index)
+        with _store_errors(self.path):
+            return {key: np.asarray(array[steps]) for key, array in self._arrays.items()}
+
+    def array(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Committed steps ``start:stop`` of one step array (all of them by default)."""
+        if key not in self._arrays:
+            raise KeyError(f"{self.path}: no step array {key!r}; step arrays are {list(self.step_keys)}")
+        begin, end, _ = slice(start, stop).indices(self.n_steps)
+        with _store_errors(self.path):
+            return np.asarray(self._arrays[key][begin:max(begin, end)])
+
+    def episode_meta(self, index: int) -> EpisodeMeta:
+        """The metadata row of one episode."""
+        index = self._episode_index(index)
+        with _store_errors(self.path):
+            row = {name: self._meta[name][index] for name in META_COLUMNS}
+        return EpisodeMeta(
+            source=str(row["source"]),
+            domain=str(row["domain"]),
+            seed=int(row["seed"]),
+            initial_pose=tuple(float(x) for x in row["initial_pose"]),
+            success=bool(row["success"]),
+            planning_time=float(row["planning_time"]),
+            plan_cost=float(row["plan_cost"]),
+            extra=json.loads(str(row["extra"])),
+        )
+
+    def meta_column(self, name: str) -> np.ndarray:
+        """One metadata column over all committed episodes (strings as a numpy str array)."""
+        if name not in META_COLUMNS:
+            raise KeyError(f"{self.path}: no metadata column {name!r}; columns are {list(META_COLUMNS)}")
+        with _store_errors(self.path):
+            values = np.asarray(self._meta[name][: self.n_episodes])
+        return np.array(values.tolist(), dtype=str) if META_COLUMNS[name][0] is str else values
+
+    @property
+    def sigma_min(self) -> np.ndarray:
+        """(N,) float32 per-sample sigma_min annotation; NaN where not annotated."""
+        return self.array("sigma_min")
+
+    def set_sigma_min(self, values: np.ndarray) -> None:
+        """Write the sigma_min annotation of every committed step (NaN = not annotated)."""
+        self._require_writer("set sigma_min")
+        values = np.asarray(values)
+        if values.shape != (self.n_steps,) or not np.issubdtype(values.dtype, np.floating):
+            raise StoreError(
+                f"{self.path}: sigma_min must be a float array of shape ({self.n_steps},), "
+                f"got {values.dtype} {values.shape}"
+            )
+        with _store_errors(self.path):
+            self._arrays["sigma_min"][: self.n_steps] = values.astype(np.float32)
+
+    # ----------------------------------------------------------------------------------------------
+    # Appending
+
+    def append_episode(self, episode: Mapping[str, np.ndarray], meta: EpisodeMeta) -> int:
+        """Append one episode and commit it; return its index.
+
+        episode: one array per ``step_keys`` entry except sigma_min, all with the same number of
+        steps T >= 1: action (T, A) and agent_pos (T, 2), slider_pose (T, 3) as floats (stored as
+        float32), each camera (T, H, W, 3) uint8.
+        """
+        self._require_writer("append")
+        if not isinstance(meta, EpisodeMeta):
+            raise TypeError(f"meta must be an EpisodeMeta, not {type(meta).__name__}")
+        steps = self._checked_episode(episode)
+        try:
+            extra = json.dumps(meta.extra, sort_keys=True)
+        except (TypeError, ValueError) as error:
+            raise StoreError(f"{self.path}: episode meta 'extra' is not JSON-able: {error}") from None
+        with _store_errors(self.path):
+            end = self._write_steps(steps)
+            self._write_meta_row(meta, extra)
+            self._commit(end)
+        return self.n_episodes - 1
+
+    def _write_steps(self, steps: dict[str, np.ndarray]) -> int:
+        """Write one episode's steps past the committed ones; return the new end index."""
+        start = self.n_steps
+        length = len(steps["action"])
+        steps = {**steps, "sigma_min": np.full(length, np.nan, dtype=np.float32)}
+        for key, array in self._arrays.items():
+            array.resize((start + length, *array.shape[1:]))
+            array[start : start + length] = steps[key]
+        return start + length
+
+    def _write_meta_row(self, meta: EpisodeMeta, extra: str) -> None:
+        row = self.n_episodes
+        values = {**meta.model_dump(), "extra": extra}
+        for name, array in self._meta.items():
+            array.resize((row + 1, *array.shape[1:]))
+            array[row] = values[name]
+
+    def _commit(self, end: int) -> None:
+        """Extend episode_ends: the single write that makes the episode visible.
+
+        A crash between the resize and the write leaves a trailing 0 (the fill value), which
+        ``_committed_prefix`` recognises as uncommitted because episodes are never empty.
+        """
+        row = self.n_episodes
+        self._episode_ends_array.resize((row + 1,))
+        self._episode_ends_array[row] = end
+        self._ends = np.append(self._ends, np.int64(end))
+
+    def _truncate_uncommitted(self) -> None:
+        """Drop steps and rows past the last committed episode, left by a writer that died."""
+        # Stale values can remain inside the last chunk beyond the new shape; every append writes
+        # its whole range before committing, so they are never read.
+        for array in self._arrays.values():
+            if array.shape[0] != self.n_steps:
+                array.resize((self.n_steps, *array.shape[1:]))
+        for array in (*self._meta.values(), self._episode_ends_array):
+            if array.shape[0] != self.n_episodes:
+                array.resize((self.n_episodes, *array.shape[1:]))
+        for leftover in self.path.rglob("*.partial"):  # half-written files of zarr's atomic writes
+            leftover.unlink(missing_ok=True)
+
+    # ----------------------------------------------------------------------------------------------
+    # Summary
+
+    def disk_bytes(self) -> int:
+        """Bytes on disk of the whole store."""
+        return _tree_bytes(self.path)
+
+    def describe(self) -> str:
+        """One-line summary: episodes, steps, cameras, bytes on disk and per image frame."""
+        cameras = ", ".join(f"{name} {h}x{w}" for name, (h, w, _) in self._attrs["cameras"].items())
+        frames = self.n_steps * len(self.cameras)
+        image_bytes = sum(_tree_bytes(self.path / "data" / name) for name in self.cameras)
+        per_frame = f"{image_bytes / frames / 1e3:.1f} KB/frame" if frames else "no frames"
+        return (
+            f"EpisodeStore({self.path}: {self.n_episodes} episodes, {self.n_steps} steps, "
+            f"cameras [{cameras}], {self.disk_bytes() / 1e6:.1f} MB on disk, {per_frame})"
+        )
+
+    __repr__ = describe
+
+    # ----------------------------------------------------------------------------------------------
+    # Checks
+
+    def _open_array(self, key: str) -> zarr.Array:
+        with _store_errors(self.path, key):
+            return self._group[key]
+
+    def _require_writer(self, what: str) -> None:
+        if self.mode != "a" or self._lock is None:
+            raise StoreError(f"{self.path}: opened read-only; open with mode='a' to {what}")
+
+    def _episode_index(self, index: int) -> int:
+        if not -self.n_episodes <= index < self.n_episodes:
+            raise IndexError(f"{self.path}: episode {index} out of range ({self.n_episodes} episodes)")
+        return index % self.n_episodes
+
+    def _check_arrays(self) -> None:
+        """Each array has the dtype and row shape the layout promises."""
+        expected: dict[str, tuple[Any, tuple[int, ...], zarr.Array]] = {
+            "data/action": (np.float32, (self.action_dim,), self._arrays["action"]),
+            **{f"data/{k}": (np.float32, (w,), self._arrays[k]) for k, w in STATE_WIDTHS.items()},
+            **{
+                f"data/{name}": (np.uint8, tuple(shape), self._arrays[name])
+                for name, shape in self._attrs["cameras"].items()
+            },
+            "data/sigma_min": (np.float32, (), self._arrays["sigma_min"]),
+            "meta/episode_ends": (np.int64, (), self._episode_ends_array),
+            **{f"meta/{n}": (dtype, shape, self._meta[n]) for n, (dtype, shape) in META_COLUMNS.items()},
+        }
+        for key, (dtype, row_shape, array) in expected.items():
+            dtype_ok = array.dtype.kind in "TUO" if dtype is str else array.dtype == np.dtype(dtype)
+            if not dtype_ok or tuple(array.shape[1:]) != row_shape:
+                raise StoreError(
+                    f"{self.path}: {key} is {array.dtype} {tuple(array.shape)}, expected "
+                    f"{'string' if dtype is str else np.dtype(dtype)} (n, {', '.join(map(str, row_shape))})"
+                )
+
+    def _check_lengths(self) -> None:
+        """Every array holds at least the committed steps or episodes."""
+        short = [f"data/{k} has {a.shape[0]}" for k, a in self._arrays.items() if a.shape[0] < self.n_steps]
+        short += [f"meta/{k} has {a.shape[0]}" for k, a in self._meta.items() if a.shape[0] < self.n_episodes]
+        if short:
+            raise StoreError(
+                f"{self.path}: inconsistent lengths ({'; '.join(short)}, but episode_ends commits "
+                f"{self.n_steps} steps in {self.n_episodes} episodes)"
+            )
+
+    def _checked_episode(self, episode: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The episode's arrays in storage dtypes, or StoreError naming what is wrong."""
+        expected = [key for key in self.step_keys if key != "sigma_min"]
+        if set(episode) != set(expected):
+            missing, unknown = sorted(set(expected) - set(episode)), sorted(set(episode) - set(expected))
+            raise StoreError(
+                f"{self.path}: episode keys do not match the store (missing {missing}, unknown {unknown})"
+            )
+        arrays = {key: np.asarray(episode[key]) for key in expected}
+        length = len(arrays["action"]) if arrays["action"].ndim else 0
+        if length < 1:
+            raise StoreError(f"{self.path}: an episode needs at least one step")
+        row_shapes = {"action": (self.action_dim,), **{k: (w,) for k, w in STATE_WIDTHS.items()}}
+        row_shapes |= {name: self.image_shape(name) for name in self.cameras}
+        checked = {}
+        for key, value in arrays.items():
+            is_image = key in self._attrs["cameras"]
+            if value.shape != (length, *row_shapes[key]):
+                raise StoreError(
+                    f"{self.path}: episode {key} has shape {value.shape}, expected {(length, *row_shapes[key])}"
+                )
+            if is_image and value.dtype != np.uint8:
+                raise StoreError(f"{self.path}: episode {key} images must be uint8, got {value.dtype}")
+            if not is_image:
+                if not np.issubdtype(value.dtype, np.floating):
+                    raise StoreError(f"{self.path}: episode {key} must be floating point, got {value.dtype}")
+                if not np.all(np.isfinite(value)):
+                    raise StoreError(f"{self.path}: episode {key} has non-finite values")
+            checked[key] = value if is_image else value.astype(np.float32)
+        return checked
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+class _WriterLock:
+    """An exclusive flock on ``<store>/writer.lock``; the kernel drops it if the holder dies."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, store: Path) -> _WriterLock:
+        path = store / LOCK_FILE
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise StoreError(f"{store}: locked by another writer ({holder})") from None
+            # The previous holder may have unlinked the file between our open and flock; then our
+            # lock is on a dead inode and we must retry on the current file.
+            try:
+                same_file = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if same_file:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+                return cls(path, fd)
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def _store_errors(path: Path, key: str | None = None) -> Iterator[None]:
+    """Turn any exception from zarr or the file system into a one-line StoreError naming the path."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as error:
+        if isinstance(error, KeyError) and key is not None:
+            detail = f"missing {key}"
+        else:
+            where = f"{key}: " if key else ""
+            detail = f"{where}{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        # from None: the caller gets one line, not a traceback through zarr's internals.
+        raise StoreError(f"{path}: damaged episode store ({detail})") from None
+
+
+def _check_creation_args(path: Path, cameras: Mapping[str, tuple[int, int]], action_dim: int) -> None:
+    for name, size in cameras.items():
+        if not name.isidentifier() or name in RESERVED_NAMES:
+            raise StoreError(
+                f"{path}: camera name {name!r} must be an identifier other than {sorted(RESERVED_NAMES)}"
+            )
+        if len(size) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in size):
+            raise StoreError(f"{path}: camera {name!r} size must be (height, width), got {size!r}")
+    if not isinstance(action_dim, (int, np.integer)) or action_dim < 1:
+        raise StoreError(f"{path}: action_dim must be a positive int, got {action_dim!r}")
+
+
+def _json_roundtrip(path: Path, what: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """The value as it will read back from the store's JSON attributes (tuples become lists)."""
+    try:
+        result = json.loads(json.dumps(dict(value)))
+    except (TypeError, ValueError) as error:
+        raise StoreError(f"{path}: {what} must be a JSON-able dict: {error}") from None
+    return result
+
+
+def _create_layout(path: Path, attributes: dict[str, Any]) -> None:
+    """Write the empty arrays, then the root attributes that mark the store as complete."""
+    group = zarr.open_group(path, mode="a", use_consolidated=False)
+    low_dim = {"action": attributes["action_dim"], **STATE_WIDTHS}
+    for key, width in low_dim.items():
+        group.create_array(
+            f"data/{key}", shape=(0, width), dtype=np.float32, chunks=(LOW_DIM_CHUNK_STEPS, width)
+        )
+    for name, shape in attributes["cameras"].items():
+        group.create_array(
+            f"data/{name}",
+            shape=(0, *shape),
+            dtype=np.uint8,
+            chunks=(IMAGE_CHUNK_FRAMES, *shape),
+            compressors=IMAGE_COMPRESSOR,
+        )
+    group.create_array(
+        "data/sigma_min", shape=(0,), dtype=np.float32, chunks=(LOW_DIM_CHUNK_STEPS,), fill_value=np.nan
+    )
+    group.create_array("meta/episode_ends", shape=(0,), dtype=np.int64, chunks=(META_CHUNK_EPISODES,))
+    for name, (dtype, row_shape) in META_COLUMNS.items():
+        group.create_array(
+            f"meta/{name}", shape=(0, *row_shape), dtype=dtype, chunks=(META_CHUNK_EPISODES, *row_shape)
+        )
+    group.attrs.update(attributes)
+
+
+def _check_attributes(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
+    if attrs.get("format") != FORMAT_NAME:
+        raise StoreError(f"{path}: not an episode store (format attribute is {attrs.get('format')!r})")
+    version = attrs.get("format_version")
+    if version != FORMAT_VERSION:
+        raise StoreError(f"{path}: episode store format version {version!r}; this code reads {FORMAT_VERSION}")
+    missing = [key for key in ("cameras", "action_dim", "domain_config", "run") if key not in attrs]
+    if missing:
+        raise StoreError(f"{path}: store attributes lack {missing}")
+    cameras = attrs["cameras"]
+    if not isinstance(cameras, dict) or not all(
+        isinstance(s, list) and len(s) == 3 and s[2] == 3 for s in cameras.values()
+    ):
+        raise StoreError(f"{path}: malformed cameras attribute {cameras!r}")
+    return attrs
+
+
+def _committed_prefix(path: Path, ends: np.ndarray) -> np.ndarray:
+    """The committed episode ends: all of them, less a trailing fill value left by a crash."""
+    ends = ends.astype(np.int64)
+    if len(ends) and ends[-1] <= (ends[-2] if len(ends) > 1 else 0):
+        ends = ends[:-1]
+    if len(ends) and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
+        raise StoreError(f"{path}: meta/episode_ends is not strictly increasing from above 0")
+    return ends
+
+
+def _is_empty_dir(path: Path) -> bool:
+    """True for a directory holding nothing, or only the lock of a writer that died creating it."""
+    return path.is_dir() and all(child.name == LOCK_FILE for child in path.iterdir())
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

@@ -1,0 +1,464 @@
+"""Tests for the episode store: round trip, crash safety, validation, locking, compression."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from data_gen.episode_store import EpisodeMeta, EpisodeStore, StoreError
+
+CAMERAS = {"overhead": (24, 32), "wrist": (16, 16)}
+RUN = {"seed": 0, "domain": "sim", "replay": "kinematic"}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_episode(steps: int, seed: int, cameras=CAMERAS) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    episode = {
+        "action": rng.normal(size=(steps, 2)),
+        "agent_pos": rng.normal(size=(steps, 2)),
+        "slider_pose": rng.normal(size=(steps, 3)),
+    }
+    for name, (h, w) in cameras.items():
+        episode[name] = rng.integers(0, 256, size=(steps, h, w, 3), dtype=np.uint8)
+    return episode
+
+
+def make_meta(seed: int, **overrides) -> EpisodeMeta:
+    fields = dict(source="gcs", domain="sim", seed=seed, initial_pose=(0.5, -0.1, 0.3 * seed), success=True)
+    return EpisodeMeta(**(fields | overrides))
+
+
+def new_store(path: Path, **kwargs) -> EpisodeStore:
+    return EpisodeStore.create(path, cameras=CAMERAS, domain_config={"friction": 0.3}, run=RUN, **kwargs)
+
+
+def raw_lengths(path: Path) -> dict[str, int]:
+    """Rows stored in each array, committed or not, read with zarr directly."""
+    group = zarr.open_group(path, mode="r", use_consolidated=False)
+    keys = ["data/action", "data/overhead", "data/sigma_min", "meta/seed", "meta/episode_ends"]
+    return {key: group[key].shape[0] for key in keys}
+
+
+def assert_episode_equal(stored: dict[str, np.ndarray], written: dict[str, np.ndarray]) -> None:
+    for key, value in written.items():
+        expected = value if value.dtype == np.uint8 else value.astype(np.float32)
+        assert stored[key].dtype == expected.dtype, key
+        np.testing.assert_array_equal(stored[key], expected, err_msg=key)
+
+
+def assert_one_line_error(error: pytest.ExceptionInfo, path: Path) -> None:
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(path) in message
+
+
+# --------------------------------------------------------------------------------------------------
+# Round trip
+
+
+def test_round_trip_of_several_episodes(tmp_path):
+    path = tmp_path / "demos.zarr"
+    lengths = [5, 1, 9, 4]
+    episodes = [make_episode(n, seed=i) for i, n in enumerate(lengths)]
+    metas = [
+        make_meta(0),
+        make_meta(1, source="teleop", domain="réel", success=False, extra={"operator": "ana", "retries": [1, 2]}),
+        make_meta(2, planning_time=1.25, plan_cost=3.5),
+        make_meta(3, source="expert"),
+    ]
+    with new_store(path) as store:
+        indices = [store.append_episode(ep, meta) for ep, meta in zip(episodes, metas)]
+    assert indices == [0, 1, 2, 3]
+
+    store = EpisodeStore.open(path)
+    assert store.n_episodes == 4 and store.n_steps == sum(lengths)
+    np.testing.assert_array_equal(store.episode_ends, np.cumsum(lengths))
+    assert store.episode_ends.dtype == np.int64
+    for i, (episode, meta) in enumerate(zip(episodes, metas)):
+        assert_episode_equal(store.episode(i), episode)
+        assert store.episode_meta(i).model_dump_json() == meta.model_dump_json()
+    assert_episode_equal(store.episode(-1), episodes[-1])
+    np.testing.assert_array_equal(
+        store.array("slider_pose"), np.concatenate([ep["slider_pose"] for ep in episodes]).astype(np.float32)
+    )
+    np.testing.assert_array_equal(store.array("wrist", 5, 6), episodes[1]["wrist"])
+    assert list(store.meta_column("source")) == ["gcs", "teleop", "gcs", "expert"]
+    assert list(store.meta_column("domain")) == ["sim", "réel", "sim", "sim"]
+    np.testing.assert_array_equal(store.meta_column("seed"), [0, 1, 2, 3])
+    np.testing.assert_array_equal(store.meta_column("success"), [True, False, True, True])
+    np.testing.assert_array_equal(store.meta_column("initial_pose")[:, 2], [0.3 * i for i in range(4)])
+    assert np.isnan(store.meta_column("planning_time")[[0, 1, 3]]).all()
+    assert store.meta_column("plan_cost")[2] == 3.5
+    assert store.cameras == ("overhead", "wrist")
+    assert store.image_shape("overhead") == (24, 32, 3)
+    assert store.run == RUN and store.domain_config == {"friction": 0.3}
+    assert "4 episodes" in repr(store) and "19 steps" in repr(store)
+    with pytest.raises(IndexError):
+        store.episode(4)
+
+
+def test_reader_opened_before_an_append_does_not_see_it(tmp_path):
+    path = tmp_path / "demos.zarr"
+    writer = new_store(path)
+    writer.append_episode(make_episode(3, seed=0), make_meta(0))
+    reader = EpisodeStore.open(path)
+    writer.append_episode(make_episode(4, seed=1), make_meta(1))
+    assert reader.n_episodes == 1 and reader.array("action").shape == (3, 2)
+    assert EpisodeStore.open(path).n_episodes == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Crash safety
+
+
+class SimulatedKill(BaseException):
+    """Stands in for the process dying; a BaseException so nothing converts it."""
+
+
+def crash_before_commit(monkeypatch, store: EpisodeStore, episode, meta) -> None:
+    def die(self, end):
+        raise SimulatedKill
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EpisodeStore, "_commit", die)
+        with pytest.raises(SimulatedKill):
+            store.append_episode(episode, meta)
+
+
+def test_crash_before_commit_hides_the_partial_episode_and_resume_truncates_it(tmp_path, monkeypatch):
+    path = tmp_path / "demos.zarr"
+    first, second, lost, third = (make_episode(n, seed=i) for i, n in enumerate([4, 6, 5, 7]))
+    store = new_store(path)
+    store.append_episode(first, make_meta(0))
+    store.append_episode(second, make_meta(1))
+    crash_before_commit(monkeypatch, store, lost, make_meta(2))
+    store.close()
+    # The partial episode really is on disk, past the committed steps and rows.
+    assert raw_lengths(path) == {
+        "data/action": 15, "data/overhead": 15, "data/sigma_min": 15, "meta/seed": 3, "meta/episode_ends": 2
+    }
+
+    reader = EpisodeStore.open(path)
+    assert reader.n_episodes == 2 and reader.n_steps == 10
+    assert reader.array("action").shape == (10, 2) and len(reader.meta_column("seed")) == 2
+
+    with EpisodeStore.open(path, mode="a") as writer:
+        assert raw_lengths(path) == {
+            "data/action": 10, "data/overhead": 10, "data/sigma_min": 10, "meta/seed": 2, "meta/episode_ends": 2
+        }
+        assert writer.append_episode(third, make_meta(3)) == 2
+
+    store = EpisodeStore.open(path)
+    np.testing.assert_array_equal(store.episode_ends, [4, 10, 17])
+    for i, episode in enumerate([first, second, third]):
+        assert_episode_equal(store.episode(i), episode)
+    np.testing.assert_array_equal(store.meta_column("seed"), [0, 1, 3])
+
+
+def test_crash_inside_the_commit_leaves_a_fill_value_that_is_not_an_episode(tmp_path):
+    path = tmp_path / "demos.zarr"
+    with new_store(path) as store:
+        store.append_episode(make_episode(4, seed=0), make_meta(0))
+    # Killed after growing episode_ends but before writing the new end: the entry reads as 0.
+    group = zarr.open_group(path, mode="r+", use_consolidated=False)
+    group["meta/episode_ends"].resize((2,))
+    for key in ("action", "agent_pos", "slider_pose", "overhead", "wrist", "sigma_min"):
+        array = group[f"data/{key}"]
+        array.resize((7, *array.shape[1:]))
+
+    assert EpisodeStore.open(path).n_episodes == 1
+    with EpisodeStore.open(path, mode="a") as writer:
+        assert raw_lengths(path)["meta/episode_ends"] == 1
+        writer.append_episode(make_episode(2, seed=1), make_meta(1))
+    np.testing.assert_array_equal(EpisodeStore.open(path).episode_ends, [4, 6])
+
+
+def test_writer_killed_mid_append_leaves_a_store_the_next_writer_can_resume(tmp_path):
+    path = tmp_path / "demos.zarr"
+    with new_store(path) as store:
+        store.append_episode(make_episode(4, seed=0), make_meta(0))
+    child = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        import numpy as np
+        from data_gen.episode_store import EpisodeMeta, EpisodeStore
+        def hang(self, end):
+            print("ready", flush=True)
+            time.sleep(60)
+        EpisodeStore._commit = hang
+        store = EpisodeStore.open({str(path)!r}, mode="a")
+        episode = {{"action": np.zeros((5, 2)), "agent_pos": np.zeros((5, 2)), "slider_pose": np.zeros((5, 3)),
+                   "overhead": np.zeros((5, 24, 32, 3), np.uint8), "wrist": np.zeros((5, 16, 16, 3), np.uint8)}}
+        store.append_episode(episode, EpisodeMeta(source="gcs", domain="sim", seed=9, initial_pose=(0, 0, 0),
+                                                  success=True))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreError, match=f"pid {process.pid}"):
+            EpisodeStore.open(path, mode="a")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert raw_lengths(path)["data/action"] == 9  # the killed writer's steps are on disk
+
+    with EpisodeStore.open(path, mode="a") as writer:  # its lock file is left behind, but not held
+        assert writer.n_episodes == 1 and raw_lengths(path)["data/action"] == 4
+        writer.append_episode(make_episode(3, seed=1), make_meta(1))
+    np.testing.assert_array_equal(EpisodeStore.open(path).episode_ends, [4, 7])
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation on append
+
+
+def bad_episodes():
+    episode = make_episode(5, seed=0)
+    yield "missing camera", {k: v for k, v in episode.items() if k != "wrist"}
+    yield "unknown camera", episode | {"side": episode["wrist"]}
+    yield "float image", episode | {"overhead": episode["overhead"].astype(np.float32)}
+    yield "image size", episode | {"overhead": np.zeros((5, 32, 24, 3), np.uint8)}
+    yield "grey image", episode | {"wrist": np.zeros((5, 16, 16), np.uint8)}
+    yield "integer action", episode | {"action": np.zeros((5, 2), np.int64)}
+    yield "action width", episode | {"action": np.zeros((5, 3))}
+    yield "short slider_pose", episode | {"slider_pose": np.zeros((4, 3))}
+    yield "nan agent_pos", episode | {"agent_pos": np.full((5, 2), np.nan)}
+    yield "empty", make_episode(0, seed=0)
+
+
+@pytest.mark.parametrize("case, episode", list(bad_episodes()), ids=[c for c, _ in bad_episodes()])
+def test_append_rejects_a_malformed_episode_without_writing(tmp_path, case, episode):
+    path = tmp_path / "demos.zarr"
+    store = new_store(path)
+    store.append_episode(make_episode(3, seed=1), make_meta(1))
+    with pytest.raises(StoreError) as error:
+        store.append_episode(episode, make_meta(0))
+    assert_one_line_error(error, path)
+    assert store.n_episodes == 1
+    assert raw_lengths(path) == {
+        "data/action": 3, "data/overhead": 3, "data/sigma_min": 3, "meta/seed": 1, "meta/episode_ends": 1
+    }
+
+
+def test_read_only_store_refuses_writes(tmp_path):
+    path = tmp_path / "demos.zarr"
+    new_store(path).close()
+    store = EpisodeStore.open(path)
+    with pytest.raises(StoreError, match="read-only"):
+        store.append_episode(make_episode(2, seed=0), make_meta(0))
+    with pytest.raises(StoreError, match="read-only"):
+        store.set_sigma_min(np.zeros(0, np.float32))
+
+
+# --------------------------------------------------------------------------------------------------
+# Opening damaged or foreign paths
+
+
+def damage_delete_episode_ends(path: Path) -> None:
+    shutil.rmtree(path / "meta" / "episode_ends")
+
+
+def damage_garbage_root(path: Path) -> None:
+    (path / "zarr.json").write_text("garbage{")
+
+
+def damage_garbage_array_metadata(path: Path) -> None:
+    (path / "data" / "overhead" / "zarr.json").write_text("garbage{")
+
+
+def damage_future_version(path: Path) -> None:
+    metadata = json.loads((path / "zarr.json").read_text())
+    metadata["attributes"]["format_version"] = 99
+    (path / "zarr.json").write_text(json.dumps(metadata))
+
+
+def damage_short_data(path: Path) -> None:
+    zarr.open_group(path, mode="r+", use_consolidated=False)["data/agent_pos"].resize((2, 2))
+
+
+def damage_wrong_dtype(path: Path) -> None:
+    group = zarr.open_group(path, mode="r+", use_consolidated=False)
+    del group["data/action"]
+    group.create_array("data/action", shape=(4, 2), dtype=np.float64, chunks=(8, 2))
+
+
+def damage_unordered_ends(path: Path) -> None:
+    zarr.open_group(path, mode="r+", use_consolidated=False)["meta/episode_ends"][:] = [4, 2, 6]
+
+
+DAMAGES = [
+    damage_delete_episode_ends,
+    damage_garbage_root,
+    damage_garbage_array_metadata,
+    damage_future_version,
+    damage_short_data,
+    damage_wrong_dtype,
+    damage_unordered_ends,
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=[d.__name__ for d in DAMAGES])
+@pytest.mark.parametrize("mode", ["r", "a"])
+def test_damaged_store_gives_a_one_line_store_error(tmp_path, damage, mode):
+    path = tmp_path / "demos.zarr"
+    with new_store(path) as store:
+        for i, steps in enumerate([2, 2, 2]):
+            store.append_episode(make_episode(steps, seed=i), make_meta(i))
+    damage(path)
+    with pytest.raises(StoreError) as error:
+        EpisodeStore.open(path, mode=mode)
+    assert_one_line_error(error, path)
+    if mode == "a":  # a refused writer must not keep the lock
+        assert not (path / "writer.lock").exists()
+
+
+def test_missing_path_and_non_stores_give_store_errors(tmp_path):
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    (plain_dir / "notes.txt").write_text("hello")
+    plain_file = tmp_path / "file.zarr"
+    plain_file.write_text("hello")
+    foreign = tmp_path / "foreign.zarr"
+    zarr.open_group(foreign, mode="w").create_array("x", shape=(3,), dtype=np.int8)
+    for path, reason in [
+        (tmp_path / "missing.zarr", "no such"),
+        (plain_dir, "not a zarr store"),
+        (plain_file, "not a zarr store"),
+        (foreign, "not an episode store"),
+    ]:
+        with pytest.raises(StoreError, match=reason) as error:
+            EpisodeStore.open(path)
+        assert_one_line_error(error, path)
+
+
+def test_create_refuses_existing_paths_unless_overwriting_a_store(tmp_path):
+    path = tmp_path / "demos.zarr"
+    with new_store(path) as store:
+        store.append_episode(make_episode(3, seed=0), make_meta(0))
+    with pytest.raises(StoreError, match="already exists"):
+        new_store(path)
+    with new_store(path, overwrite=True) as store:
+        assert store.n_episodes == 0
+    assert EpisodeStore.open(path).n_episodes == 0
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("do not delete")
+    with pytest.raises(StoreError, match="not a zarr store"):
+        new_store(precious, overwrite=True)
+    assert (precious / "thesis.tex").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Locking and run identity
+
+
+def test_lock_admits_one_writer_at_a_time(tmp_path):
+    path = tmp_path / "demos.zarr"
+    writer = new_store(path)
+    with pytest.raises(StoreError, match=f"locked by another writer \\(pid {os.getpid()}") as error:
+        EpisodeStore.open(path, mode="a")
+    assert_one_line_error(error, path)
+    with pytest.raises(StoreError, match="locked"):
+        new_store(path, overwrite=True)
+    assert EpisodeStore.open(path).n_episodes == 0  # readers take no lock
+    writer.close()
+    with EpisodeStore.open(path, mode="a") as second:
+        second.append_episode(make_episode(2, seed=0), make_meta(0))
+    assert not (path / "writer.lock").exists()
+
+
+def test_lock_file_of_a_dead_writer_is_not_a_lock(tmp_path):
+    path = tmp_path / "demos.zarr"
+    new_store(path).close()
+    (path / "writer.lock").write_text("pid 999999 on elsewhere")
+    with EpisodeStore.open(path, mode="a") as writer:
+        assert f"pid {os.getpid()}" in (path / "writer.lock").read_text()
+        writer.append_episode(make_episode(2, seed=0), make_meta(0))
+
+
+def test_check_compatible_refuses_a_different_run(tmp_path):
+    path = tmp_path / "demos.zarr"
+    new_store(path, overwrite=False).close()
+    store = EpisodeStore.open(path)
+    store.check_compatible(dict(RUN))
+    store.check_compatible({"replay": "kinematic", "domain": "sim", "seed": 0})
+    with pytest.raises(StoreError, match="seed 0 != 1") as error:
+        store.check_compatible(RUN | {"seed": 1})
+    assert_one_line_error(error, path)
+    with pytest.raises(StoreError, match="domain 'sim' != 'real'"):
+        store.check_compatible(RUN | {"domain": "real"})
+    with pytest.raises(StoreError, match="noise"):
+        store.check_compatible(RUN | {"noise": 0.1})
+    with pytest.raises(StoreError, match="replay"):
+        store.check_compatible({"seed": 0, "domain": "sim"})
+
+
+# --------------------------------------------------------------------------------------------------
+# sigma_min annotation
+
+
+def test_sigma_min_defaults_to_nan_and_round_trips(tmp_path):
+    path = tmp_path / "demos.zarr"
+    store = new_store(path)
+    store.append_episode(make_episode(3, seed=0), make_meta(0))
+    store.append_episode(make_episode(4, seed=1), make_meta(1))
+    assert store.sigma_min.shape == (7,) and np.isnan(store.sigma_min).all()
+
+    sigma = np.array([0.0, 0.1, np.nan, 0.3, 0.4, 0.5, 0.6])
+    store.set_sigma_min(sigma)
+    with pytest.raises(StoreError, match=r"shape \(7,\)"):
+        store.set_sigma_min(np.zeros(6))
+    store.append_episode(make_episode(2, seed=2), make_meta(2))
+    store.close()
+
+    reader = EpisodeStore.open(path)
+    np.testing.assert_array_equal(reader.sigma_min[:7], sigma.astype(np.float32))
+    assert np.isnan(reader.sigma_min[7:]).all() and reader.sigma_min.dtype == np.float32
+    np.testing.assert_array_equal(reader.episode(1)["sigma_min"], sigma[3:7].astype(np.float32))
+
+
+# --------------------------------------------------------------------------------------------------
+# Compression
+
+
+def rendered_frame(k: int, size: int = 96) -> np.ndarray:
+    """A rendered-looking frame: shaded background, a moving red T, a green target, a blue pusher."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    image = np.stack([200 + 20 * xx / size, 200 + 20 * yy / size, np.full_like(xx, 210)], axis=-1)
+    image[40 + k : 48 + k, 25 + k : 55 + k] = (200, 60, 60)
+    image[48 + k : 70 + k, 36 + k : 44 + k] = (200, 60, 60)
+    image[10:22, 65:77] = (60, 160, 60)
+    image[(xx - 70 + k) ** 2 + (yy - 30 - k) ** 2 < 16] = (40, 40, 200)
+    return image.astype(np.uint8)
+
+
+def test_rendered_frames_take_under_5_kb_each(tmp_path):
+    path = tmp_path / "demos.zarr"
+    frames = np.stack([rendered_frame(k) for k in range(20)])
+    steps = len(frames)
+    episode = {
+        "action": np.zeros((steps, 2)),
+        "agent_pos": np.zeros((steps, 2)),
+        "slider_pose": np.zeros((steps, 3)),
+        "overhead": frames,
+    }
+    with EpisodeStore.create(
+        path, cameras={"overhead": (96, 96)}, domain_config={}, run=RUN
+    ) as store:
+        store.append_episode(episode, make_meta(0))
+        assert "KB/frame" in store.describe()
+    image_bytes = sum(f.stat().st_size for f in (path / "data" / "overhead").rglob("*") if f.is_file())
+    assert image_bytes / steps < 5_000
+    np.testing.assert_array_equal(EpisodeStore.open(path).array("overhead"), frames)
