@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from pushing_sim.domains import DomainConfig, load_domain
 from pushing_sim.simulation import PushingSim
-from pushing_sim.task import TaskConfig, coverage, is_success, is_valid_initial_condition, pose_errors, sample_initial_pose
+from pushing_sim.task import TaskConfig, wrap_angle, coverage, is_success, is_valid_initial_condition, pose_errors, sample_initial_pose
 
 OBS_TYPES = ("pixels_agent_pos", "pixels", "state")
 
@@ -73,7 +73,7 @@ class PlanarPushingEnv(gym.Env):
         self.task = task or TaskConfig()
         self.obs_type = obs_type
         self.render_mode = render_mode
-        self.sim = PushingSim(self.domain, self.task, viewer_size=render_size)
+        self.sim = PushingSim(self.domain, self.task, viewer_size=render_size if render_mode == "rgb_array" else None)
         self.metadata = {**self.metadata, "render_fps": int(self.task.control_hz)}
 
         lo, hi = self.task.workspace()
@@ -112,7 +112,8 @@ class PlanarPushingEnv(gym.Env):
         if np.any(pusher_xy < lo) or np.any(pusher_xy > hi):
             raise ValueError(f"pusher_xy {pusher_xy.tolist()} is outside the workspace {lo.tolist()}..{hi.tolist()}")
         self.sim.reset(slider_pose, pusher_xy)
-        return self._observation(), self._info()
+        info = self._info()
+        return self._observation(info), info
 
     def step(self, action):
         action = np.asarray(action, dtype=np.float64)
@@ -122,25 +123,24 @@ class PlanarPushingEnv(gym.Env):
             raise ValueError(f"action must be finite, got {action.tolist()}")
         self.sim.step(np.clip(action, self.action_space.low, self.action_space.high))
         info = self._info()
-        return self._observation(), float(info["coverage"]), bool(info["is_success"]), False, info
+        return self._observation(info), float(info["coverage"]), bool(info["is_success"]), False, info
 
     def render(self):
         if self.render_mode == "rgb_array":
             return self.sim.render_view()
         return None
 
-    def _observation(self):
+    def _observation(self, info: dict[str, Any]):
         if self.obs_type == "state":
-            pose = self.sim.slider_pose()
-            pose[2] = (pose[2] + np.pi) % (2 * np.pi) - np.pi
-            return np.concatenate([self.sim.pusher_xy(), pose]).astype(np.float32)
+            return np.concatenate([info["agent_pos"], info["slider_pose"]]).astype(np.float32)
         observation = self.sim.render()
         if self.obs_type == "pixels_agent_pos":
-            observation["agent_pos"] = self.sim.pusher_xy().astype(np.float32)
+            observation["agent_pos"] = info["agent_pos"].astype(np.float32)
         return observation
 
     def _info(self) -> dict[str, Any]:
         pose = self.sim.slider_pose()
+        pose[2] = wrap_angle(pose[2])
         agent_pos = self.sim.pusher_xy()
         position_error, angle_error = pose_errors(self.task, pose)
         return {

@@ -58,6 +58,8 @@ _COM = _com_below_bar_centre()
 BAR = Box2D(center=(0.0, _COM), size=BAR_SIZE)
 STEM = Box2D(center=(0.0, _COM - _STEM_CENTRE_BELOW_BAR), size=(STEM_SIZE[0], _STEM_LENGTH))
 T_BOXES: tuple[Box2D, ...] = (BAR, STEM)
+# The largest distance from the centre of mass to any point of the T.
+T_RADIUS = float(max(np.linalg.norm(box.corners(), axis=1).max() for box in T_BOXES))
 
 
 def t_polygon() -> np.ndarray:
@@ -146,6 +148,8 @@ def clip_convex(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
 
 def t_overlap_area(pose_a: np.ndarray, pose_b: np.ndarray) -> float:
     """Exact area shared by two Ts: the sum over their disjoint boxes of pairwise box intersections."""
+    if np.linalg.norm(np.asarray(pose_a[:2]) - np.asarray(pose_b[:2])) > 2 * T_RADIUS:
+        return 0.0
     boxes_a = [to_world(box.corners(), pose_a) for box in T_BOXES]
     boxes_b = [to_world(box.corners(), pose_b) for box in T_BOXES]
     return sum(polygon_area(clip_convex(a, b)) for a in boxes_a for b in boxes_b)

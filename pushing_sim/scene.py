@@ -84,7 +84,7 @@ class Scene:
     pusher_joints: tuple[PrismaticJoint, PrismaticJoint]
     pusher_instance: object  # ModelInstanceIndex
     cameras: dict[str, RgbdSensor]
-    viewer: RgbdSensor
+    viewer: RgbdSensor | None  # the larger view for people; None when not asked for
 
 
 def _rgba(rgb, alpha: float = 1.0) -> Rgba:
@@ -263,8 +263,12 @@ def _add_goal_marker(plant: MultibodyPlant, task: TaskConfig) -> None:
 VIEWER_CAMERA = CameraConfig(position=(0.587, -0.0355, 0.9), target=(0.587, -0.0355, 0.0), up=(0.0, 1.0, 0.0), fov_deg=40.0)
 
 
-def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_size: int = 384, meshcat=None) -> Scene:
-    """Build the Diagram for `domain` (once per env); optionally publish it to a Meshcat instance."""
+def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_size: int | None = 384, meshcat=None) -> Scene:
+    """Build the Diagram for `domain` (once per env); optionally publish it to a Meshcat instance.
+
+    `viewer_size=None` leaves out the viewer camera and its renderer: every renderer pays for each
+    pose update, so envs that never call render() skip it.
+    """
     task = task or TaskConfig()
     physics = domain.physics
     builder = DiagramBuilder()
@@ -286,7 +290,6 @@ def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_siz
     )
 
     scene_graph.AddRenderer(POLICY_RENDERER, MakeRenderEngineVtk(_renderer_params(domain, for_viewer=False)))
-    scene_graph.AddRenderer(VIEWER_RENDERER, MakeRenderEngineVtk(_renderer_params(domain, for_viewer=True)))
     size = domain.render.image_size
     cameras = {
         name: _add_camera(builder, scene_graph, plant, pusher, camera, size, POLICY_RENDERER)
@@ -294,8 +297,11 @@ def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_siz
     }
     for name, sensor in cameras.items():
         sensor.set_name(f"camera_{name}")
-    viewer = _add_camera(builder, scene_graph, plant, pusher, VIEWER_CAMERA, viewer_size, VIEWER_RENDERER)
-    viewer.set_name("camera_viewer")
+    viewer = None
+    if viewer_size is not None:
+        scene_graph.AddRenderer(VIEWER_RENDERER, MakeRenderEngineVtk(_renderer_params(domain, for_viewer=True)))
+        viewer = _add_camera(builder, scene_graph, plant, pusher, VIEWER_CAMERA, viewer_size, VIEWER_RENDERER)
+        viewer.set_name("camera_viewer")
     if meshcat is not None:
         from pydrake.geometry import MeshcatVisualizer
 

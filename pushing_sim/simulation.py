@@ -22,7 +22,8 @@ from pushing_sim.task import TaskConfig
 class PushingSim:
     """Drake simulation of the T and the pusher in one domain."""
 
-    def __init__(self, domain: DomainConfig | str = "target", task: TaskConfig | None = None, viewer_size: int = 384, meshcat=None):
+    def __init__(self, domain: DomainConfig | str = "target", task: TaskConfig | None = None,
+                 viewer_size: int | None = 384, meshcat=None):
         self.domain = load_domain(domain)
         self.task = task or TaskConfig()
         self.scene = build_scene(self.domain, self.task, viewer_size=viewer_size, meshcat=meshcat)
@@ -37,7 +38,8 @@ class PushingSim:
         self._camera_contexts = {
             name: sensor.GetMyContextFromRoot(self._context) for name, sensor in self.scene.cameras.items()
         }
-        self._viewer_context = self.scene.viewer.GetMyContextFromRoot(self._context)
+        viewer = self.scene.viewer
+        self._viewer_context = viewer.GetMyContextFromRoot(self._context) if viewer is not None else None
         self._command = np.zeros(2)
         self.reset(np.array(self.task.goal_pose), np.array(self.task.pusher_start))
 
@@ -111,6 +113,8 @@ class PushingSim:
 
     def render_view(self) -> np.ndarray:
         """A larger overhead view for people, with the goal drawn."""
+        if self.scene.viewer is None:
+            raise RuntimeError("this simulation was built without a viewer (viewer_size=None)")
         return self._render(self.scene.viewer, self._viewer_context)
 
     @staticmethod
