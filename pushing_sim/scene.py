@@ -263,6 +263,23 @@ def _add_goal_marker(plant: MultibodyPlant, task: TaskConfig) -> None:
 VIEWER_CAMERA = CameraConfig(position=(0.587, -0.0355, 0.9), target=(0.587, -0.0355, 0.0), up=(0.0, 1.0, 0.0), fov_deg=40.0)
 
 
+def overhead_pixel_scale(camera: CameraConfig, size: int) -> float:
+    """Pixels per metre on the table for a straight-down camera (world +x right, +y up in the image)."""
+    return size / (2 * camera.position[2] * np.tan(np.radians(camera.fov_deg) / 2))
+
+
+def table_to_pixel(camera: CameraConfig, size: int, xy) -> tuple[float, float]:
+    """(column, row) of a table point in a straight-down camera's image, in pixel units."""
+    scale = overhead_pixel_scale(camera, size)
+    return size / 2 + (xy[0] - camera.position[0]) * scale, size / 2 - (xy[1] - camera.position[1]) * scale
+
+
+def pixel_to_table(camera: CameraConfig, size: int, column: float, row: float) -> np.ndarray:
+    """The table point (x, y) seen at a pixel of a straight-down camera: the inverse of table_to_pixel."""
+    scale = overhead_pixel_scale(camera, size)
+    return np.array([camera.position[0] + (column - size / 2) / scale, camera.position[1] - (row - size / 2) / scale])
+
+
 def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_size: int | None = 384, meshcat=None) -> Scene:
     """Build the Diagram for `domain` (once per env); optionally publish it to a Meshcat instance.
 

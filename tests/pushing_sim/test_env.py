@@ -1,3 +1,5 @@
+import functools
+
 import gymnasium
 import numpy as np
 import pytest
@@ -149,11 +151,10 @@ def test_domains_render_visibly_different_images(goal):
 
 
 def _pixel(camera, size, world_xy):
-    """Row, column of a world point on the table seen by a straight-down camera."""
-    scale = size / (2 * camera.position[2] * np.tan(np.radians(camera.fov_deg) / 2))
-    col = size / 2 + (world_xy[0] - camera.position[0]) * scale
-    row = size / 2 - (world_xy[1] - camera.position[1]) * scale
-    return int(row), int(col)
+    from pushing_sim.scene import table_to_pixel
+
+    column, row = table_to_pixel(camera, size, world_xy)
+    return int(row), int(column)
 
 
 def test_render_shows_the_goal_that_policy_cameras_do_not_see(goal):
@@ -172,6 +173,24 @@ def test_render_shows_the_goal_that_policy_cameras_do_not_see(goal):
     assert not g > r  # bare (warm) table in the policy's image
 
 
+def test_pixel_and_table_maps_are_inverse_and_match_the_rendered_pusher():
+    from pushing_sim.scene import VIEWER_CAMERA, pixel_to_table, table_to_pixel
+
+    np.testing.assert_allclose(pixel_to_table(VIEWER_CAMERA, 200, *table_to_pixel(VIEWER_CAMERA, 200, (0.5, 0.1))), [0.5, 0.1])
+    env = gymnasium.make(ENV_ID, render_mode="rgb_array", render_size=200)
+    env.reset(seed=0, options={"pusher_xy": [0.45, 0.15]})
+    view = env.render().astype(int)
+    red = (view[..., 0] > 150) & (view[..., 1] < 100) & (view[..., 2] < 100)  # the target domain's red pusher
+    rows, columns = np.nonzero(red)
+    seen = pixel_to_table(VIEWER_CAMERA, 200, columns.mean() + 0.5, rows.mean() + 0.5)
+    # The red is mostly the pusher's top face, which parallax pushes outwards from the image centre.
+    height = VIEWER_CAMERA.position[2]
+    top = geometry.PUSHER_CLEARANCE + geometry.PUSHER_HEIGHT
+    centre = np.array(VIEWER_CAMERA.position[:2])
+    expected = centre + (np.array([0.45, 0.15]) - centre) * height / (height - top)
+    np.testing.assert_allclose(seen, expected, atol=0.003)
+
+
 def test_kinematic_path_renders_without_physics(goal):
     env = gymnasium.make(ENV_ID)
     env.reset(seed=0)
@@ -185,9 +204,18 @@ def test_kinematic_path_renders_without_physics(goal):
     assert np.abs(before.astype(int) - after.astype(int)).max() > 50
 
 
-@pytest.mark.parametrize("vector_cls", [gymnasium.vector.SyncVectorEnv, gymnasium.vector.AsyncVectorEnv])
-def test_vector_envs(vector_cls):
-    envs = vector_cls([lambda: gymnasium.make(ENV_ID, image_size=32) for _ in range(2)])
+@pytest.mark.parametrize(
+    "make_vector",
+    [
+        gymnasium.vector.SyncVectorEnv,
+        # Spawned workers: a fork of a process that already rendered would inherit its EGL state.
+        lambda fns: gymnasium.vector.AsyncVectorEnv(fns, context="spawn"),
+    ],
+)
+def test_vector_envs(make_vector):
+    # "module:id" makes a spawned worker import pushing_sim, which registers the env there.
+    make_env = functools.partial(gymnasium.make, f"pushing_sim:{ENV_ID}", image_size=32)
+    envs = make_vector([make_env for _ in range(2)])
     obs, info = envs.reset(seed=[1, 2])
     assert obs["overhead"].shape == (2, 32, 32, 3) and obs["agent_pos"].shape == (2, 2)
     obs, reward, terminated, truncated, info = envs.step(np.array([[0.6, 0.1], [0.5, 0.1]], dtype=np.float32))
