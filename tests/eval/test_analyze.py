@@ -1,0 +1,165 @@
+"""The analysis CLI on tiny real episode stores: files, JSON numbers, sigma_min, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_gen.episode_store import EpisodeMeta, EpisodeStore
+from eval.analyze import main
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_store(path: Path, n_episodes: int, seed: int, action_noise: float, sigma_min: bool) -> Path:
+    """A store of smooth pushes (random-walk actions, pusher following them) with 8x8 images."""
+    rng = np.random.default_rng(seed)
+    with EpisodeStore.create(path, cameras={"overhead": (8, 8)}, domain_config={}, run={"seed": seed}) as store:
+        for episode in range(n_episodes):
+            steps = int(rng.integers(40, 70))
+            action = 0.5 + np.cumsum(rng.normal(scale=0.004, size=(steps, 2)), axis=0)
+            theta = rng.uniform(-np.pi, np.pi) + np.cumsum(rng.normal(scale=0.02, size=steps))
+            arrays = {
+                "action": action + rng.normal(scale=action_noise, size=action.shape),
+                "agent_pos": action,
+                "slider_pose": np.column_stack([action + 0.05, theta]),
+                "overhead": np.zeros((steps, 8, 8, 3), np.uint8),
+            }
+            meta = EpisodeMeta(source="gcs", domain="sim", seed=episode, initial_pose=(0.5, 0.0, 0.0), success=True)
+            store.append_episode(arrays, meta)
+        if sigma_min:
+            values = rng.uniform(0.05, 0.4, size=store.n_steps).astype(np.float32)
+            values[::4] = np.nan  # a partial annotation: only the annotated samples count
+            store.set_sigma_min(values)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("stores")
+    return (
+        write_store(root / "target.zarr", 6, seed=0, action_noise=0.0, sigma_min=False),
+        write_store(root / "sim.zarr", 12, seed=1, action_noise=0.003, sigma_min=True),
+    )
+
+
+def finite_numbers(value) -> list[float]:
+    """Every number in a JSON value; raises if one is not finite."""
+    if isinstance(value, dict):
+        return [x for item in value.values() for x in finite_numbers(item)]
+    if isinstance(value, list):
+        return [x for item in value for x in finite_numbers(item)]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        assert math.isfinite(value), value
+        return [value]
+    return []
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_two_stores_write_plots_and_json(stores, tmp_path, capsys):
+    clean, corrupt = stores
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(capsys, "--store", str(clean), "--store", str(corrupt), "--out", str(out),
+                              "--pairs", "300", "--chunk", "16")
+    assert code == 0
+    for name in ("psd_target.png", "psd_sim.png", "corruption_spectrum.png", "sigma_min_sim.png", "summary.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+    assert not (out / "sigma_min_target.png").exists()  # target carries no sigma_min
+
+    result = json.loads((out / "analysis.json").read_text())
+    assert {"config", "normalisation", "stores", "corruption_spectrum", "figures", "timing_s"} <= set(result)
+    assert len(finite_numbers(result)) > 100
+    target, sim = result["stores"]
+    for store in (target, sim):
+        psd = store["psd"]
+        assert len(psd["frequencies_hz"]) == 9 and psd["frequencies_hz"][-1] == pytest.approx(5.0)
+        assert len(psd["per_dim"]) == 2 and len(psd["fit_per_dim"]) == 2
+        assert {"slope", "intercept"} == set(psd["fit"])
+        assert np.allclose(psd["mean"], np.mean(psd["per_dim"], axis=0))
+    # Smooth random-walk actions: a steep power law.
+    assert -2.6 < target["psd"]["fit"]["slope"] < -1.2
+
+    assert target["sigma_min"] is None
+    histogram = sim["sigma_min"]
+    n_steps = sim["n_steps"]
+    assert histogram["n_annotated"] == n_steps - len(range(0, n_steps, 4)) == sum(histogram["counts"])
+    assert 0.05 <= histogram["mean"] <= 0.4 and 5 <= histogram["mean_t_min"] <= 25
+
+    corruption = result["corruption_spectrum"]
+    assert (corruption["clean"], corruption["corrupt"], corruption["n_pairs"]) == ("target", "sim", 300)
+    floors = corruption["noise_floors"]
+    assert [level["t"] for level in floors] == [5, 10, 20, 40, 80]
+    assert all(a["floor"] < b["floor"] for a, b in zip(floors, floors[1:]))
+    assert floors[-1]["masked_fraction"] == 1.0  # t = 80 hides everything of these small differences
+    assert "slope" in stdout and "corruption spectrum target vs sim" in stdout and "wrote" in stdout
+
+
+def test_one_store_skips_the_corruption_spectrum_and_defaults_the_output_dir(stores, capsys):
+    clean, _ = stores
+    code, stdout, _ = run_cli(capsys, "--store", str(clean), "--chunk", "16")
+    assert code == 0
+    out = clean.parent / "analysis"
+    assert "skipping the corruption spectrum" in stdout
+    assert json.loads((out / "analysis.json").read_text())["corruption_spectrum"] is None
+    assert (out / "summary.png").exists() and not (out / "corruption_spectrum.png").exists()
+    shutil.rmtree(out)
+
+
+def test_cli_runs_as_a_module(stores, tmp_path):
+    clean, corrupt = stores
+    command = [sys.executable, "-m", "eval.analyze", "--store", str(clean), "--store", str(corrupt),
+               "--out", str(tmp_path), "--pairs", "100", "--chunk", "16"]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "analysis.json").exists() and (tmp_path / "summary.png").exists()
+
+    done = subprocess.run(command[:4] + [str(tmp_path / "nope.zarr")], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "nope.zarr" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def damaged_store(stores, tmp_path) -> Path:
+    copy = tmp_path / "damaged.zarr"
+    shutil.copytree(stores[0], copy)
+    (copy / "data" / "action" / "zarr.json").unlink()
+    return copy
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--store", "{tmp}/missing.zarr"], "no such episode store"),
+        (["--store", "{damaged}"], "damaged episode store"),
+        (["--store", "{clean}", "--chunk", "500"], "longer than every episode"),
+        (["--store", "{clean}", "--chunk", "2"], "chunk"),
+        (["--store", "{clean}", "--chunk", "many"], "invalid int"),
+        (["--store", "{clean}", "--noise-steps", "100"], "noise steps"),
+        (["--store", "{clean}", "--window", "wobbly"], "unknown window"),
+        ([], "--store"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(args, expected, stores, damaged_store, tmp_path, capsys):
+    args = [a.format(tmp=tmp_path, damaged=damaged_store, clean=stores[0]) for a in args]
+    code, stdout, stderr = run_cli(capsys, *args, "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert stderr.startswith("eval.analyze: error:") and stderr.count("\n") == 1, stderr
+    assert expected in stderr
+    assert not (tmp_path / "out" / "analysis.json").exists()
