@@ -25,5 +25,31 @@ def domains_figure(path: Path) -> None:
     iio.imwrite(path, np.concatenate([rows[0], separator, rows[1]], axis=0))
 
 
+def teleop_figure(path: Path) -> None:
+    """The teleop window mid-recording, drawn headless by SDL's dummy driver."""
+    import os
+    import tempfile
+
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
+    from data_gen.teleop import TeleopInput, TeleopSession, open_store
+    from data_gen.teleop_window import PygameView
+    from pushing_sim.demo import straight_push_targets
+
+    env = gymnasium.make(pushing_sim.ENV_ID, render_mode="rgb_array", render_size=480)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "t.zarr", env)
+        session = TeleopSession(env, store)
+        goal = np.array(env.unwrapped.task.goal_pose)
+        session.reset(slider_pose=goal + [0.0, 0.06, 0.0])
+        session.tick(TeleopInput(commands={"record"}))
+        for target in straight_push_targets(goal, 0.06)[:25]:
+            session.tick(TeleopInput(target=target))
+        view = PygameView(env, scale=2)
+        view.draw(session)
+        view.screenshot(path)
+        store.close()
+
+
 if __name__ == "__main__":
     domains_figure(Path(__file__).parent / "domains.png")
+    teleop_figure(Path(__file__).parent / "teleop.png")
