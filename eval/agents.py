@@ -1,0 +1,99 @@
+"""What the evaluation harness can run: a trained checkpoint, the closed-loop GCS expert, or random actions.
+
+Every agent has `reset(seed)` and `act(obs, info) -> action`; `info` is the env's info dict, which only
+the privileged expert reads (it plans from the true slider pose).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pushing_sim.task import TaskConfig
+
+
+class AgentError(ValueError):
+    """An agent that cannot run in this env (bad checkpoint, other cameras or image sizes)."""
+
+
+class RandomAgent:
+    """Uniform random pusher targets over the workspace: the floor any policy must beat."""
+
+    def __init__(self, action_space):
+        self.low, self.high = action_space.low, action_space.high
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs, info) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high).astype(np.float32)
+
+
+class GCSExpert:
+    """The GCS planner in closed loop: plan from the true state, re-plan every `replan_every` steps."""
+
+    def __init__(self, task: TaskConfig, replan_every: int = 20, planner_config=None):
+        from data_gen.planner import PlannerConfig
+
+        self.task = task
+        self.replan_every = replan_every
+        self.planner_config = planner_config or PlannerConfig()
+        self.queue: list[np.ndarray] = []
+        self.steps = 0
+        self.failures = 0
+
+    def reset(self, seed: int) -> None:
+        self.queue, self.steps, self.failures = [], 0, 0
+
+    def _replan(self, slider_pose: np.ndarray, pusher_xy: np.ndarray) -> None:
+        from data_gen.planner import PlanningError, plan_push
+
+        task = self.task.model_copy(update={"pusher_start": tuple(float(v) for v in pusher_xy)})
+        try:
+            targets = plan_push(slider_pose, task, self.planner_config).pusher_targets(self.task.control_hz)
+        except PlanningError:
+            self.failures += 1
+            return
+        self.queue = [np.asarray(t, dtype=np.float32) for t in targets[1:]]
+
+    def act(self, obs, info) -> np.ndarray:
+        if not self.queue or self.steps % self.replan_every == 0:
+            self._replan(np.asarray(info["slider_pose"]), np.asarray(info["agent_pos"]))
+        self.steps += 1
+        if self.queue:
+            return self.queue.pop(0)
+        return np.asarray(info["agent_pos"], dtype=np.float32)  # no plan: hold still
+
+
+class CheckpointAgent:
+    """A trained diffusion policy loaded from a checkpoint (no code runs at load time)."""
+
+    def __init__(self, path: Path, observation_space, device: str = "cpu"):
+        from policies.policy import PolicyError, load_policy
+
+        try:
+            self.policy = load_policy(path, device=device)
+            self.policy.check_observation_space(observation_space)
+        except PolicyError as error:
+            raise AgentError(str(error)) from None
+
+    def reset(self, seed: int) -> None:
+        self.policy.reset(seed=seed)
+
+    def act(self, obs, info) -> np.ndarray:
+        return self.policy.act(obs)
+
+
+def make_agent(kind: str, env, ckpt: Path | None = None, device: str = "cpu"):
+    """The agent named `kind` ('ckpt', 'gcs' or 'random') for `env`."""
+    if kind == "random":
+        return RandomAgent(env.action_space)
+    if kind == "gcs":
+        return GCSExpert(env.unwrapped.task)
+    if kind == "ckpt":
+        if ckpt is None:
+            raise AgentError("--policy ckpt needs --ckpt PATH")
+        return CheckpointAgent(ckpt, env.observation_space, device)
+    raise AgentError(f"unknown policy {kind!r}: use ckpt, gcs or random")

@@ -1,0 +1,63 @@
+"""`python -m eval.compare DIR1 DIR2 ...`: success rates of several evaluations, as a table and a bar plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def load_results(directory: Path) -> dict:
+    """The results.json of one evaluation directory (or the file itself)."""
+    path = directory / "results.json" if directory.is_dir() else directory
+    if not path.is_file():
+        raise ValueError(f"{directory}: no results.json (run python -m eval.rollout first)")
+    try:
+        results = json.loads(path.read_text())
+        return {"name": directory.name, "success_rate": float(results["success_rate"]),
+                "ci95": [float(v) for v in results["ci95"]], "trials": int(results["trials"])}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: not an evaluation results file") from None
+
+
+def bar_plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = [100 * r["success_rate"] for r in rows]
+    errors = [[100 * (r["success_rate"] - r["ci95"][0]) for r in rows], [100 * (r["ci95"][1] - r["success_rate"]) for r in rows]]
+    figure, axes = plt.subplots(figsize=(max(4, 1.4 * len(rows)), 3.5))
+    axes.bar(range(len(rows)), rates, yerr=errors, capsize=4, color="tab:blue")
+    axes.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=20, ha="right")
+    axes.set_ylabel("success rate (%) with 95% Wilson interval")
+    axes.set_ylim(0, 100)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("compare.png"))
+    args = parser.parse_args(argv)
+    try:
+        rows = [load_results(d) for d in args.dirs]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'run':{width}} {'trials':>6} {'success':>8} {'95% CI':>15}")
+    for r in rows:
+        lo, hi = r["ci95"]
+        print(f"{r['name']:{width}} {r['trials']:6d} {100 * r['success_rate']:7.1f}% [{100 * lo:5.1f}, {100 * hi:5.1f}]")
+    bar_plot(rows, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""`python -m eval.rollout --ckpt ckpt.pt --trials 200`: closed-loop success over randomized trials.
+
+Trial i starts from the task's i-th evaluation pose for the seed, and the agent is seeded from the
+trial index, so the same command on the same machine gives the same per-trial outcomes whatever the
+number of workers. Worker processes run one env each; the parent shows the running success rate,
+then writes `results.json` (and videos of the first K trials) and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from eval.metrics import aggregate
+
+TRIAL_SEED_STREAM = 2  # agents' randomness: a stream apart from the start poses and data generation
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """Everything a worker needs to run trials."""
+
+    policy: str
+    ckpt: str | None
+    domain: str
+    domain_overrides: tuple[str, ...]
+    seed: int
+    videos: int
+    video_dir: str | None
+    device: str
+    max_steps: int | None
+
+
+class TrialRunner:
+    """One env and one agent, built once per worker."""
+
+    def __init__(self, spec: RolloutSpec):
+        import gymnasium
+
+        import pushing_sim
+        from eval.agents import make_agent
+
+        logging.getLogger("drake").setLevel(logging.WARNING)
+        self.spec = spec
+        self.env = gymnasium.make(pushing_sim.ENV_ID, domain=spec.domain, domain_overrides=list(spec.domain_overrides),
+                                  render_mode="rgb_array" if spec.videos > 0 else None)
+        self.task = self.env.unwrapped.task
+        self.agent = make_agent(spec.policy, self.env, Path(spec.ckpt) if spec.ckpt else None, spec.device)
+
+    def __call__(self, job: tuple[int, list[float]]) -> dict:
+        index, start_pose = job
+        spec = self.spec
+        seed = int(np.random.SeedSequence([spec.seed, index, TRIAL_SEED_STREAM]).generate_state(1)[0])
+        _seed_everything(seed)
+        self.agent.reset(seed)
+        obs, info = self.env.reset(seed=seed, options={"slider_pose": start_pose})
+        record = index < spec.videos
+        frames = [self.env.render()] if record else []
+        max_coverage, time_to_success, steps = info["coverage"], None, 0
+        limit = spec.max_steps or self.task.max_episode_steps
+        started = time.perf_counter()
+        while steps < limit:
+            obs, _, terminated, truncated, info = self.env.step(self.agent.act(obs, info))
+            steps += 1
+            max_coverage = max(max_coverage, info["coverage"])
+            if record:
+                frames.append(self.env.render())
+            if terminated:
+                time_to_success = steps / self.task.control_hz
+                break
+            if truncated:
+                break
+        video = None
+        if record:
+            video = str(Path(spec.video_dir) / f"trial_{index:03d}.mp4")
+            import imageio.v3 as iio
+
+            iio.imwrite(video, np.stack(frames), fps=int(self.task.control_hz))
+        return {
+            "index": index,
+            "initial_pose": [float(v) for v in start_pose],
+            "success": bool(info["is_success"]),
+            "time_to_success": time_to_success,
+            "steps": steps,
+            "final_position_error": float(info["goal_pos_error"]),
+            "final_angle_error_deg": float(np.degrees(info["goal_angle_error"])),
+            "max_coverage": float(max_coverage),
+            "wall_time": time.perf_counter() - started,
+            "video": video,
+        }
+
+
+def _seed_everything(seed: int) -> None:
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(seed)
+
+
+_RUNNER: TrialRunner | None = None
+
+
+def _init_worker(spec: RolloutSpec) -> None:
+    global _RUNNER
+    os.environ.setdefault("LP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    _RUNNER = TrialRunner(spec)
+
+
+def _run_trial(job):
+    return _RUNNER(job)
+
+
+def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool = True) -> list[dict]:
+    """Run `trials` trials (in index order) and return their per-trial results."""
+    from pushing_sim.task import TaskConfig, evaluation_initial_poses
+
+    poses = evaluation_initial_poses(TaskConfig(), trials, spec.seed)
+    jobs = [(i, poses[i].tolist()) for i in range(trials)]
+    results: list[dict] = []
+    bar = tqdm(total=trials, unit="trial", desc="trials", disable=not progress)
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(min(workers, trials), _init_worker, (spec,)) as pool:
+            for result in pool.imap(_run_trial, jobs):
+                results.append(result)
+                _update(bar, results)
+    else:
+        runner = TrialRunner(spec)
+        for job in jobs:
+            results.append(runner(job))
+            _update(bar, results)
+    bar.close()
+    return results
+
+
+def _update(bar, results) -> None:
+    successes = sum(r["success"] for r in results)
+    bar.set_postfix(success=f"{successes}/{len(results)} ({100 * successes / len(results):.1f}%)", refresh=False)
+    bar.update(1)
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    lo, hi = summary["ci95"]
+    print(f"{'trials':>8} {'success':>8} {'rate':>7} {'95% CI':>15} {'pos err mm':>10} {'angle deg':>9} {'coverage':>8}")
+    print(f"{summary['trials']:8d} {summary['successes']:8d} {100 * summary['success_rate']:6.1f}% "
+          f"[{100 * lo:5.1f}, {100 * hi:5.1f}] {1e3 * summary['mean_final_position_error']:10.1f} "
+          f"{summary['mean_final_angle_error_deg']:9.2f} {summary['mean_max_coverage']:8.3f}")
+    print(f"wall time {summary['wall_time']:.1f} s; results in {out / 'results.json'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.rollout", description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", type=Path, help="checkpoint of a trained policy (runs/NAME/ckpt.pt)")
+    parser.add_argument("--policy", choices=["ckpt", "gcs", "random"], default=None,
+                        help="what to run (default: ckpt when --ckpt is given)")
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--domain", default="target")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--videos", type=int, default=4, help="record the first K trials")
+    parser.add_argument("--out", type=Path, default=None, help="default: next to the checkpoint, or eval_runs/POLICY")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-steps", type=int, default=None, help="cut trials short (default: the task's 750)")
+    args = parser.parse_args(argv)
+
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+    policy = args.policy or ("ckpt" if args.ckpt else None)
+    if policy is None:
+        return fail("give --ckpt PATH, or --policy gcs|random")
+    if policy == "ckpt":
+        if args.ckpt is None:
+            return fail("--policy ckpt needs --ckpt PATH")
+        if not args.ckpt.is_file():
+            return fail(f"checkpoint {args.ckpt} does not exist")
+    if args.trials <= 0 or args.workers <= 0 or args.videos < 0:
+        return fail("--trials and --workers must be positive and --videos >= 0")
+    out = args.out or (args.ckpt.parent / "eval" if policy == "ckpt" else Path("eval_runs") / policy)
+    video_dir = out / "videos"
+    try:
+        video_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return fail(f"cannot create {out}: {error.strerror or error}")
+
+    from eval.agents import AgentError
+    from pushing_sim.domains import DomainError, load_domain
+
+    try:
+        domain = load_domain(args.domain, args.overrides)
+    except DomainError as error:
+        return fail(str(error))
+    spec = RolloutSpec(policy, str(args.ckpt) if args.ckpt else None, args.domain, tuple(args.overrides), args.seed,
+                       min(args.videos, args.trials), str(video_dir), args.device, args.max_steps)
+    started = time.perf_counter()
+    try:
+        TrialRunner(spec) if policy == "ckpt" else None  # fail fast on a bad checkpoint, before any worker starts
+        results = run_trials(spec, args.trials, args.workers)
+    except AgentError as error:
+        return fail(str(error))
+    except KeyboardInterrupt:
+        print("interrupted: no results written", file=sys.stderr)
+        return 130
+    summary = {**aggregate(results), "wall_time": time.perf_counter() - started}
+    report = {
+        "command": " ".join([Path(sys.executable).name, "-m", "eval.rollout", *(argv if argv is not None else sys.argv[1:])]),
+        "config": {"policy": policy, "ckpt": spec.ckpt, "domain": domain.model_dump(mode="json"), "seed": args.seed,
+                   "trials": args.trials, "workers": args.workers, "max_steps": args.max_steps},
+        **summary,
+        "per_trial": results,
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    _print_summary(summary, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

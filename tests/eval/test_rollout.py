@@ -1,0 +1,79 @@
+"""The evaluation harness with real envs: the random floor, the GCS expert, determinism, the report."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from eval.compare import main as compare_main
+from eval.rollout import RolloutSpec, main, run_trials
+
+CLI = [sys.executable, "-m", "eval.rollout"]
+
+
+def _spec(policy, **kw):
+    base = dict(policy=policy, ckpt=None, domain="target", domain_overrides=(), seed=0, videos=0, video_dir=None,
+                device="cpu", max_steps=12)
+    return RolloutSpec(**{**base, **kw})
+
+
+def test_same_command_same_per_trial_results_whatever_the_workers():
+    one = run_trials(_spec("random"), trials=3, workers=1, progress=False)
+    again = run_trials(_spec("random"), trials=3, workers=1, progress=False)
+    two = run_trials(_spec("random"), trials=3, workers=2, progress=False)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_time"} for r in rs]  # noqa: E731
+    assert strip(one) == strip(again) == strip(two)
+    # Different trials start from different poses and end differently.
+    assert len({tuple(r["initial_pose"]) for r in one}) == 3
+    assert len({r["final_position_error"] for r in one}) == 3
+
+
+def test_the_gcs_expert_succeeds_in_closed_loop(tmp_path):
+    results = run_trials(_spec("gcs", max_steps=None), trials=2, workers=2, progress=False)
+    assert all(r["success"] for r in results)
+    assert all(r["final_position_error"] <= 0.015 and r["final_angle_error_deg"] <= 3.5 for r in results)
+    assert all(r["time_to_success"] is not None and r["time_to_success"] < 75 for r in results)
+
+
+def test_results_json_schema_video_and_compare(tmp_path, capsys):
+    out = tmp_path / "random"
+    assert main(["--policy", "random", "--trials", "3", "--workers", "1", "--max-steps", "8", "--videos", "1",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert {"command", "config", "success_rate", "ci95", "mean_final_position_error", "mean_final_angle_error_deg",
+            "wall_time", "per_trial"} <= set(report)
+    assert report["success_rate"] == 0.0 and report["ci95"][0] == 0.0 and 0 < report["ci95"][1] < 1
+    trial = report["per_trial"][0]
+    assert {"index", "initial_pose", "success", "time_to_success", "final_position_error", "final_angle_error_deg",
+            "max_coverage"} <= set(trial)
+    assert [t["index"] for t in report["per_trial"]] == [0, 1, 2]
+    assert (out / "videos" / "trial_000.mp4").stat().st_size > 1000
+    assert not (out / "videos" / "trial_001.mp4").exists()
+    assert "95% CI" in capsys.readouterr().out
+
+    png = tmp_path / "cmp.png"
+    assert compare_main([str(out), str(out), "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ckpt", "missing.pt"], "does not exist"),
+        ([], "give --ckpt"),
+        (["--policy", "random", "--trials", "0"], "must be positive"),
+        (["--policy", "random", "--domain", "moon"], "unknown domain"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(args, message, tmp_path):
+    result = subprocess.run(CLI + args + ["--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_compare_refuses_a_directory_without_results(tmp_path, capsys):
+    assert compare_main([str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
