@@ -13,6 +13,7 @@ import argparse
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -125,6 +126,7 @@ def _quiet_drake() -> None:
 
 def _init_worker(config_json: str) -> None:
     global _ATTEMPTER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     os.environ.setdefault("LP_NUM_THREADS", "1")
     _quiet_drake()
     _ATTEMPTER = Attempter(GenerationConfig.model_validate_json(config_json))

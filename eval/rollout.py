@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ _RUNNER: TrialRunner | None = None
 
 def _init_worker(spec: RolloutSpec) -> None:
     global _RUNNER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     os.environ.setdefault("LP_NUM_THREADS", "1")
     try:
         import torch

@@ -134,3 +134,27 @@ def test_physics_replay_with_replanning_makes_successful_expert_demos(tmp_path):
     task = TaskConfig()
     final = episode["slider_pose"][-1]
     assert np.linalg.norm(final[:2] - np.array(task.goal_pose[:2])) < 0.03
+
+
+def test_ctrl_c_stops_the_worker_pool_cleanly_and_the_run_resumes(tmp_path):
+    out = tmp_path / "sim.zarr"
+    args = CLI + ["--n", "6", "--workers", "2", "--image-size", "32", "--out", str(out)]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            with EpisodeStore.open(out) as store:
+                if store.n_episodes >= 1:
+                    break
+        except Exception:  # noqa: BLE001 - not created yet
+            continue
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground process group
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "re-run the same command to resume" in output and "Traceback" not in output
+    resumed = subprocess.run(args, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    _, metas = _episodes(out)
+    attempts = [m.extra["attempt"] for m in metas]
+    assert len(metas) == 6 and attempts == sorted(set(attempts))
