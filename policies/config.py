@@ -1,0 +1,221 @@
+"""Typed configs of a policy run: the model, the training method and optimiser, and the data.
+
+A ``RunConfig`` is saved as ``runs/NAME/config.json`` and inside the checkpoint; it round-trips
+through JSON and YAML. ``PolicyConfig(preset="tiny")`` fills every size field the caller left out
+from the preset, so a saved config always lists the sizes it was built with.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The pushing papers' sizes (science.md §2): ResNet-18 with 64 channels in its first stage.
+    "default": {
+        "down_dims": (256, 512, 1024),
+        "diffusion_step_embed_dim": 128,
+        "resnet_width": 64,
+        "spatial_softmax_keypoints": 32,
+        "image_feature_dim": 64,
+    },
+    # Small enough to train a few steps on a CPU in a test.
+    "tiny": {
+        "down_dims": (32, 64),
+        "diffusion_step_embed_dim": 32,
+        "resnet_width": 8,
+        "spatial_softmax_keypoints": 8,
+        "image_feature_dim": 16,
+    },
+}
+METHODS = ("clean", "cotrain", "ambient")
+# Training fields that may change when a run is resumed.
+RESUMABLE_TRAINING_FIELDS = {"steps", "epochs", "device", "checkpoint_every", "log_every"}
+
+
+class ConfigError(Exception):
+    """An invalid or inconsistent config; the message is one line."""
+
+
+class PolicyConfig(BaseModel):
+    """The model and its diffusion process: everything evaluation needs besides the weights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Literal["tiny", "default"] = "default"
+    obs_mode: Literal["image", "state"] = "image"
+    horizon: int = Field(16, ge=4)
+    n_obs_steps: int = Field(2, ge=1)
+    n_action_steps: int = Field(8, ge=1)
+    # 1-D temporal U-Net
+    down_dims: tuple[int, ...]
+    kernel_size: int = Field(5, ge=1)
+    n_groups: int = Field(8, ge=1)
+    diffusion_step_embed_dim: int = Field(ge=2)
+    # vision encoder, one per camera
+    resnet_width: int = Field(ge=1)
+    spatial_softmax_keypoints: int = Field(ge=1)
+    image_feature_dim: int = Field(ge=1)
+    crop_ratio: float = Field(0.875, gt=0, le=1)  # 96 -> 84 as in Diffusion Policy
+    # diffusion
+    num_train_timesteps: int = Field(100, ge=2)
+    prediction_type: Literal["epsilon", "sample"] = "epsilon"
+    num_inference_steps: int = Field(10, ge=1)
+    clip_sample: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            preset = values.get("preset", "default")
+            values = {**PRESETS.get(preset, {}), **values}
+        return values
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> PolicyConfig:
+        if self.n_obs_steps + self.n_action_steps - 1 > self.horizon:
+            raise ValueError("n_obs_steps + n_action_steps - 1 must not exceed horizon")
+        if self.horizon % 2 ** (len(self.down_dims) - 1):
+            raise ValueError(f"horizon must be divisible by 2^(len(down_dims)-1) = {2 ** (len(self.down_dims) - 1)}")
+        if any(d % self.n_groups for d in self.down_dims):
+            raise ValueError(f"down_dims {self.down_dims} must be multiples of n_groups {self.n_groups}")
+        if self.num_inference_steps > self.num_train_timesteps:
+            raise ValueError("num_inference_steps must not exceed num_train_timesteps")
+        return self
+
+
+class TrainingConfig(BaseModel):
+    """The training method (science.md §3) and the optimiser (science.md §2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["clean", "cotrain", "ambient"] = "clean"
+    # Clean weight per batch element where corrupt data is admissible; None = clean episodes / all.
+    alpha: float | None = Field(None, ge=0, le=1)
+    # Clean weight linear in sigma: (at sigma = 0, at sigma = 1); replaces alpha.
+    alpha_schedule: tuple[float, float] | None = None
+    sigma_min: float | None = Field(None, ge=0, lt=1)  # dataset-level; NaN annotations fall back to it
+    sigma_max: float | None = Field(None, gt=0, le=1)  # low-noise branch, off when None
+    corrupt_loss: Literal["denoise", "ambient"] = "denoise"
+    s_max_factor: float = Field(4.0, gt=1)
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.95, 0.999)
+    weight_decay: float = Field(1e-6, ge=0)
+    warmup_steps: int = Field(500, ge=0)
+    ema_power: float = Field(0.75, gt=0)
+    ema_max_decay: float = Field(0.9999, ge=0, le=1)
+    batch_size: int = Field(64, ge=1)
+    steps: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: int = Field(1000, ge=1)
+    log_every: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _check_method(self) -> TrainingConfig:
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("give steps or epochs, not both")
+        if self.alpha is not None and self.alpha_schedule is not None:
+            raise ValueError("give alpha or alpha_schedule, not both")
+        if self.alpha_schedule is not None and not all(0 <= a <= 1 for a in self.alpha_schedule):
+            raise ValueError(f"alpha_schedule values must lie in [0, 1], got {self.alpha_schedule}")
+        if self.method != "ambient" and (self.sigma_min is not None or self.sigma_max is not None):
+            raise ValueError("sigma_min and sigma_max apply to method 'ambient' only")
+        if self.method == "clean" and (self.alpha is not None or self.alpha_schedule is not None):
+            raise ValueError("alpha applies to methods 'cotrain' and 'ambient' only")
+        if self.corrupt_loss == "ambient" and self.method != "ambient":
+            raise ValueError("corrupt_loss 'ambient' applies to method 'ambient' only")
+        return self
+
+    @property
+    def total_steps_given(self) -> bool:
+        return self.steps is not None or self.epochs is not None
+
+
+class DataConfig(BaseModel):
+    """The episode stores a run trains on, and how much memory decoded images may take."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clean: tuple[str, ...] = Field(min_length=1)
+    corrupt: tuple[str, ...] = ()
+    image_cache_gb: float | None = Field(None, ge=0)  # None: up to half the available memory
+
+
+class RunConfig(BaseModel):
+    """Everything a training run was started with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    data: DataConfig
+
+    @model_validator(mode="after")
+    def _check_method_has_its_data(self) -> RunConfig:
+        if self.training.method == "clean" and self.data.corrupt:
+            raise ValueError("method 'clean' trains on clean stores only; drop the corrupt stores")
+        if self.training.method != "clean" and not self.data.corrupt:
+            raise ValueError(f"method {self.training.method!r} needs at least one corrupt store")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return _validated(cls, json.loads(text), "JSON")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> RunConfig:
+        return _validated(cls, yaml.safe_load(text), "YAML")
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON, or YAML when the name ends in .yaml/.yml."""
+        path = Path(path)
+        text = self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json()
+        path.write_text(text)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        text = path.read_text()
+        return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+
+    def resume_differences(self, other: RunConfig) -> list[str]:
+        """Fields that differ from ``other`` and forbid resuming its run (steps, device... may differ)."""
+        mine, theirs = self.model_dump(mode="json"), other.model_dump(mode="json")
+        differences = []
+        for section in ("policy", "training", "data"):
+            for key in sorted(set(mine[section]) | set(theirs[section])):
+                if section == "training" and key in RESUMABLE_TRAINING_FIELDS:
+                    continue
+                if mine[section].get(key) != theirs[section].get(key):
+                    differences.append(f"{section}.{key} {theirs[section].get(key)!r} -> {mine[section].get(key)!r}")
+        return differences
+
+
+def _validated(cls: type[RunConfig], values: Any, what: str) -> RunConfig:
+    try:
+        return cls.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(f"invalid {what} run config: {one_line(error)}") from None
+
+
+def one_line(error: ValidationError) -> str:
+    """A pydantic validation error as one line: 'field: message; field: message'."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(parts)

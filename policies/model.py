@@ -1,0 +1,123 @@
+"""The diffusion model: observation encoder + conditional U-Net, its training loss and DDIM sampling.
+
+Observations come in data units (agent_pos or state) and as cropped uint8 images; actions come out
+in data units. The normaliser lives inside the model as buffers, so it travels with the weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from policies.ambient import ambient_training_pair
+from policies.config import PolicyConfig
+from policies.dataset import crop_shape
+from policies.noise import NoiseSchedule
+from policies.normalizer import MinMaxNormalizer
+from policies.unet import ConditionalUnet1D
+from policies.vision import ImageEncoder
+
+STATE_DIM = 5  # pusher x, y, slider x, y, theta: the env's "state" observation
+AGENT_POS_DIM = 2
+
+
+class DiffusionModel(nn.Module):
+    """Diffusion Policy's model for one set of cameras (image mode) or the low-dimensional state.
+
+    cameras: {name: (H, W)} of the full images the stores hold (the encoder sees crops of them).
+    """
+
+    def __init__(self, config: PolicyConfig, cameras: dict[str, tuple[int, int]], action_dim: int):
+        super().__init__()
+        self.config = config
+        self.action_dim = action_dim
+        self.cameras = {name: tuple(hw) for name, hw in cameras.items()} if config.obs_mode == "image" else {}
+        self.crops = {name: crop_shape(hw, config.crop_ratio) for name, hw in self.cameras.items()}
+        self.low_dim_key = "state" if config.obs_mode == "state" else "agent_pos"
+        low_dim = STATE_DIM if config.obs_mode == "state" else AGENT_POS_DIM
+        self.normalizer = MinMaxNormalizer({"action": action_dim, self.low_dim_key: low_dim})
+        self.encoders = nn.ModuleDict(
+            {
+                name: ImageEncoder(config.resnet_width, config.spatial_softmax_keypoints, config.image_feature_dim)
+                for name in self.cameras
+            }
+        )
+        obs_dim = low_dim + config.image_feature_dim * len(self.cameras)
+        self.unet = ConditionalUnet1D(
+            input_dim=action_dim,
+            global_cond_dim=obs_dim * config.n_obs_steps,
+            down_dims=config.down_dims,
+            step_embed_dim=config.diffusion_step_embed_dim,
+            kernel_size=config.kernel_size,
+            n_groups=config.n_groups,
+        )
+        self.schedule = NoiseSchedule.squaredcos_cap_v2(config.num_train_timesteps)
+
+    # ----------------------------------------------------------------------------------------------
+    # Conditioning
+
+    def encode_obs(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, n_obs_steps, ...) observations -> (B, n_obs_steps * obs_dim) global conditioning."""
+        low_dim = obs[self.low_dim_key]
+        features = [self.normalizer.normalize(self.low_dim_key, low_dim.float())]
+        for name, encoder in self.encoders.items():
+            images = obs[name]
+            batch, steps = images.shape[:2]
+            features.append(encoder(images.flatten(0, 1)).reshape(batch, steps, -1).to(features[0].dtype))
+        return torch.cat(features, dim=-1).flatten(1)
+
+    # ----------------------------------------------------------------------------------------------
+    # Training
+
+    def loss(
+        self,
+        batch: dict[str, torch.Tensor],
+        t: torch.Tensor,
+        ambient_sigma_min: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-sample (B,) squared error of the eps or x0 prediction.
+
+        t: (B,) DDPM steps. ambient_sigma_min: (B,) the sigma_min each action chunk is taken to be
+        noised to (science.md §3, ambient loss); 0 gives plain denoising. noise: (B, horizon, A)
+        standard normal, drawn by the caller so that a run is reproducible on any device.
+        """
+        x0 = self.normalizer.normalize("action", batch["action"].float())
+        cond = self.encode_obs(batch)
+        z = noise.to(x0)
+        sigma = self.schedule.sigmas.to(x0.device)[t]
+        x_t, target = ambient_training_pair(x0, z, sigma, ambient_sigma_min.to(x0), self.config.prediction_type)
+        prediction = self.unet(x_t, t, cond)
+        return ((prediction.float() - target) ** 2).mean(dim=(1, 2))
+
+    # ----------------------------------------------------------------------------------------------
+    # Inference
+
+    @torch.no_grad()
+    def sample_actions(self, obs: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, horizon, action_dim) action chunks in data units, by DDIM from the observations.
+
+        generator: a CPU torch.Generator for the initial noise (the same seed gives the same chunk
+        on any device).
+        """
+        cond = self.encode_obs(obs)
+        shape = (cond.shape[0], self.config.horizon, self.action_dim)
+        x_T = torch.randn(shape, generator=generator).to(cond.device)
+        schedule = self.schedule.to(cond.device)
+        x0 = schedule.ddim_sample(
+            lambda x, t: self.unet(x, t, cond).float(),
+            x_T,
+            num_inference_steps=self.config.num_inference_steps,
+            prediction_type=self.config.prediction_type,
+            clip_sample=self.config.clip_sample,
+        )
+        return self.normalizer.unnormalize("action", x0)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a ValueError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no GPU")
+    return torch.device(device)

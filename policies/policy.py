@@ -1,0 +1,140 @@
+"""The policy API evaluation uses: ``load_policy(path)``, ``policy.reset(seed=...)``, ``policy.act(obs)``.
+
+``act`` takes one env observation at a time (the ``pixels_agent_pos`` dict of one uint8 (H, W, 3)
+image per camera plus ``agent_pos``, or the (5,) ``state`` vector) and returns one absolute pusher
+xy target. Inside, the last ``n_obs_steps`` observations are queued (the first one repeated at the
+start of an episode); when the action queue is empty, the model samples a horizon-long chunk by DDIM
+with the EMA weights and the ``n_action_steps`` actions from the current step on are queued.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from policies.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, model_from_checkpoint
+from policies.config import RunConfig
+from policies.dataset import center_crop
+from policies.model import STATE_DIM, DiffusionModel, resolve_device
+
+
+class PolicyError(Exception):
+    """A checkpoint that cannot be loaded or an observation the policy was not trained on; one line."""
+
+
+class DiffusionPolicy:
+    """A trained DiffusionModel with observation and action queues."""
+
+    def __init__(self, model: DiffusionModel, device: torch.device | str = "cpu", run_config: RunConfig | None = None):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.run_config = run_config
+        self.config = model.config
+        self._observations: deque[dict[str, np.ndarray]] = deque(maxlen=self.config.n_obs_steps)
+        self._actions: deque[np.ndarray] = deque()
+        self._generator = torch.Generator()
+        self.reset()
+
+    @property
+    def cameras(self) -> dict[str, tuple[int, int]]:
+        return dict(self.model.cameras)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Empty the queues; ``seed`` fixes the sampling noise of the episode that follows."""
+        self._observations.clear()
+        self._actions.clear()
+        self._generator = torch.Generator()
+        if seed is None:
+            self._generator.seed()
+        else:
+            self._generator.manual_seed(int(seed))
+
+    def act(self, obs: Mapping[str, np.ndarray] | np.ndarray, generator: torch.Generator | None = None) -> np.ndarray:
+        """The next action, float32 (action_dim,); ``generator`` overrides the one reset() seeded."""
+        observation = self._checked(obs)
+        if not self._observations:
+            self._observations.extend([observation] * self.config.n_obs_steps)
+        else:
+            self._observations.append(observation)
+        if not self._actions:
+            chunk = self.predict_chunk(list(self._observations), generator or self._generator)
+            start = self.config.n_obs_steps - 1  # the chunk starts with the oldest observation
+            self._actions.extend(chunk[start : start + self.config.n_action_steps])
+        return self._actions.popleft()
+
+    def predict_chunk(self, observations: list[dict[str, np.ndarray]], generator: torch.Generator | None = None) -> np.ndarray:
+        """(horizon, action_dim) float32 actions for n_obs_steps consecutive checked observations."""
+        batch = {}
+        for key in observations[0]:
+            stacked = np.stack([o[key] for o in observations])[None]
+            if key in self.model.crops:
+                stacked = center_crop(stacked, self.model.crops[key])
+            batch[key] = torch.from_numpy(np.ascontiguousarray(stacked)).to(self.device)
+        actions = self.model.sample_actions(batch, generator)
+        return actions[0].float().cpu().numpy().astype(np.float32)
+
+    def check_observation_space(self, space) -> None:
+        """PolicyError unless an env with this (gymnasium) observation space gives what the policy was trained on.
+
+        Duck-typed: a Dict space has ``spaces``, a Box has ``shape`` and ``dtype``.
+        """
+        if self.config.obs_mode == "state":
+            if getattr(space, "spaces", None) is not None or tuple(getattr(space, "shape", ())) != (STATE_DIM,):
+                raise PolicyError(f"this policy takes the ({STATE_DIM},) state vector; the env gives {space}")
+            return
+        spaces = getattr(space, "spaces", None)
+        expected = {**{name: ((h, w, 3), np.uint8) for name, (h, w) in self.cameras.items()}, "agent_pos": ((2,), None)}
+        if not isinstance(spaces, Mapping) or set(spaces) != set(expected):
+            keys = sorted(spaces) if isinstance(spaces, Mapping) else type(space).__name__
+            raise PolicyError(f"env observations {keys} differ from training: cameras {sorted(self.cameras)} + agent_pos")
+        for key, (shape, dtype) in expected.items():
+            box = spaces[key]
+            if tuple(box.shape) != shape or (dtype is not None and np.dtype(box.dtype) != dtype):
+                raise PolicyError(f"env observation {key!r} is {box.dtype} {tuple(box.shape)}, trained on {shape}")
+
+    def _checked(self, obs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """The observation as {key: array}, or PolicyError naming what differs from training."""
+        if self.config.obs_mode == "state":
+            if isinstance(obs, Mapping):
+                raise PolicyError(f"this policy takes the (5,) state vector, got a dict with keys {sorted(obs)}")
+            state = np.asarray(obs, dtype=np.float32)
+            if state.shape != (STATE_DIM,) or not np.all(np.isfinite(state)):
+                raise PolicyError(f"state observation must be a finite ({STATE_DIM},) vector, got shape {state.shape}")
+            return {"state": state}
+        if not isinstance(obs, Mapping):
+            raise PolicyError(f"this policy takes a dict of images {sorted(self.cameras)} + agent_pos, got {type(obs).__name__}")
+        cameras = {key for key in obs if key != "agent_pos"}
+        if cameras != set(self.cameras) or "agent_pos" not in obs:
+            raise PolicyError(
+                f"observation keys {sorted(obs)} differ from training: cameras {sorted(self.cameras)} + agent_pos"
+            )
+        checked = {}
+        for name, (height, width) in self.cameras.items():
+            image = np.asarray(obs[name])
+            if image.shape != (height, width, 3) or image.dtype != np.uint8:
+                raise PolicyError(
+                    f"camera {name!r}: got {image.dtype} {image.shape}, trained on uint8 {(height, width, 3)}"
+                )
+            checked[name] = image
+        agent_pos = np.asarray(obs["agent_pos"], dtype=np.float32)
+        if agent_pos.shape != (2,) or not np.all(np.isfinite(agent_pos)):
+            raise PolicyError(f"agent_pos must be a finite (2,) vector, got shape {agent_pos.shape}")
+        checked["agent_pos"] = agent_pos
+        return checked
+
+
+def load_policy(path: str | os.PathLike, device: str = "auto", weights: str = "ema") -> DiffusionPolicy:
+    """The policy saved in a run directory or checkpoint file; weights "ema" (default) or "raw"."""
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    try:
+        torch_device = resolve_device(device)
+        payload = load_checkpoint(path, device="cpu")
+        model = model_from_checkpoint(payload, "ema_model" if weights == "ema" else "model", str(checkpoint_path(path)))
+    except (CheckpointError, ValueError) as error:
+        raise PolicyError(str(error)) from None
+    return DiffusionPolicy(model, torch_device, payload["run_config"])

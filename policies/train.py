@@ -1,0 +1,465 @@
+"""Train a diffusion policy on clean and corrupt episode stores: ``python -m policies.train``.
+
+One code path for every method: each step the AdmissionSampler draws a DDPM step per batch element
+first, then a window admissible at that noise level (clean: clean windows only; cotrain: the
+alpha-mixture at every level; ambient: corrupt windows only above their sigma_min times the buffer,
+or below sigma_max). The loss on admitted corrupt windows is plain denoising, or with
+``corrupt_loss="ambient"`` the ambient targets of science.md §3.
+
+A run directory holds config.json, ckpt.pt (the last checkpoint) and metrics.jsonl. Starting a run
+in a directory that has a checkpoint resumes it, if the config matches (steps and device may change).
+Batch b of a run depends only on (seed, b), so a resumed run draws the batches it would have drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from data_gen.episode_store import StoreError
+from policies.ambient import AdmissionSampler, linear_alpha_schedule
+from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from policies.config import METHODS, PRESETS, ConfigError, DataConfig, PolicyConfig, RunConfig, TrainingConfig, one_line
+from policies.dataset import DataError, WindowDataset
+from policies.ema import EMA
+from policies.model import DiffusionModel, resolve_device
+from policies.noise import PREDICTION_TYPES
+
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+PREFETCH_BATCHES = 4
+
+
+class TrainingError(Exception):
+    """A run that cannot start (bad data, config mismatch); one line."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite; the run stops without saving the broken state."""
+
+
+@dataclass
+class TrainResult:
+    step: int  # optimiser steps taken in total, including earlier runs resumed
+    losses: list[float] = field(default_factory=list)  # one per step of this call
+    interrupted: bool = False
+    model: DiffusionModel | None = None  # the raw weights, as saved
+    ema_model: DiffusionModel | None = None  # the EMA weights, as saved
+
+
+# --------------------------------------------------------------------------------------------------
+# The pieces a run is built from
+
+
+def open_dataset(config: RunConfig) -> WindowDataset:
+    """The windows of the run's stores (images cached in memory when they fit)."""
+    budget = None if config.data.image_cache_gb is None else int(config.data.image_cache_gb * 1e9)
+    return WindowDataset(
+        config.data.clean,
+        config.data.corrupt,
+        horizon=config.policy.horizon,
+        n_obs_steps=config.policy.n_obs_steps,
+        n_action_steps=config.policy.n_action_steps,
+        obs_mode=config.policy.obs_mode,
+        image_cache_bytes=budget,
+    )
+
+
+def admission_sampler(training: TrainingConfig, dataset: WindowDataset, sigmas: torch.Tensor) -> AdmissionSampler:
+    """The sampler of (noise level, window) pairs for the run's method."""
+    if training.alpha_schedule is not None:
+        alpha = linear_alpha_schedule(*training.alpha_schedule)
+    elif training.alpha is not None:
+        alpha = training.alpha
+    else:  # the ratio of episode counts
+        counts = dataset.episode_counts
+        alpha = counts["clean"] / max(1, counts["clean"] + counts["corrupt"])
+    per_sample = dataset.corrupt_sigma_min
+    annotated = per_sample if np.any(np.isfinite(per_sample)) else None
+    if training.method == "ambient" and dataset.num_corrupt:
+        if annotated is None and training.sigma_min is None:
+            raise TrainingError(
+                "method 'ambient' needs --sigma-min or per-sample sigma_min in the corrupt stores "
+                "(python -m policies.classify writes it)"
+            )
+        if annotated is not None and np.isnan(annotated).any() and training.sigma_min is None:
+            raise TrainingError("some corrupt windows have no sigma_min annotation: give --sigma-min as a fallback")
+    return AdmissionSampler(
+        sigmas,
+        num_clean=dataset.num_clean,
+        num_corrupt=dataset.num_corrupt if training.method != "clean" else 0,
+        alpha=alpha,
+        mode=training.method,
+        corrupt_sigma_min=annotated,
+        sigma_min=training.sigma_min,
+        s_max_factor=training.s_max_factor,
+        sigma_max=training.sigma_max,
+    )
+
+
+def total_steps(training: TrainingConfig, dataset: WindowDataset) -> int:
+    """steps, or epochs times the batches in one pass over the windows the method draws from."""
+    if training.steps is not None:
+        return training.steps
+    if training.epochs is None:
+        raise TrainingError("give the run length: steps or epochs")
+    windows = dataset.num_clean if training.method == "clean" else len(dataset)
+    return training.epochs * math.ceil(windows / training.batch_size)
+
+
+def cosine_with_warmup(warmup_steps: int, total: int):
+    """LR factor: linear warm-up from 0, then a half cosine down to 0 at ``total`` (diffusers' schedule)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total - warmup_steps)
+        return max(0.0, 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    return factor
+
+
+class BatchStream:
+    """Training batches for steps start, start + 1, ... built by a background thread.
+
+    Batch b uses only numpy's Generator seeded by (seed, b): the admission draw, the random crops
+    and the diffusion noise, so a run is reproducible and resumable whatever the device.
+    """
+
+    def __init__(
+        self,
+        dataset: WindowDataset,
+        sampler: AdmissionSampler,
+        crops: dict[str, tuple[int, int]],
+        batch_size: int,
+        seed: int,
+        start: int,
+        ambient_loss: bool = False,
+        pin: bool = False,
+    ):
+        self.dataset, self.sampler, self.crops = dataset, sampler, crops
+        self.batch_size, self.seed, self.ambient_loss, self.pin = batch_size, seed, ambient_loss, pin
+        self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+        self._next = start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
+    def make(self, step: int) -> dict[str, Any]:
+        """The batch of one step: data arrays as tensors, plus t, is_clean, ambient_sigma_min, noise."""
+        rng = np.random.default_rng([self.seed, step])
+        draw = self.sampler.sample(self.batch_size, rng)
+        arrays = self.dataset.batch(draw.index, self.crops or None, rng)
+        arrays["noise"] = rng.standard_normal(arrays["action"].shape, dtype=np.float32)
+        arrays["t"] = draw.t.astype(np.int64)
+        # corrupt_loss "denoise" treats admitted corrupt chunks as clean: sigma_min 0 in the targets.
+        ambient_sigma_min = draw.ambient_sigma_min if self.ambient_loss else np.zeros(self.batch_size)
+        arrays["ambient_sigma_min"] = ambient_sigma_min.astype(np.float32)
+        arrays["is_clean"] = draw.is_clean
+        tensors = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in arrays.items()}
+        if self.pin:
+            tensors = {key: value.pin_memory() for key, value in tensors.items()}
+        return tensors
+
+    def _fill(self) -> None:
+        step = self._next
+        while not self._stop.is_set():
+            try:
+                item = self.make(step)
+            except Exception as error:  # handed to the consumer, which raises it
+                item = error
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, Exception):
+                return
+            step += 1
+
+    def next(self) -> dict[str, Any]:
+        item = self._queue.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tensor], step: int, autocast) -> float:
+    """One optimiser step (the ``step``-th) on a batch already on the model's device; returns the loss."""
+    with autocast:
+        loss = model.loss(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"]).mean()
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"non-finite loss ({value}) at step {step}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    ema.update(model, step)
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+
+
+def train(config: RunConfig, out: str | Path, *, progress: bool = True) -> TrainResult:
+    """Train (or resume) the run in ``out``; returns the final step and this call's losses.
+
+    Ctrl-C saves a checkpoint and returns with ``interrupted`` set.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_file = out / CHECKPOINT_NAME
+    resumed = load_checkpoint(checkpoint_file) if checkpoint_file.exists() else None
+    if resumed is not None:
+        differences = config.resume_differences(resumed["run_config"])
+        if differences:
+            raise TrainingError(f"{out}: holds a run with another config ({'; '.join(differences)}); use a new --out")
+    try:
+        device = resolve_device(config.training.device)
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
+
+    dataset = open_dataset(config)
+    training = config.training
+    model = DiffusionModel(config.policy, dataset.cameras, dataset.action_dim)
+    sampler = admission_sampler(training, dataset, model.schedule.sigmas)
+    total = total_steps(training, dataset)
+    model.normalizer.load_state_dict(dataset.fit_normalizer().state_dict())
+    model.to(device)
+    ema = EMA(model, training.ema_power, training.ema_max_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, betas=training.betas, weight_decay=training.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(training.warmup_steps, total))
+    step = 0
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        ema.model.load_state_dict(resumed["ema_model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["lr_scheduler"])
+        step = int(resumed["step"])
+    config.save(out / CONFIG_NAME)
+
+    def save() -> None:
+        save_checkpoint(
+            checkpoint_file,
+            {
+                "config": config.to_json(),
+                "cameras": {name: list(hw) for name, hw in model.cameras.items()},
+                "action_dim": dataset.action_dim,
+                "model": model.state_dict(),
+                "ema_model": ema.model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(),
+                "step": step,
+                "data": {
+                    "windows_clean": dataset.num_clean,
+                    "windows_corrupt": dataset.num_corrupt,
+                    "episodes_clean": dataset.episode_counts["clean"],
+                    "episodes_corrupt": dataset.episode_counts["corrupt"],
+                },
+            },
+        )
+
+    result = TrainResult(step=step, model=model, ema_model=ema.model)
+    if step >= total:
+        if progress:
+            print(f"{out}: already trained for {step} of {total} steps; nothing to do")
+        return result
+    if progress:
+        print(dataset.describe())
+        print(f"method {training.method}: clean weight per noise level {_alpha_summary(sampler)}; {total} steps on {device}")
+
+    stream = BatchStream(
+        dataset, sampler, model.crops, training.batch_size, training.seed, step,
+        ambient_loss=training.corrupt_loss == "ambient", pin=device.type == "cuda",
+    )  # fmt: skip
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    bar = tqdm(total=total, initial=step, disable=not progress, dynamic_ncols=True, desc=out.name)
+    window_losses, window_clean, window_start = [], [], time.perf_counter()
+    model.train()
+    stop = _StopOnInterrupt()
+    try:
+        with stop, open(out / METRICS_NAME, "a") as metrics:
+            while step < total and not stop.requested:
+                host_batch = stream.next()
+                batch = {key: value.to(device, non_blocking=True) for key, value in host_batch.items()}
+                try:
+                    value = training_step(model, ema, optimizer, scheduler, batch, step + 1, autocast)
+                except NonFiniteLossError as error:
+                    kept = f"{checkpoint_file} keeps the last good state" if checkpoint_file.exists() else "nothing saved"
+                    raise NonFiniteLossError(f"{error}: stopped; {kept}") from None
+                step += 1
+                result.losses.append(value)
+                window_losses.append(value)
+                window_clean.append(float(host_batch["is_clean"].float().mean()))
+                bar.update(1)
+                if step % training.log_every == 0 or step == total:
+                    elapsed = time.perf_counter() - window_start
+                    record = {
+                        "step": step,
+                        "loss": float(np.mean(window_losses)),
+                        "lr": scheduler.get_last_lr()[0],
+                        "samples_per_s": len(window_losses) * training.batch_size / max(elapsed, 1e-9),
+                        "clean_fraction": float(np.mean(window_clean)),
+                        "time": time.time(),
+                    }
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
+                    window_losses, window_clean, window_start = [], [], time.perf_counter()
+                if step % training.checkpoint_every == 0:
+                    save()
+    except KeyboardInterrupt:  # a second Ctrl-C, or train() called off the main thread
+        result.interrupted = True
+    finally:
+        result.interrupted |= stop.requested
+        stream.close()
+        bar.close()
+    result.step = step
+    if step % training.checkpoint_every or not checkpoint_file.exists():
+        save()  # else the loop has just saved this very step
+    if result.interrupted and progress:
+        print(f"interrupted at step {step}; checkpoint saved to {checkpoint_file}")
+    return result
+
+
+class _StopOnInterrupt:
+    """While active, the first Ctrl-C only asks the loop to stop after its current step; a second one interrupts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopOnInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _alpha_summary(sampler: AdmissionSampler) -> str:
+    p = sampler.clean_probability()
+    return f"{p[0]:.3f} at t=0, {p[len(p) // 2]:.3f} at t={len(p) // 2}, {p[-1]:.3f} at t={len(p) - 1}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line on stderr, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = _ArgumentParser(prog="python -m policies.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clean", nargs="+", required=True, metavar="STORE", help="clean episode store(s)")
+    parser.add_argument("--corrupt", nargs="+", default=[], metavar="STORE", help="corrupt episode store(s)")
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--alpha", type=float, help="clean weight where corrupt data is admissible (default: clean episodes / all)")
+    parser.add_argument("--alpha-schedule", metavar="LO,HI", help="clean weight linear in sigma: LO at sigma 0, HI at sigma 1")
+    parser.add_argument("--sigma-min", type=float, help="dataset-level sigma_min (default: per sample, from the store)")
+    parser.add_argument("--sigma-max", type=float, help="open the low-noise branch below this sigma (ambient)")
+    parser.add_argument("--corrupt-loss", default="denoise", choices=("denoise", "ambient"), help="loss on admitted corrupt chunks")
+    parser.add_argument("--s-max-factor", type=float, default=4.0, help="ambient buffer: cap on s_t^2/(s_t^2-s_m^2)")
+    parser.add_argument("--out", required=True, help="run directory (resumed if it holds a checkpoint)")
+    parser.add_argument("--preset", default="default", choices=tuple(PRESETS))
+    parser.add_argument("--obs", default="image", choices=("image", "state"))
+    parser.add_argument("--prediction-type", default="epsilon", choices=PREDICTION_TYPES)
+    length = parser.add_mutually_exclusive_group(required=True)
+    length.add_argument("--steps", type=int)
+    length.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup-steps", type=int, default=500)
+    parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-cache-gb", type=float, help="memory for decoded images (default: half the free memory)")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig the command line asks for, or ConfigError (one line)."""
+    alpha_schedule = None
+    if args.alpha_schedule is not None:
+        try:
+            alpha_schedule = tuple(float(v) for v in args.alpha_schedule.split(","))
+        except ValueError:
+            raise ConfigError(f"--alpha-schedule must be LO,HI, got {args.alpha_schedule!r}") from None
+        if len(alpha_schedule) != 2:
+            raise ConfigError(f"--alpha-schedule must be LO,HI, got {args.alpha_schedule!r}")
+    try:
+        return RunConfig(
+            policy=PolicyConfig(preset=args.preset, obs_mode=args.obs, prediction_type=args.prediction_type),
+            training=TrainingConfig(
+                method=args.method,
+                alpha=args.alpha,
+                alpha_schedule=alpha_schedule,
+                sigma_min=args.sigma_min,
+                sigma_max=args.sigma_max,
+                corrupt_loss=args.corrupt_loss,
+                s_max_factor=args.s_max_factor,
+                lr=args.lr,
+                warmup_steps=args.warmup_steps,
+                batch_size=args.batch_size,
+                steps=args.steps,
+                epochs=args.epochs,
+                seed=args.seed,
+                device=args.device,
+                checkpoint_every=args.checkpoint_every,
+            ),
+            data=DataConfig(clean=tuple(args.clean), corrupt=tuple(args.corrupt), image_cache_gb=args.image_cache_gb),
+        )
+    except ValidationError as error:
+        raise ConfigError(f"invalid arguments: {one_line(error)}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    prog = "python -m policies.train"
+    try:
+        config = config_from_args(args)
+        result = train(config, args.out)
+    except NonFiniteLossError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    except (ConfigError, DataError, StoreError, CheckpointError, TrainingError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    if result.interrupted:
+        return 130
+    print(f"trained to step {result.step}; checkpoint {Path(args.out) / CHECKPOINT_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Run configs: presets, validation as one-line errors, JSON/YAML round trips, resume compatibility."""
+
+import pytest
+from pydantic import ValidationError
+
+from policies.config import ConfigError, DataConfig, PolicyConfig, RunConfig, TrainingConfig
+
+
+def run_config(**training) -> RunConfig:
+    return RunConfig(
+        policy=PolicyConfig(preset="tiny", obs_mode="state", prediction_type="sample"),
+        training=TrainingConfig(method="ambient", sigma_min=0.3, alpha_schedule=(0.9, 0.1), steps=10, **training),
+        data=DataConfig(clean=("a.zarr",), corrupt=("b.zarr", "c.zarr")),
+    )
+
+
+def test_presets_fill_the_sizes_not_given():
+    default, tiny = PolicyConfig(), PolicyConfig(preset="tiny", down_dims=(16, 32))
+    assert default.down_dims == (256, 512, 1024) and default.resnet_width == 64
+    assert default.horizon == 16 and default.n_obs_steps == 2 and default.n_action_steps == 8
+    assert default.num_train_timesteps == 100 and default.num_inference_steps == 10
+    assert tiny.down_dims == (16, 32) and tiny.resnet_width == 8
+    training = TrainingConfig()
+    assert (training.lr, training.betas, training.weight_decay, training.warmup_steps) == (1e-4, (0.95, 0.999), 1e-6, 500)
+    assert (training.ema_power, training.ema_max_decay, training.s_max_factor) == (0.75, 0.9999, 4.0)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_round_trip_through_json_and_yaml(tmp_path, suffix):
+    config = run_config()
+    config.save(tmp_path / f"config{suffix}")
+    assert RunConfig.load(tmp_path / f"config{suffix}") == config
+    assert RunConfig.from_json(config.to_json()) == RunConfig.from_yaml(config.to_yaml()) == config
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: TrainingConfig(steps=1, epochs=1), "steps or epochs"),
+        (lambda: TrainingConfig(method="clean", alpha=0.5), "alpha applies"),
+        (lambda: TrainingConfig(method="cotrain", sigma_min=0.2), "sigma_min and sigma_max"),
+        (lambda: TrainingConfig(method="cotrain", corrupt_loss="ambient"), "corrupt_loss"),
+        (lambda: TrainingConfig(method="ambient", alpha=0.5, alpha_schedule=(0.1, 0.2)), "not both"),
+        (lambda: TrainingConfig(method="bogus"), "method"),
+        (lambda: PolicyConfig(down_dims=(30, 60)), "multiples of n_groups"),
+        (lambda: PolicyConfig(n_action_steps=16), "must not exceed horizon"),
+        (lambda: RunConfig(data=DataConfig(clean=("a",), corrupt=("b",))), "drop the corrupt stores"),
+    ],
+)
+def test_inconsistent_configs_are_rejected(build, message):
+    with pytest.raises(ValidationError, match=message):
+        build()
+
+
+def test_bad_files_are_one_line_config_errors(tmp_path):
+    (tmp_path / "bad.json").write_text('{"data": {"clean": []}}')
+    with pytest.raises(ConfigError) as error:
+        RunConfig.load(tmp_path / "bad.json")
+    assert "data.clean" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="no such config"):
+        RunConfig.load(tmp_path / "missing.yaml")
+
+
+def test_resume_may_change_the_run_length_and_device_only():
+    config = run_config()
+    longer = run_config().model_copy(update={"training": config.training.model_copy(update={"steps": 99, "device": "cpu"})})
+    assert config.resume_differences(longer) == []
+    other = run_config(s_max_factor=2.0)
+    assert other.resume_differences(config) == ["training.s_max_factor 4.0 -> 2.0"]

@@ -1,0 +1,248 @@
+"""Tiny real training runs: the loss falls, checkpoints round-trip, the policy acts, runs resume, the CLI fails cleanly."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.spaces import Box, Dict
+
+from data_gen.episode_store import EpisodeStore
+from policies.checkpoint import load_checkpoint, model_from_checkpoint
+from policies.config import DataConfig, PolicyConfig, RunConfig, TrainingConfig
+from policies.ema import EMA
+from policies.model import DiffusionModel
+from policies.policy import PolicyError, load_policy
+from policies.train import BatchStream, TrainingError, admission_sampler, main, open_dataset, train
+from tests.policies.synthetic_stores import make_store
+
+STEPS = 40
+
+
+def tiny_config(clean, corrupt=(), obs_mode="image", **training) -> RunConfig:
+    training = {"method": "cotrain" if corrupt else "clean", "steps": STEPS, "batch_size": 16, "lr": 1e-3,
+                "warmup_steps": 5, "seed": 0, "device": "cpu", "log_every": 5, **training}  # fmt: skip
+    return RunConfig(
+        policy=PolicyConfig(preset="tiny", obs_mode=obs_mode),
+        training=TrainingConfig(**training),
+        data=DataConfig(clean=(str(clean),), corrupt=tuple(str(c) for c in corrupt)),
+    )
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory, clean_store, corrupt_store):
+    out = tmp_path_factory.mktemp("runs") / "image"
+    config = tiny_config(clean_store, [corrupt_store])
+    return config, out, train(config, out, progress=False)
+
+
+def test_a_few_training_steps_reduce_the_loss(image_run):
+    _, out, result = image_run
+    assert result.step == STEPS and len(result.losses) == STEPS and np.all(np.isfinite(result.losses))
+    first, last = np.mean(result.losses[:10]), np.mean(result.losses[-10:])
+    assert last < 0.8 * first, f"loss {first:.3f} -> {last:.3f}"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(5, STEPS + 1, 5))
+    assert all(r["samples_per_s"] > 0 and 0 <= r["clean_fraction"] <= 1 for r in records)
+
+
+def test_checkpoint_loads_without_code_and_gives_the_same_outputs(image_run):
+    config, out, result = image_run
+    payload = torch.load(out / "ckpt.pt", weights_only=True)  # no pickled objects inside
+    assert payload["step"] == STEPS and RunConfig.from_json(payload["config"]) == config
+    assert RunConfig.load(out / "config.json") == config
+    obs = {
+        "overhead": torch.randint(0, 256, (3, 2, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)),
+        "agent_pos": torch.full((3, 2, 2), 0.55),
+    }
+    restored = model_from_checkpoint(load_checkpoint(out))
+    for live, saved in [(result.ema_model, restored), (result.model, model_from_checkpoint(load_checkpoint(out), "model"))]:
+        live.eval()
+        a = live.sample_actions(obs, torch.Generator().manual_seed(1))
+        b = saved.sample_actions(obs, torch.Generator().manual_seed(1))
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # EMA and raw weights differ after training: the checkpoint holds both.
+    assert not torch.equal(result.model.unet.final[1].weight, result.ema_model.unet.final[1].weight)
+
+
+def episode_observations(store_path, episode=0):
+    with EpisodeStore.open(store_path) as store:
+        data = store.episode(episode)
+    return [{"overhead": data["overhead"][i], "agent_pos": data["agent_pos"][i]} for i in range(len(data["action"]))]
+
+
+def test_act_returns_finite_actions_in_the_data_range_deterministically(image_run, clean_store, corrupt_store):
+    _, out, _ = image_run
+    policy = load_policy(out, device="cpu")
+    observations = episode_observations(clean_store)[:20]
+    actions = np.concatenate([EpisodeStore.open(p).array("action") for p in (clean_store, corrupt_store)])
+    low, high = actions.min(0), actions.max(0)
+
+    def rollout(seed):
+        policy.reset(seed=seed)
+        return np.stack([policy.act(obs) for obs in observations])
+
+    first = rollout(7)
+    assert first.shape == (20, 2) and first.dtype == np.float32 and np.all(np.isfinite(first))
+    assert np.all(first >= low - 1e-5) and np.all(first <= high + 1e-5)  # clip_sample keeps chunks in range
+    np.testing.assert_array_equal(rollout(7), first)
+    assert not np.array_equal(rollout(8), first)
+
+
+def test_act_replans_every_n_action_steps(image_run, clean_store, monkeypatch):
+    _, out, _ = image_run
+    policy = load_policy(out, device="cpu")
+    calls = []
+    original = policy.predict_chunk
+    monkeypatch.setattr(policy, "predict_chunk", lambda obs, gen=None: calls.append(len(obs)) or original(obs, gen))
+    policy.reset(seed=0)
+    for obs in episode_observations(clean_store)[:17]:
+        policy.act(obs)
+    assert calls == [2, 2, 2]  # steps 0, 8 and 16, each with n_obs_steps observations
+
+
+def test_wrong_observations_and_bad_checkpoints_are_one_line_errors(image_run, tmp_path):
+    _, out, _ = image_run
+    policy = load_policy(out, device="cpu")
+    good = {"overhead": np.zeros((32, 32, 3), np.uint8), "agent_pos": np.zeros(2, np.float32)}
+    for bad, match in [
+        ({**good, "wrist": good["overhead"]}, "differ from training"),
+        ({"front": good["overhead"], "agent_pos": good["agent_pos"]}, "differ from training"),
+        ({**good, "overhead": np.zeros((96, 96, 3), np.uint8)}, "trained on uint8"),
+        ({**good, "agent_pos": np.zeros(3)}, "agent_pos"),
+    ]:
+        with pytest.raises(PolicyError, match=match) as error:
+            policy.act(bad)
+        assert "\n" not in str(error.value)
+    image = Box(0, 255, (32, 32, 3), np.uint8)
+    policy.check_observation_space(Dict({"overhead": image, "agent_pos": Box(-1, 1, (2,), np.float32)}))
+    for space in [
+        Dict({"overhead": image, "wrist": image, "agent_pos": Box(-1, 1, (2,), np.float32)}),
+        Dict({"overhead": Box(0, 255, (96, 96, 3), np.uint8), "agent_pos": Box(-1, 1, (2,), np.float32)}),
+        Box(-1, 1, (5,), np.float32),
+    ]:
+        with pytest.raises(PolicyError):
+            policy.check_observation_space(space)
+    with pytest.raises(PolicyError, match="no such checkpoint"):
+        load_policy(tmp_path / "nothing.pt")
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes((out / "ckpt.pt").read_bytes()[:5000])
+    with pytest.raises(PolicyError, match="damaged"):
+        load_policy(damaged)
+
+
+def test_resume_continues_the_step_count_and_refuses_another_config(tmp_path, clean_store):
+    out = tmp_path / "run"
+    first = train(tiny_config(clean_store, steps=3, obs_mode="state"), out, progress=False)
+    assert first.step == 3
+    second = train(tiny_config(clean_store, steps=6, obs_mode="state"), out, progress=False)
+    assert second.step == 6 and len(second.losses) == 3
+    assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 6
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 5, 6]  # log_every 5, plus each run's last step
+    with pytest.raises(TrainingError, match="another config.*lr"):
+        train(tiny_config(clean_store, steps=9, obs_mode="state", lr=5e-4), out, progress=False)
+
+
+def test_state_policy_acts_on_the_state_vector(tmp_path, clean_store):
+    out = tmp_path / "state"
+    train(tiny_config(clean_store, steps=2, obs_mode="state"), out, progress=False)
+    policy = load_policy(out, device="cpu")
+    policy.reset(seed=0)
+    action = policy.act(np.array([0.55, 0.5, 0.5, 0.0, 0.3], np.float32))
+    assert action.shape == (2,) and np.all(np.isfinite(action))
+    with pytest.raises(PolicyError, match=r"\(5,\)"):
+        policy.act(np.zeros(4, np.float32))
+    policy.check_observation_space(Box(-1, 1, (5,), np.float32))
+    with pytest.raises(PolicyError, match="state vector"):
+        policy.check_observation_space(Dict({"agent_pos": Box(-1, 1, (2,), np.float32)}))
+
+
+def test_sampler_takes_sigma_min_from_the_store_and_alpha_from_episode_counts(tmp_path, clean_store):
+    corrupt = make_store(tmp_path / "c.zarr", episodes=5, steps=20, noise=0.01)
+    config = tiny_config(clean_store, [corrupt], obs_mode="state", method="ambient")
+    dataset = open_dataset(config)
+    with pytest.raises(TrainingError, match="needs --sigma-min or per-sample sigma_min"):
+        admission_sampler(config.training, dataset, DiffusionModel(config.policy, {}, 2).schedule.sigmas)
+    with EpisodeStore.open(corrupt, "a") as store:
+        store.set_sigma_min(np.linspace(0.0, 0.9, store.n_steps).astype(np.float32))
+    dataset = open_dataset(config)
+    sampler = admission_sampler(config.training, dataset, DiffusionModel(config.policy, {}, 2).schedule.sigmas)
+    np.testing.assert_allclose(sampler.corrupt_sigma_min, dataset.corrupt_sigma_min)
+    assert sampler.alpha_per_step[0] == pytest.approx(3 / 8)  # 3 clean of 8 episodes
+    # The ambient targets get the admitted corrupt chunks' sigma_min only with corrupt_loss "ambient".
+    for ambient_loss in (False, True):
+        stream = BatchStream(dataset, sampler, {}, 256, seed=0, start=0, ambient_loss=ambient_loss)
+        batch = stream.make(0)
+        stream.close()
+        corrupt = ~batch["is_clean"].numpy()
+        assert corrupt.any() and not batch["ambient_sigma_min"][~corrupt].any()
+        assert bool(batch["ambient_sigma_min"][corrupt].any()) == ambient_loss
+    for loss, prediction in [("denoise", "epsilon"), ("ambient", "sample")]:
+        run = config.model_copy(update={
+            "training": config.training.model_copy(update={"corrupt_loss": loss, "steps": 5}),
+            "policy": config.policy.model_copy(update={"prediction_type": prediction}),
+        })  # fmt: skip
+        result = train(run, tmp_path / f"ambient-{loss}", progress=False)
+        assert result.step == 5 and np.isfinite(result.losses).all()
+
+
+def run_cli(args, capsys):
+    try:
+        code = main(args)
+    except SystemExit as exit_info:  # argparse's own errors
+        code = exit_info.code
+    return code, capsys.readouterr().err.strip()
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, clean_store, capsys):
+    common = ["--out", str(tmp_path / "run"), "--preset", "tiny", "--steps", "2", "--device", "cpu"]
+    other_camera = make_store(tmp_path / "wrist.zarr", episodes=1, cameras=("wrist",))
+    cases = [
+        (["--clean", str(tmp_path / "missing.zarr"), "--method", "clean"], "no such episode store"),
+        (["--clean", str(clean_store), "--corrupt", str(other_camera), "--method", "cotrain"], "cameras"),
+        (["--clean", str(clean_store), "--method", "bogus"], "invalid choice: 'bogus'"),
+        (["--clean", str(clean_store), "--method", "cotrain"], "needs at least one corrupt store"),
+        (["--clean", str(clean_store), "--method", "clean", "--alpha-schedule", "0.1"], "LO,HI"),
+    ]
+    for args, message in cases:
+        code, err = run_cli(args + common, capsys)
+        assert code == 2 and message in err and len(err.splitlines()) == 1, (args, err)
+    code, err = run_cli(["--clean", str(clean_store), "--out", str(tmp_path / "x")], capsys)  # no --method
+    assert code == 2 and err.splitlines()[-1].startswith("python -m policies.train: error:") and "--method" in err
+
+
+def test_cli_subprocess_prints_no_traceback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "policies.train", "--clean", str(tmp_path / "none.zarr"), "--method", "clean",
+         "--out", str(tmp_path / "r"), "--steps", "1"],  # fmt: skip
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_non_finite_loss_stops_with_exit_1(tmp_path, clean_store, capsys, monkeypatch):
+    monkeypatch.setattr(DiffusionModel, "loss", lambda self, batch, *a: torch.full((len(batch["t"]),), float("nan")))
+    code, err = run_cli(["--clean", str(clean_store), "--method", "clean", "--obs", "state", "--preset", "tiny",
+                         "--out", str(tmp_path / "nan"), "--steps", "3", "--device", "cpu"], capsys)  # fmt: skip
+    assert code == 1 and err.splitlines()[-1].startswith("python -m policies.train: error: non-finite loss (nan) at step 1")
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path, clean_store, capsys, monkeypatch):
+    original = EMA.update
+
+    def interrupt_at_third_step(self, model, step):
+        original(self, model, step)
+        if step == 3:
+            signal.raise_signal(signal.SIGINT)  # as Ctrl-C: the step finishes, then the run saves and stops
+
+    monkeypatch.setattr(EMA, "update", interrupt_at_third_step)
+    out = tmp_path / "interrupted"
+    code, _ = run_cli(["--clean", str(clean_store), "--method", "clean", "--obs", "state", "--preset", "tiny",
+                       "--out", str(out), "--steps", "10", "--device", "cpu"], capsys)  # fmt: skip
+    assert code == 130
+    assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 3
