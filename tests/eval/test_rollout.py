@@ -77,3 +77,38 @@ def test_bad_inputs_are_one_line_errors(args, message, tmp_path):
 def test_compare_refuses_a_directory_without_results(tmp_path, capsys):
     assert compare_main([str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny policy trained a few steps on a real (32 px) GCS store: the real pipeline, small."""
+    from data_gen.gcs import main as gcs_main
+    from policies.train import main as train_main
+
+    root = tmp_path_factory.mktemp("pipeline")
+    assert gcs_main(["--n", "2", "--workers", "1", "--image-size", "32", "--out", str(root / "sim.zarr")]) == 0
+    assert train_main(["--clean", str(root / "sim.zarr"), "--method", "clean", "--preset", "tiny", "--steps", "3",
+                       "--batch-size", "8", "--out", str(root / "run")]) == 0
+    return root / "run" / "ckpt.pt"
+
+
+def test_a_checkpoint_rollout_is_deterministic(tiny_checkpoint, tmp_path):
+    spec = _spec("ckpt", ckpt=str(tiny_checkpoint), domain="sim", domain_overrides=("render.image_size=32",), max_steps=10)
+    first = run_trials(spec, trials=2, workers=1, progress=False)
+    second = run_trials(spec, trials=2, workers=2, progress=False)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_time"} for r in rs]  # noqa: E731
+    assert strip(first) == strip(second)
+    assert first[0]["final_position_error"] != first[1]["final_position_error"]
+
+
+def test_a_checkpoint_for_other_image_sizes_or_a_damaged_one_is_a_clear_error(tiny_checkpoint, tmp_path):
+    result = subprocess.run(CLI + ["--ckpt", str(tiny_checkpoint), "--trials", "1", "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "(96, 96, 3)" in result.stderr and "(32, 32, 3)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    result = subprocess.run(CLI + ["--ckpt", str(damaged), "--trials", "1", "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "damaged" in result.stderr and "weights_only" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
