@@ -19,14 +19,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The whole pipeline on a small default (a few minutes on 2 CPU cores); re-running resumes each step.
+DEMO := out/demo
 demo: setup
-	$(PY) -m pushing_sim.demo --out out/demo
+	$(PY) -m pushing_sim.demo --out $(DEMO)
+	$(PY) -m data_gen.gcs --n 8 --out $(DEMO)/sim.zarr
+	$(PY) -m data_gen.gcs --n 3 --domain target --replay physics --replan-every 20 --keep successful --out $(DEMO)/target.zarr
+	$(PY) -m policies.classify --clean $(DEMO)/target.zarr --corrupt $(DEMO)/sim.zarr --steps 200
+	$(PY) -m policies.train --clean $(DEMO)/target.zarr --corrupt $(DEMO)/sim.zarr --method ambient --preset tiny --steps 100 --out $(DEMO)/ambient
+	$(PY) -m eval.rollout --ckpt $(DEMO)/ambient/ckpt.pt --trials 2 --max-steps 100 --videos 1
+	$(PY) -m eval.rollout --policy gcs --trials 2 --videos 1 --out $(DEMO)/gcs_expert
+	$(PY) -m eval.compare $(DEMO)/ambient/eval $(DEMO)/gcs_expert --out $(DEMO)/compare.png
+	$(PY) -m eval.analyze --store $(DEMO)/target.zarr --store $(DEMO)/sim.zarr --out $(DEMO)/analysis
 
 test: setup
 	$(PY) -m pytest -q
 
 bench: setup
 	$(PY) benchmarks/env_speed.py
+	$(PY) benchmarks/planner_quality.py --n 50
+	$(PY) benchmarks/datagen_speed.py --n 40
+	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/analyze_speed.py
 
 clean:
 	rm -rf $(VENV) out *.egg-info

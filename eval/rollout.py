@@ -51,12 +51,13 @@ class TrialRunner:
         import pushing_sim
         from eval.agents import make_agent
 
-        logging.getLogger("drake").setLevel(logging.WARNING)
         self.spec = spec
         self.env = gymnasium.make(pushing_sim.ENV_ID, domain=spec.domain, domain_overrides=list(spec.domain_overrides),
                                   render_mode="rgb_array" if spec.videos > 0 else None)
         self.task = self.env.unwrapped.task
         self.agent = make_agent(spec.policy, self.env, Path(spec.ckpt) if spec.ckpt else None, spec.device)
+        # After Drake has loaded (its import sets the level): the GCS expert would log every solve.
+        logging.getLogger("drake").setLevel(logging.WARNING)
 
     def __call__(self, job: tuple[int, list[float]]) -> dict:
         index, start_pose = job
