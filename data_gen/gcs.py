@@ -91,8 +91,7 @@ class Attempter:
 
     def plan_targets(self, slider_pose: np.ndarray, pusher_xy: np.ndarray) -> np.ndarray:
         """Re-plan from a measured state (the closed-loop expert)."""
-        task = self.config.task.model_copy(update={"pusher_start": tuple(float(v) for v in pusher_xy)})
-        return plan_push(slider_pose, task, self.config.planner).pusher_targets(self.hz)
+        return plan_push(slider_pose, self.config.task, self.config.planner, pusher_xy=pusher_xy).pusher_targets(self.hz)
 
     def __call__(self, attempt: int) -> AttemptResult:
         config = self.config

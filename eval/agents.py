@@ -50,9 +50,9 @@ class GCSExpert:
     def _replan(self, slider_pose: np.ndarray, pusher_xy: np.ndarray) -> None:
         from data_gen.planner import PlanningError, plan_push
 
-        task = self.task.model_copy(update={"pusher_start": tuple(float(v) for v in pusher_xy)})
         try:
-            targets = plan_push(slider_pose, task, self.planner_config).pusher_targets(self.task.control_hz)
+            plan = plan_push(slider_pose, self.task, self.planner_config, pusher_xy=pusher_xy)
+            targets = plan.pusher_targets(self.task.control_hz)
         except PlanningError:
             self.failures += 1
             return

@@ -105,13 +105,14 @@ class ContactGraph:
         mids = [obstacle.escape(f.pusher_centre(0.5, gap)) for f in faces]
         repo = lambda a, b: path_length(obstacle.shortest_path(a, b)) / config.reposition_speed  # noqa: E731
         start_body = obstacle.escape(pusher_start_body)
+        home_body = obstacle.escape(pusher_home_body)
         for face in faces:
             v = self.mode_vertices[(face.index, k_start, 0)]
             e = self.gcs.AddEdge(self.source, v)
             e.AddConstraint(_equality(np.hstack([np.eye(3), -np.eye(3), np.zeros((3, N_COEFFS))]), e.xu(), e.xv()))
             e.AddCost(_constant_cost(repo(start_body, mids[face.index]), e.xv()))
             d = self.displacements[(face.index, k_goal)]
-            home_cost = repo(mids[face.index], pusher_home_body)
+            home_cost = repo(mids[face.index], home_body)
             for layer in range(self.layers[k_goal]):
                 e = self.gcs.AddEdge(self.mode_vertices[(face.index, k_goal, layer)], self.target)
                 e.AddConstraint(_equality(np.hstack([np.eye(3), d, -np.eye(3)]), e.xu(), e.xv()))

@@ -36,11 +36,27 @@ def workspace(task: TaskConfig, config: PlannerConfig) -> tuple[np.ndarray, np.n
     return lo - config.workspace_margin, hi + config.workspace_margin
 
 
-def plan_push(start_pose, task: TaskConfig = TaskConfig(), config: PlannerConfig = PlannerConfig()) -> Plan:
+# A closed-loop re-plan starts with the pusher pressed against the T: allow that much penetration.
+START_PENETRATION_ALLOWANCE = 0.002  # m
+
+
+def plan_push(start_pose, task: TaskConfig = TaskConfig(), config: PlannerConfig = PlannerConfig(),
+              pusher_xy=None) -> Plan:
     """Plan pushes and repositionings taking the T from `start_pose` to the goal, pusher home at the end.
 
-    Raises PlanningError (with the reason) when the input is invalid or no plan is found.
+    The pusher starts at `pusher_xy` (default: home, `task.pusher_start`) and ends at home.
+    Raises PlanningError (with the reason) when the input is invalid or no plan is found; callers that
+    mass-produce plans rely on that being the only failure.
     """
+    try:
+        return _plan_push(start_pose, task, config, pusher_xy)
+    except PlanningError:
+        raise
+    except (ValueError, RuntimeError, ArithmeticError) as error:  # a solver or geometry corner case
+        raise PlanningError(f"planner error: {type(error).__name__}: {error}") from error
+
+
+def _plan_push(start_pose, task: TaskConfig, config: PlannerConfig, pusher_xy) -> Plan:
     t0 = time.perf_counter()
     start = np.asarray(start_pose, dtype=float).reshape(-1)
     if start.shape != (3,) or not np.all(np.isfinite(start)):
@@ -48,8 +64,11 @@ def plan_push(start_pose, task: TaskConfig = TaskConfig(), config: PlannerConfig
     lo, hi = workspace(task, config)
     if np.any(start[:2] < lo) or np.any(start[:2] > hi):
         raise PlanningError(f"start position {start[:2]} lies outside the planner's workspace {lo}..{hi}")
-    pusher_start = np.asarray(task.pusher_start, dtype=float)
-    if geometry.distance_to_t(pusher_start, start) < geometry.PUSHER_RADIUS:
+    pusher_home = np.asarray(task.pusher_start, dtype=float)
+    pusher_start = pusher_home if pusher_xy is None else np.asarray(pusher_xy, dtype=float).reshape(-1)
+    if pusher_start.shape != (2,) or not np.all(np.isfinite(pusher_start)):
+        raise PlanningError(f"pusher position must be two finite numbers, got {pusher_xy!r}")
+    if geometry.distance_to_t(pusher_start, start) < geometry.PUSHER_RADIUS - START_PENETRATION_ALLOWANCE:
         raise PlanningError("the pusher's start position overlaps the T at the start pose")
     start[2] = float(wrap_angle(start[2]))
     goal = np.asarray(task.goal_pose, dtype=float)
@@ -59,7 +78,7 @@ def plan_push(start_pose, task: TaskConfig = TaskConfig(), config: PlannerConfig
         start,
         goal,
         geometry.to_body(pusher_start, start),
-        geometry.to_body(pusher_start, goal),
+        geometry.to_body(pusher_home, goal),
         faces,
         generators,
         obstacle,
@@ -74,7 +93,8 @@ def plan_push(start_pose, task: TaskConfig = TaskConfig(), config: PlannerConfig
         if position_error > config.position_tolerance or angle_error > math.radians(config.angle_tolerance_deg):
             reasons.append(f"refined end off the goal by {position_error * 1e3:.1f} mm, {math.degrees(angle_error):.2f} deg")
             continue
-        times, poses, pusher, phase = build_trajectory(contacts, start, pusher_start, faces, model, obstacle, config)
+        times, poses, pusher, phase = build_trajectory(contacts, start, pusher_start, pusher_home, faces, model,
+                                                       obstacle, config)
         return Plan(
             times=times,
             slider_poses=poses,

@@ -65,6 +65,7 @@ def build_trajectory(
     contacts: list[Contact],
     start_pose: np.ndarray,
     pusher_start: np.ndarray,
+    pusher_home: np.ndarray,
     faces: tuple[Face, ...],
     model: ContactModel,
     obstacle: BodyFrameObstacle,
@@ -87,7 +88,7 @@ def build_trajectory(
                 builder.push(face, contact.s, twist, travel, config.push_speed)
         here = face.pusher_centre(contact.s, config.standoff)
         builder.move_pusher(np.stack([face.pusher_centre(contact.s), here]), config.reposition_speed)
-    home = geometry.to_body(pusher_start, builder.pose)
+    home = geometry.to_body(np.asarray(pusher_home, float), builder.pose)
     builder.move_pusher(obstacle.shortest_path(here, obstacle.escape(home)), config.reposition_speed)
     if np.linalg.norm(obstacle.escape(home) - home) > 0:
         builder.move_pusher(np.stack([obstacle.escape(home), home]), config.reposition_speed)

@@ -142,3 +142,36 @@ def test_limit_surface_c_is_the_mean_distance_of_the_footprint_from_its_centre()
 def test_config_round_trips_through_json():
     config = PlannerConfig(interval_deg=30.0, solver="auto")
     assert PlannerConfig.model_validate_json(config.model_dump_json()) == config
+
+
+@pytest.mark.parametrize(
+    "start, pusher",
+    [
+        # Measured mid-rollout: a home inside the goal T's grown outline once broke the graph.
+        ([0.5486955283423446, -0.028492375644422047, 1.3245387578165992], [0.5750798388057852, 0.03593191795746632]),
+        # Pressed 1 mm into the bar's top face, as a pusher is while it pushes.
+        ([0.6, 0.0, 0.4], None),
+    ],
+)
+def test_a_replan_may_start_next_to_or_against_the_t_and_still_ends_home(start, pusher):
+    task = TaskConfig()
+    start = np.array(start)
+    if pusher is None:
+        top = geometry.BAR.center[1] + geometry.BAR.half[1]
+        pusher = geometry.to_world(np.array([0.03, top + geometry.PUSHER_RADIUS - 0.001]), start)
+        assert geometry.distance_to_t(pusher, start) == pytest.approx(geometry.PUSHER_RADIUS - 0.001)
+    plan = plan_push(start, task, pusher_xy=np.array(pusher))
+    np.testing.assert_allclose(plan.pusher_xy[0], pusher)
+    np.testing.assert_allclose(plan.pusher_xy[-1], task.pusher_start)
+    position_error, angle_error = pose_errors(task, plan.slider_poses[-1])
+    assert position_error < 0.002 and angle_error < np.radians(0.5)
+    # After leaving the start, the pusher keeps clear of the T.
+    resampled = plan.resample(100.0)
+    clearance = [geometry.distance_to_t(p, q) for p, q in zip(resampled.pusher_xy[5:], resampled.slider_poses[5:])]
+    assert min(clearance) > geometry.PUSHER_RADIUS - 1e-4
+
+
+def test_a_pusher_deep_inside_the_t_is_refused():
+    start = np.array([0.6, 0.0, 0.4])
+    with pytest.raises(PlanningError, match="overlaps"):
+        plan_push(start, TaskConfig(), pusher_xy=geometry.to_world(np.zeros(2), start))
