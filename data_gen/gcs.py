@@ -145,6 +145,7 @@ class Summary:
     frames: int
     wall_time: float
     bytes_per_frame: float
+    task_successes: int = 0  # episodes added that met the task's success check
     interrupted: bool = False
 
 
@@ -223,6 +224,7 @@ def generate(config: GenerationConfig, out: Path, workers: int = 1, append: bool
                 store.append_episode(result.episode, meta)
                 stored += 1
                 summary.added += 1
+                summary.task_successes += int(result.success)
                 summary.frames += len(result.episode["action"])
                 bar.update(1)
             bar.set_postfix(ok=summary.added, failed=sum(summary.failures.values()), refresh=False)
@@ -249,7 +251,8 @@ def _print_summary(summary: Summary, out: Path) -> None:
     minutes = summary.wall_time / 60
     print(f"{'interrupted' if summary.interrupted else 'done'}: {summary.added} episodes added, "
           f"{summary.stored} in {out}")
-    print(f"  plans tried {summary.attempts}, succeeded {summary.attempts - failed}, failed {failed}")
+    print(f"  plans tried {summary.attempts}, succeeded {summary.attempts - failed}, failed {failed}; "
+          f"episodes meeting the success check {summary.task_successes} of {summary.added}")
     for reason, count in summary.failures.most_common(3):
         print(f"    {count} x {reason}")
     print(f"  planning time per plan: median {np.median(times):.2f} s, p90 {np.percentile(times, 90):.2f} s")

@@ -42,6 +42,7 @@ def test_n3_writes_a_valid_store_of_plans_that_reach_the_goal(tmp_path, capsys):
         assert np.abs(episode["overhead"][0].astype(int) - episode["overhead"][-1].astype(int)).max() > 50
     summary = capsys.readouterr().out
     assert "plans tried 3, succeeded 3" in summary and "KB per camera frame" in summary
+    assert "episodes meeting the success check 3 of 3" in summary
     assert (tmp_path / "sim.generation.json").is_file()
 
 
