@@ -10,6 +10,7 @@ after the last committed episode with no loss and no duplicates.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import multiprocessing
 import os
@@ -173,13 +174,12 @@ def _open_store(path: Path, config: GenerationConfig, append: bool, overwrite: b
 
 
 def _done_attempts(store: EpisodeStore, config: GenerationConfig) -> tuple[int, int]:
-    """Episodes this run already committed, and the next attempt index."""
+    """Episodes this run already committed, and the next attempt index (one read per column)."""
     if store.n_episodes == 0:
         return 0, 0
-    seeds, domains = store.meta_column("seed"), store.meta_column("domain")
-    mine = [i for i in range(store.n_episodes) if seeds[i] == config.seed and domains[i] == config.domain.name]
-    attempts = [store.episode_meta(i).extra.get("attempt", -1) for i in mine]
-    return len(mine), (max(attempts) + 1 if attempts else 0)
+    mine = (store.meta_column("seed") == config.seed) & (store.meta_column("domain") == config.domain.name)
+    attempts = [json.loads(extra).get("attempt", -1) for extra in store.meta_column("extra")[mine]]
+    return len(attempts), (max(attempts) + 1 if attempts else 0)
 
 
 def generate(config: GenerationConfig, out: Path, workers: int = 1, append: bool = False,
