@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -223,10 +224,12 @@ def random_crop(images: np.ndarray, size: tuple[int, int], rng: np.random.Genera
 # Image sources
 
 
-class _ImageSource:
+class _ImageSource(Protocol):
+    """Where a batch's frames come from: the in-memory cache or the stores themselves."""
+
     def frames(self, camera: str, steps: np.ndarray) -> np.ndarray:
         """(*steps.shape, H, W, 3) uint8 frames at buffer indices ``steps``."""
-        raise NotImplementedError
+        ...
 
 
 class _CachedImages(_ImageSource):
