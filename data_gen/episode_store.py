@@ -51,7 +51,7 @@ import math
 import os
 import shutil
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,6 +176,35 @@ class EpisodeStore:
             if lock is not None:
                 lock.release()
             raise
+
+    @classmethod
+    def open_for_writing(
+        cls,
+        path: str | os.PathLike,
+        *,
+        cameras: Mapping[str, tuple[int, int]],
+        domain_config: Mapping[str, Any],
+        run: Mapping[str, Any],
+        check_run: bool = True,
+        overwrite: bool = False,
+    ) -> EpisodeStore:
+        """A store to append to: created if absent (or replaced with ``overwrite``), else opened after
+        checking that it holds the same cameras and image sizes and, with ``check_run``, the same run."""
+        path = Path(path)
+        if overwrite or not path.exists():
+            return cls.create(path, cameras=cameras, domain_config=domain_config, run=run, overwrite=overwrite)
+        store = cls.open(path, "a")
+        try:
+            if check_run:
+                store.check_compatible(run)
+            held = {name: store.image_shape(name)[:2] for name in store.cameras}
+            wanted = {name: tuple(int(v) for v in size) for name, size in cameras.items()}
+            if held != wanted:
+                raise StoreError(f"{path}: holds cameras {held}, this writer renders {wanted}")
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def __init__(self, path: Path, mode: Literal["r", "a"], lock: _WriterLock | None):
         """Use ``create`` or ``open``."""
@@ -639,3 +668,24 @@ def _is_empty_dir(path: Path) -> bool:
 
 def _tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+class EpisodeRecorder:
+    """Collects one episode's steps, in the store's keys, for ``append_episode``."""
+
+    def __init__(self, cameras: Iterable[str]):
+        self.steps: dict[str, list] = {"action": [], "agent_pos": [], "slider_pose": [], **{c: [] for c in cameras}}
+
+    def __len__(self) -> int:
+        return len(self.steps["action"])
+
+    def add(self, images: Mapping[str, np.ndarray], agent_pos, slider_pose, action) -> None:
+        """One step: the camera images and state observed, and the action then sent."""
+        for name, image in images.items():
+            self.steps[name].append(image)
+        self.steps["agent_pos"].append(np.asarray(agent_pos, dtype=np.float32))
+        self.steps["slider_pose"].append(np.asarray(slider_pose, dtype=np.float32))
+        self.steps["action"].append(np.asarray(action, dtype=np.float32))
+
+    def episode(self) -> dict[str, np.ndarray]:
+        return {key: np.stack(values) for key, values in self.steps.items()}

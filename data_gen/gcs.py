@@ -152,25 +152,16 @@ class Summary:
 
 def _open_store(path: Path, config: GenerationConfig, append: bool, overwrite: bool) -> EpisodeStore:
     size = config.domain.render.image_size
-    cameras = {name: (size, size) for name in config.domain.render.cameras}
-    run = config.run_identity()
-    if overwrite or not path.exists():
-        return EpisodeStore.create(path, cameras=cameras, domain_config=config.domain.model_dump(mode="json"),
-                                   run=run, overwrite=overwrite)
-    store = EpisodeStore.open(path, "a")
     try:
-        if not append:
-            try:
-                store.check_compatible(run)
-            except StoreError as error:
-                raise StoreError(f"{error}; pass --append to add to it or --overwrite to replace it") from None
-        if set(store.cameras) != set(cameras) or any(store.image_shape(c)[:2] != cameras[c] for c in cameras):
-            raise StoreError(f"{path}: holds cameras {dict((c, store.image_shape(c)) for c in store.cameras)}, "
-                             f"this run renders {cameras}")
-    except BaseException:
-        store.close()
-        raise
-    return store
+        return EpisodeStore.open_for_writing(
+            path, cameras={name: (size, size) for name in config.domain.render.cameras},
+            domain_config=config.domain.model_dump(mode="json"), run=config.run_identity(),
+            check_run=not append, overwrite=overwrite,
+        )
+    except StoreError as error:
+        if "different run" not in str(error):
+            raise
+        raise StoreError(f"{error}; pass --append to add to it or --overwrite to replace it") from None
 
 
 def _done_attempts(store: EpisodeStore, config: GenerationConfig) -> tuple[int, int]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from data_gen.episode_store import EpisodeRecorder
 from data_gen.planner import PlanningError
 from pushing_sim.simulation import PushingSim
 from pushing_sim.task import is_success
@@ -21,26 +22,9 @@ Planner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(slider_pose, pusher_xy) -> pusher targets at the control rate, shape (K, 2); raises PlanningError."""
 
 
-class _Recorder:
-    """Collects one episode's steps in the episode store's keys."""
-
-    def __init__(self, cameras: list[str]):
-        self.steps: dict[str, list] = {"action": [], "agent_pos": [], "slider_pose": [], **{c: [] for c in cameras}}
-
-    def add(self, images: dict[str, np.ndarray], agent_pos, slider_pose, action) -> None:
-        for name, image in images.items():
-            self.steps[name].append(image)
-        self.steps["agent_pos"].append(np.asarray(agent_pos, dtype=np.float32))
-        self.steps["slider_pose"].append(np.asarray(slider_pose, dtype=np.float32))
-        self.steps["action"].append(np.asarray(action, dtype=np.float32))
-
-    def episode(self) -> dict[str, np.ndarray]:
-        return {key: np.stack(values) for key, values in self.steps.items()}
-
-
 def kinematic_episode(sim: PushingSim, slider_poses: np.ndarray, pusher_xy: np.ndarray) -> dict[str, np.ndarray]:
     """Render a plan sampled at the control rate; the action at step k is the pusher position at k + 1."""
-    recorder = _Recorder(sim.camera_names)
+    recorder = EpisodeRecorder(sim.camera_names)
     n = len(pusher_xy)
     for k in range(n):
         sim.set_state(slider_poses[k], pusher_xy[k])
@@ -63,7 +47,7 @@ def physics_episode(
     """
     task = sim.task
     sim.reset(start_pose, np.asarray(task.pusher_start, dtype=float))
-    recorder = _Recorder(sim.camera_names)
+    recorder = EpisodeRecorder(sim.camera_names)
     queue = list(targets[1:]) if len(targets) > 1 else list(targets)
     hold = queue[-1]
     success = False
@@ -86,6 +70,6 @@ def physics_episode(
         action = queue.pop(0) if queue else hold
         recorder.add(sim.render(), agent_pos, slider_pose, action)
         sim.step(action)
-    if not recorder.steps["action"]:  # already at the goal: record the state once
+    if not len(recorder):  # already at the goal: record the state once
         recorder.add(sim.render(), sim.pusher_xy(), sim.slider_pose(), sim.pusher_xy())
     return recorder.episode(), success

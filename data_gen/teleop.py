@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from data_gen.episode_store import EpisodeMeta, EpisodeStore, StoreError
+from data_gen.episode_store import EpisodeMeta, EpisodeRecorder, EpisodeStore, StoreError
 from pushing_sim.domains import DomainError
 
 COMMANDS = ("record", "save", "discard", "reset", "quit")
@@ -75,7 +75,6 @@ class TeleopSession:
         self.saved = 0
         self.state = "idle"
         self.message = "move the mouse over the scene to drive the pusher"
-        self._buffer: dict[str, list] = {}
         self._seeded = False
         self.reset()
 
@@ -90,13 +89,13 @@ class TeleopSession:
         self.state = "idle"
 
     def _clear(self) -> None:
-        self._buffer = {key: [] for key in ("action", "agent_pos", "slider_pose", *self.env.unwrapped.sim.camera_names)}
+        self.recorder = EpisodeRecorder(self.env.unwrapped.sim.camera_names)
 
     def tick(self, user: TeleopInput) -> bool:
         """Apply one tick of input; return False when the operator quits."""
         commands = user.commands
         if "quit" in commands:
-            if self.state != "idle" and self._buffer["action"]:
+            if self.state != "idle" and len(self.recorder):
                 self.message = "quit: the unsaved episode was dropped"
             return False
         if "reset" in commands:
@@ -121,25 +120,19 @@ class TeleopSession:
             return True  # the scene holds still until the operator saves or discards
         action = self.target.astype(np.float32)
         if self.state == "recording":
-            self._record(action)
+            cameras = {name: self.obs[name] for name in self.env.unwrapped.sim.camera_names}
+            self.recorder.add(cameras, self.info["agent_pos"], self.info["slider_pose"], action)
         self.obs, _, terminated, _, self.info = self.env.step(action)
         if self.state == "recording" and terminated:
             self.state = "done"
             self.message = "success! S: save   D: discard"
         return True
 
-    def _record(self, action: np.ndarray) -> None:
-        for name in self.env.unwrapped.sim.camera_names:
-            self._buffer[name].append(self.obs[name])
-        self._buffer["agent_pos"].append(np.asarray(self.info["agent_pos"], dtype=np.float32))
-        self._buffer["slider_pose"].append(np.asarray(self.info["slider_pose"], dtype=np.float32))
-        self._buffer["action"].append(action)
-
     def _save(self) -> None:
-        if not self._buffer["action"]:
+        if not len(self.recorder):
             self.message = "nothing recorded yet"
             return
-        episode = {key: np.stack(values) for key, values in self._buffer.items()}
+        episode = self.recorder.episode()
         meta = EpisodeMeta(
             source="teleop",
             domain=self.env.unwrapped.domain.name,
@@ -156,7 +149,7 @@ class TeleopSession:
 
     def status(self) -> Status:
         hz = self.env.unwrapped.task.control_hz
-        return Status(self.state, len(self._buffer["action"]) / hz, float(self.info["goal_pos_error"]),
+        return Status(self.state, len(self.recorder) / hz, float(self.info["goal_pos_error"]),
                       float(self.info["goal_angle_error"]), self.saved, self.message)
 
 
@@ -164,19 +157,10 @@ def open_store(path: Path, env) -> EpisodeStore:
     """The teleop store at `path`: created on first use, then appended to (same domain and cameras)."""
     domain = env.unwrapped.domain
     size = domain.render.image_size
-    cameras = {name: (size, size) for name in env.unwrapped.sim.camera_names}
-    run = {"generator": "teleop", "domain": domain.name}
-    if not path.exists():
-        return EpisodeStore.create(path, cameras=cameras, domain_config=domain.model_dump(mode="json"), run=run)
-    store = EpisodeStore.open(path, "a")
-    try:
-        store.check_compatible(run)
-        if {c: store.image_shape(c)[:2] for c in store.cameras} != cameras:
-            raise StoreError(f"{path}: holds other cameras or image sizes than this domain renders")
-    except BaseException:
-        store.close()
-        raise
-    return store
+    return EpisodeStore.open_for_writing(
+        path, cameras={name: (size, size) for name in env.unwrapped.sim.camera_names},
+        domain_config=domain.model_dump(mode="json"), run={"generator": "teleop", "domain": domain.name},
+    )
 
 
 def run(session: TeleopSession, device: InputDevice, view=None, real_time: bool = True) -> None:

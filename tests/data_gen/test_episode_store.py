@@ -462,3 +462,17 @@ def test_rendered_frames_take_under_5_kb_each(tmp_path):
     image_bytes = sum(f.stat().st_size for f in (path / "data" / "overhead").rglob("*") if f.is_file())
     assert image_bytes / steps < 5_000
     np.testing.assert_array_equal(EpisodeStore.open(path).array("overhead"), frames)
+
+
+def test_open_for_writing_creates_then_reopens_only_a_matching_store(tmp_path):
+    path = tmp_path / "w.zarr"
+    args = dict(cameras={"overhead": (8, 8)}, domain_config={"name": "sim"}, run={"seed": 0})
+    EpisodeStore.open_for_writing(path, **args).close()
+    EpisodeStore.open_for_writing(path, **args).close()
+    with pytest.raises(StoreError, match="different run"):
+        EpisodeStore.open_for_writing(path, **{**args, "run": {"seed": 1}})
+    EpisodeStore.open_for_writing(path, **{**args, "run": {"seed": 1}}, check_run=False).close()
+    with pytest.raises(StoreError, match="holds cameras"):
+        EpisodeStore.open_for_writing(path, **{**args, "cameras": {"overhead": (16, 16)}}, check_run=False)
+    # A refused open leaves no writer lock behind.
+    EpisodeStore.open(path, "a").close()

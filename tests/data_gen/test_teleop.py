@@ -36,7 +36,7 @@ def test_a_scripted_operator_records_a_successful_episode(env, tmp_path):
         if session.state == "done":
             break
     assert session.state == "done" and "success" in session.status().message
-    recorded = len(session._buffer["action"])
+    recorded = len(session.recorder)
     session.tick(TeleopInput(commands={"save"}))
     assert session.saved == 1 and session.state == "idle"
     store.close()
