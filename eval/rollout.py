@@ -131,8 +131,12 @@ def _run_trial(job):
     return _RUNNER(job)
 
 
-def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool = True) -> list[dict]:
-    """Run `trials` trials (in index order) and return their per-trial results."""
+def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool = True,
+               runner: TrialRunner | None = None) -> list[dict]:
+    """Run `trials` trials (in index order) and return their per-trial results.
+
+    runner: an already built runner for `spec`, used when the trials run in this process.
+    """
     from pushing_sim.task import TaskConfig, evaluation_initial_poses
 
     poses = evaluation_initial_poses(TaskConfig(), trials, spec.seed)
@@ -145,7 +149,7 @@ def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool 
                 results.append(result)
                 _update(bar, results)
     else:
-        runner = TrialRunner(spec)
+        runner = runner or TrialRunner(spec)
         for job in jobs:
             results.append(runner(job))
             _update(bar, results)
@@ -216,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                        min(args.videos, args.trials), str(video_dir), args.device, args.max_steps)
     started = time.perf_counter()
     try:
-        TrialRunner(spec) if policy == "ckpt" else None  # fail fast on a bad checkpoint, before any worker starts
-        results = run_trials(spec, args.trials, args.workers)
+        # Built here first: a bad checkpoint fails before any worker starts, and one worker reuses it.
+        runner = TrialRunner(spec) if policy == "ckpt" or args.workers == 1 else None
+        results = run_trials(spec, args.trials, args.workers, runner=runner)
     except AgentError as error:
         return fail(str(error))
     except KeyboardInterrupt:

@@ -87,25 +87,23 @@ class Scene:
     viewer: RgbdSensor | None  # the larger view for people; None when not asked for
 
 
-def _rgba(rgb, alpha: float = 1.0) -> Rgba:
-    return Rgba(*rgb, alpha)
+def _rgba(rgb) -> Rgba:
+    return Rgba(*rgb, 1.0)
 
 
-def _perception(rgb, renderers: set[str] | None = None) -> PerceptionProperties:
+def _perception(rgb) -> PerceptionProperties:
     props = PerceptionProperties()
     props.AddProperty("phong", "diffuse", _rgba(rgb))
-    if renderers is not None:
-        props.AddProperty("renderer", "accepting", renderers)
     return props
 
 
-def _add_visual(plant, body, X, shape, name: str, rgb, alpha: float = 1.0, renderers: set[str] | None = None) -> None:
+def _add_visual(plant, body, X, shape, name: str, rgb) -> None:
     """One visual geometry with an illustration role (Meshcat) and a perception role (cameras)."""
     instance = GeometryInstance(X, shape, name)
     illustration = IllustrationProperties()
-    illustration.AddProperty("phong", "diffuse", _rgba(rgb, alpha))
+    illustration.AddProperty("phong", "diffuse", _rgba(rgb))
     instance.set_illustration_properties(illustration)
-    instance.set_perception_properties(_perception(rgb, renderers))
+    instance.set_perception_properties(_perception(rgb))
     plant.RegisterVisualGeometry(body, instance)
 
 
@@ -280,8 +278,8 @@ def pixel_to_table(camera: CameraConfig, size: int, column: float, row: float) -
     return np.array([camera.position[0] + (column - size / 2) / scale, camera.position[1] - (row - size / 2) / scale])
 
 
-def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_size: int | None = 384, meshcat=None) -> Scene:
-    """Build the Diagram for `domain` (once per env); optionally publish it to a Meshcat instance.
+def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_size: int | None = 384) -> Scene:
+    """Build the Diagram for `domain` (once per env).
 
     `viewer_size=None` leaves out the viewer camera and its renderer: every renderer pays for each
     pose update, so envs that never call render() skip it.
@@ -319,10 +317,6 @@ def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_siz
         scene_graph.AddRenderer(VIEWER_RENDERER, MakeRenderEngineVtk(_renderer_params(domain, for_viewer=True)))
         viewer = _add_camera(builder, scene_graph, plant, pusher, VIEWER_CAMERA, viewer_size, VIEWER_RENDERER)
         viewer.set_name("camera_viewer")
-    if meshcat is not None:
-        from pydrake.geometry import MeshcatVisualizer
-
-        MeshcatVisualizer.AddToBuilder(builder, scene_graph, meshcat)
     diagram = builder.Build()
     diagram.set_name(f"pushing_{domain.name}")
     return Scene(diagram, plant, scene_graph, slider, joints, pusher_instance, cameras, viewer)

@@ -23,10 +23,10 @@ class PushingSim:
     """Drake simulation of the T and the pusher in one domain."""
 
     def __init__(self, domain: DomainConfig | str = "target", task: TaskConfig | None = None,
-                 viewer_size: int | None = 384, meshcat=None):
+                 viewer_size: int | None = 384):
         self.domain = load_domain(domain)
         self.task = task or TaskConfig()
-        self.scene = build_scene(self.domain, self.task, viewer_size=viewer_size, meshcat=meshcat)
+        self.scene = build_scene(self.domain, self.task, viewer_size=viewer_size)
         self.control_period = 1.0 / self.task.control_hz
         self.substeps = max(1, int(round(self.control_period / self.domain.physics.time_step)))
         diagram = self.scene.diagram
@@ -121,7 +121,3 @@ class PushingSim:
     def _render(sensor, context) -> np.ndarray:
         image = sensor.color_image_output_port().Eval(context)
         return np.array(image.data[:, :, :3], copy=True)
-
-    def publish(self) -> None:
-        """Push the current state to a connected Meshcat (no-op without one)."""
-        self.scene.diagram.ForcedPublish(self._context)
