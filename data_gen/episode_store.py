@@ -11,7 +11,6 @@ Layout (a zarr v3 directory store; N steps in E episodes, all episodes concatena
       data/agent_pos            (N, 2) float32   pusher xy
       data/slider_pose          (N, 3) float32   x, y, theta of the T
       data/<camera>             (N, H, W, 3) uint8, one array per camera (e.g. overhead, wrist)
-      data/sigma_min            (N,) float32     per-sample annotation, NaN = not annotated
       meta/episode_ends         (E,) int64       exclusive end index of each episode
       meta/source               (E,) string      gcs | teleop | expert
       meta/domain               (E,) string      domain name the episode was generated in
@@ -21,6 +20,9 @@ Layout (a zarr v3 directory store; N steps in E episodes, all episodes concatena
       meta/plan_cost            (E,) float64     NaN if not applicable
       meta/success              (E,) bool
       meta/extra                (E,) string      free JSON object per episode
+      annotations/<name>/       one named annotation set per classifier run (see below)
+        sigma_min               (N,) float32     per-step sigma_min (normalised action units)
+        sigma_max               (N,) float32     optional, per-step sigma_max (locality branch)
       writer.lock               present only while (or after a crash while) a writer had it open
 
 Episode i spans steps ``episode_ends[i-1]:episode_ends[i]`` (0 for i = 0), the Diffusion Policy /
@@ -29,6 +31,14 @@ v3 extension spec. Root attributes: ``format`` ("ambient-push-episodes"), ``form
 ``cameras`` ({name: [H, W, 3]}, in creation order), ``action_dim``, ``domain_config`` (the
 generator's domain settings, any JSON object) and ``run`` (the generator's identity, e.g.
 {"seed": 0, "domain": "sim", "replay": "kinematic"}; a resume with a different run is refused).
+
+Annotation sets hold per-step noise levels measured on the committed steps (e.g. by
+``policies.classify``), keyed by a name, so that several classifiers' values can coexist and a
+training run names the one it uses. A set's group attributes record ``n_steps`` (the steps it
+covers), and whatever its producer needs to make it reproducible and checkable (its config, the
+action normaliser it measured in). A set is written whole into a hidden temporary group and renamed
+into place, so it is either complete or absent; replacing one needs ``overwrite``. Format version 1
+stores kept one anonymous ``data/sigma_min`` column; it is no longer read (re-run the classifier).
 
 Images are compressed with zstd level 9 in chunks of 128 frames (whole H, W, 3 per chunk): rendered
 96x96 frames take a few KB each, and a training read of a short window decompresses one chunk.
@@ -49,9 +59,11 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import socket
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,7 +73,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from zarr.codecs import ZstdCodec
 
 FORMAT_NAME = "ambient-push-episodes"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)  # 1 differs only by an unread data/sigma_min column
+ANNOTATIONS_GROUP = "annotations"
+ANNOTATION_ARRAYS = ("sigma_min", "sigma_max")
 
 LOCK_FILE = "writer.lock"
 IMAGE_CHUNK_FRAMES = 128
@@ -69,13 +84,26 @@ LOW_DIM_CHUNK_STEPS = 4096
 META_CHUNK_EPISODES = 1024
 IMAGE_COMPRESSOR = ZstdCodec(level=9)
 
-# Step arrays other than images and sigma_min, with their width (action's comes from action_dim).
+# Step arrays other than images, with their width (action's comes from action_dim).
 STATE_WIDTHS = {"agent_pos": 2, "slider_pose": 3}
-RESERVED_NAMES = {"action", "sigma_min", *STATE_WIDTHS}
+RESERVED_NAMES = {"action", "sigma_min", *STATE_WIDTHS}  # sigma_min: format 1's column
 
 
 class StoreError(Exception):
     """Any problem with an episode store; the message is one line and names the path."""
+
+
+_ANNOTATION_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One annotation set: per-step sigma_min (and optional sigma_max) plus its producer's attributes."""
+
+    name: str
+    sigma_min: np.ndarray  # (N,) float32
+    sigma_max: np.ndarray | None  # (N,) float32 or None
+    attrs: dict[str, Any]
 
 
 class EpisodeMeta(BaseModel):
@@ -268,7 +296,7 @@ class EpisodeStore:
     @property
     def step_keys(self) -> tuple[str, ...]:
         """Names of the per-step arrays under ``data/``, as returned by ``episode``."""
-        return ("action", *STATE_WIDTHS, *self._attrs["cameras"], "sigma_min")
+        return ("action", *STATE_WIDTHS, *self._attrs["cameras"])
 
     def check_compatible(self, run: Mapping[str, Any]) -> None:
         """Raise StoreError unless this store was made by a generator with the same run identity."""
@@ -344,22 +372,83 @@ class EpisodeStore:
             values = np.asarray(self._meta[name][: self.n_episodes])
         return np.array(values.tolist(), dtype=str) if META_COLUMNS[name][0] is str else values
 
-    @property
-    def sigma_min(self) -> np.ndarray:
-        """(N,) float32 per-sample sigma_min annotation; NaN where not annotated."""
-        return self.array("sigma_min")
+    # ----------------------------------------------------------------------------------------------
+    # Annotation sets
 
-    def set_sigma_min(self, values: np.ndarray) -> None:
-        """Write the sigma_min annotation of every committed step (NaN = not annotated)."""
-        self._require_writer("set sigma_min")
-        values = np.asarray(values)
-        if values.shape != (self.n_steps,) or not np.issubdtype(values.dtype, np.floating):
+    @property
+    def annotation_names(self) -> tuple[str, ...]:
+        """Names of the complete annotation sets, sorted."""
+        root = self.path / ANNOTATIONS_GROUP
+        if not root.is_dir():
+            return ()
+        return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and _ANNOTATION_NAME.fullmatch(p.name)))
+
+    def annotation(self, name: str) -> Annotation:
+        """The annotation set ``name``; StoreError if absent, damaged or not covering every committed step."""
+        if name not in self.annotation_names:
+            raise StoreError(f"{self.path}: no annotation set {name!r} (sets: {list(self.annotation_names) or 'none'})")
+        key = f"{ANNOTATIONS_GROUP}/{name}"
+        with _store_errors(self.path, key):
+            group = zarr.open_group(self.path / ANNOTATIONS_GROUP / name, mode="r", use_consolidated=False)
+            attrs = dict(group.attrs)
+            values = {a: np.asarray(group[a][:]) for a in ANNOTATION_ARRAYS if a in group}
+        n_steps = attrs.get("n_steps")
+        if "sigma_min" not in values or any(v.shape != (n_steps,) for v in values.values()):
+            raise StoreError(f"{self.path}: damaged annotation set {name!r} (arrays do not match n_steps {n_steps!r})")
+        if n_steps != self.n_steps:
             raise StoreError(
-                f"{self.path}: sigma_min must be a float array of shape ({self.n_steps},), "
-                f"got {values.dtype} {values.shape}"
+                f"{self.path}: annotation set {name!r} covers {n_steps} steps but the store commits {self.n_steps} "
+                "(episodes changed since it was written); write it again"
             )
-        with _store_errors(self.path):
-            self._arrays["sigma_min"][: self.n_steps] = values.astype(np.float32)
+        return Annotation(name, values["sigma_min"], values.get("sigma_max"), attrs)
+
+    def write_annotation(
+        self,
+        name: str,
+        sigma_min: np.ndarray,
+        sigma_max: np.ndarray | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Write annotation set ``name`` for every committed step: (N,) values in [0, 1], all finite.
+
+        The set appears whole or not at all; an existing set is replaced only with ``overwrite``.
+        """
+        self._require_writer("write an annotation set")
+        if not _ANNOTATION_NAME.fullmatch(name or ""):
+            raise StoreError(f"{self.path}: annotation name {name!r} must be letters, digits, '_', '-' or '.', not starting with '.'")
+        arrays = {"sigma_min": sigma_min} if sigma_max is None else {"sigma_min": sigma_min, "sigma_max": sigma_max}
+        for key, values in arrays.items():
+            values = np.asarray(values)
+            if values.shape != (self.n_steps,) or not np.issubdtype(values.dtype, np.floating):
+                raise StoreError(
+                    f"{self.path}: {key} must be a float array of shape ({self.n_steps},), got {values.dtype} {values.shape}"
+                )
+            if not np.all(np.isfinite(values) & (values >= 0) & (values <= 1)):
+                raise StoreError(f"{self.path}: {key} values must be finite and in [0, 1]")
+        attributes = {**_json_roundtrip(self.path, "annotation attrs", attrs or {}), "n_steps": self.n_steps}
+        root = self.path / ANNOTATIONS_GROUP
+        final = root / name
+        if final.exists() and not overwrite:
+            raise StoreError(f"{self.path}: annotation set {name!r} exists; choose another name or overwrite it")
+        temporary = root / f".partial-{name}"
+        with _store_errors(self.path, f"{ANNOTATIONS_GROUP}/{name}"):
+            if not (root / "zarr.json").is_file():
+                zarr.open_group(self.path, mode="r+", use_consolidated=False).require_group(ANNOTATIONS_GROUP)
+            shutil.rmtree(temporary, ignore_errors=True)
+            group = zarr.open_group(temporary, mode="w", use_consolidated=False)
+            for key, values in arrays.items():
+                array = group.create_array(key, shape=(self.n_steps,), dtype=np.float32, chunks=(LOW_DIM_CHUNK_STEPS,))
+                array[:] = np.asarray(values, dtype=np.float32)
+            group.attrs.update(attributes)
+            if final.exists():  # overwrite: move the old set aside, then swap the new one in
+                retired = root / f".retired-{name}"
+                shutil.rmtree(retired, ignore_errors=True)
+                os.replace(final, retired)
+                os.replace(temporary, final)
+                shutil.rmtree(retired)
+            else:
+                os.replace(temporary, final)
 
     # ----------------------------------------------------------------------------------------------
     # Appending
@@ -367,7 +456,7 @@ class EpisodeStore:
     def append_episode(self, episode: Mapping[str, np.ndarray], meta: EpisodeMeta) -> int:
         """Append one episode and commit it; return its index.
 
-        episode: one array per ``step_keys`` entry except sigma_min, all with the same number of
+        episode: one array per ``step_keys`` entry, all with the same number of
         steps T >= 1: action (T, A) and agent_pos (T, 2), slider_pose (T, 3) as floats (stored as
         float32), each camera (T, H, W, 3) uint8.
         """
@@ -389,7 +478,6 @@ class EpisodeStore:
         """Write one episode's steps past the committed ones; return the new end index."""
         start = self.n_steps
         length = len(steps["action"])
-        steps = {**steps, "sigma_min": np.full(length, np.nan, dtype=np.float32)}
         for key, array in self._arrays.items():
             array.resize((start + length, *array.shape[1:]))
             array[start : start + length] = steps[key]
@@ -471,7 +559,6 @@ class EpisodeStore:
                 f"data/{name}": (np.uint8, tuple(shape), self._arrays[name])
                 for name, shape in self._attrs["cameras"].items()
             },
-            "data/sigma_min": (np.float32, (), self._arrays["sigma_min"]),
             "meta/episode_ends": (np.int64, (), self._episode_ends_array),
             **{f"meta/{n}": (dtype, shape, self._meta[n]) for n, (dtype, shape) in META_COLUMNS.items()},
         }
@@ -495,7 +582,7 @@ class EpisodeStore:
 
     def _checked_episode(self, episode: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The episode's arrays in storage dtypes, or StoreError naming what is wrong."""
-        expected = [key for key in self.step_keys if key != "sigma_min"]
+        expected = list(self.step_keys)
         if set(episode) != set(expected):
             missing, unknown = sorted(set(expected) - set(episode)), sorted(set(episode) - set(expected))
             raise StoreError(
@@ -623,9 +710,6 @@ def _create_layout(path: Path, attributes: dict[str, Any]) -> None:
             chunks=(IMAGE_CHUNK_FRAMES, *shape),
             compressors=IMAGE_COMPRESSOR,
         )
-    group.create_array(
-        "data/sigma_min", shape=(0,), dtype=np.float32, chunks=(LOW_DIM_CHUNK_STEPS,), fill_value=np.nan
-    )
     group.create_array("meta/episode_ends", shape=(0,), dtype=np.int64, chunks=(META_CHUNK_EPISODES,))
     for name, (dtype, row_shape) in META_COLUMNS.items():
         group.create_array(
@@ -638,8 +722,8 @@ def _check_attributes(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
     if attrs.get("format") != FORMAT_NAME:
         raise StoreError(f"{path}: not an episode store (format attribute is {attrs.get('format')!r})")
     version = attrs.get("format_version")
-    if version != FORMAT_VERSION:
-        raise StoreError(f"{path}: episode store format version {version!r}; this code reads {FORMAT_VERSION}")
+    if version not in READABLE_FORMAT_VERSIONS:
+        raise StoreError(f"{path}: episode store format version {version!r}; this code reads {list(READABLE_FORMAT_VERSIONS)}")
     missing = [key for key in ("cameras", "action_dim", "domain_config", "run") if key not in attrs]
     if missing:
         raise StoreError(f"{path}: store attributes lack {missing}")

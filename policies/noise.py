@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 PREDICTION_TYPES = ("epsilon", "sample")
@@ -62,6 +63,25 @@ def x0_to_eps(x_t: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor | float) 
     """Noise implied by an x0 prediction: (x_t - sqrt(1 - sigma^2) x0) / sigma."""
     sigma = broadcast_to_sample(sigma, x_t)
     return (x_t - torch.sqrt(1 - sigma**2) * x0) / sigma
+
+
+# --------------------------------------------------------------------------------------------------
+# The one mapping between noise levels and DDPM steps, shared by training, the classifier and the
+# diagnostics: the float32 sigmas that training uses, and one admissibility rule.
+
+
+def ddpm_sigmas(num_train_timesteps: int = 100) -> np.ndarray:
+    """(T,) sigma_t of training's float32 schedule, as float64 numbers (exactly the float32 values)."""
+    return NoiseSchedule.squaredcos_cap_v2(num_train_timesteps).sigmas.double().numpy()
+
+
+def first_admissible_step(sigma_min: np.ndarray | float, sigmas: np.ndarray) -> np.ndarray:
+    """Smallest step t with sigma_t > sigma_min (science.md §3: admissible iff sigma > sigma_min); T if none.
+
+    sigmas: increasing (T,) noise levels, e.g. ``ddpm_sigmas()``. Give ``b * sigma_min`` for the
+    buffered rule. This is also the t_min reported for a sigma_min.
+    """
+    return np.searchsorted(np.asarray(sigmas, dtype=np.float64), np.asarray(sigma_min, dtype=np.float64), side="right")
 
 
 def ddim_timesteps(num_train_timesteps: int = 100, num_inference_steps: int = 10) -> torch.Tensor:

@@ -46,7 +46,7 @@ def new_store(path: Path, **kwargs) -> EpisodeStore:
 def raw_lengths(path: Path) -> dict[str, int]:
     """Rows stored in each array, committed or not, read with zarr directly."""
     group = zarr.open_group(path, mode="r", use_consolidated=False)
-    keys = ["data/action", "data/overhead", "data/sigma_min", "meta/seed", "meta/episode_ends"]
+    keys = ["data/action", "data/overhead", "meta/seed", "meta/episode_ends"]
     return {key: group[key].shape[0] for key in keys}
 
 
@@ -146,7 +146,7 @@ def test_crash_before_commit_hides_the_partial_episode_and_resume_truncates_it(t
     store.close()
     # The partial episode really is on disk, past the committed steps and rows.
     assert raw_lengths(path) == {
-        "data/action": 15, "data/overhead": 15, "data/sigma_min": 15, "meta/seed": 3, "meta/episode_ends": 2
+        "data/action": 15, "data/overhead": 15, "meta/seed": 3, "meta/episode_ends": 2
     }
 
     reader = EpisodeStore.open(path)
@@ -155,7 +155,7 @@ def test_crash_before_commit_hides_the_partial_episode_and_resume_truncates_it(t
 
     with EpisodeStore.open(path, mode="a") as writer:
         assert raw_lengths(path) == {
-            "data/action": 10, "data/overhead": 10, "data/sigma_min": 10, "meta/seed": 2, "meta/episode_ends": 2
+            "data/action": 10, "data/overhead": 10, "meta/seed": 2, "meta/episode_ends": 2
         }
         assert writer.append_episode(third, make_meta(3)) == 2
 
@@ -173,7 +173,7 @@ def test_crash_inside_the_commit_leaves_a_fill_value_that_is_not_an_episode(tmp_
     # Killed after growing episode_ends but before writing the new end: the entry reads as 0.
     group = zarr.open_group(path, mode="r+", use_consolidated=False)
     group["meta/episode_ends"].resize((2,))
-    for key in ("action", "agent_pos", "slider_pose", "overhead", "wrist", "sigma_min"):
+    for key in ("action", "agent_pos", "slider_pose", "overhead", "wrist"):
         array = group[f"data/{key}"]
         array.resize((7, *array.shape[1:]))
 
@@ -247,7 +247,7 @@ def test_append_rejects_a_malformed_episode_without_writing(tmp_path, case, epis
     assert_one_line_error(error, path)
     assert store.n_episodes == 1
     assert raw_lengths(path) == {
-        "data/action": 3, "data/overhead": 3, "data/sigma_min": 3, "meta/seed": 1, "meta/episode_ends": 1
+        "data/action": 3, "data/overhead": 3, "meta/seed": 1, "meta/episode_ends": 1
     }
 
 
@@ -258,7 +258,7 @@ def test_read_only_store_refuses_writes(tmp_path):
     with pytest.raises(StoreError, match="read-only"):
         store.append_episode(make_episode(2, seed=0), make_meta(0))
     with pytest.raises(StoreError, match="read-only"):
-        store.set_sigma_min(np.zeros(0, np.float32))
+        store.write_annotation("classifier", np.zeros(0, np.float32))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -406,27 +406,72 @@ def test_check_compatible_refuses_a_different_run(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# sigma_min annotation
+# Annotation sets
 
 
-def test_sigma_min_defaults_to_nan_and_round_trips(tmp_path):
+def test_annotation_sets_are_named_coexist_and_round_trip(tmp_path):
     path = tmp_path / "demos.zarr"
     store = new_store(path)
     store.append_episode(make_episode(3, seed=0), make_meta(0))
     store.append_episode(make_episode(4, seed=1), make_meta(1))
-    assert store.sigma_min.shape == (7,) and np.isnan(store.sigma_min).all()
-
-    sigma = np.array([0.0, 0.1, np.nan, 0.3, 0.4, 0.5, 0.6])
-    store.set_sigma_min(sigma)
+    assert store.annotation_names == ()
+    first = np.linspace(0.0, 0.6, 7)
+    store.write_annotation("fold3", first, attrs={"normalizer": {"min": [0.1, 0.2]}})
+    store.write_annotation("strong", first[::-1].copy(), sigma_max=np.full(7, 0.05))
+    with pytest.raises(StoreError, match="'fold3' exists"):
+        store.write_annotation("fold3", np.zeros(7))
     with pytest.raises(StoreError, match=r"shape \(7,\)"):
-        store.set_sigma_min(np.zeros(6))
-    store.append_episode(make_episode(2, seed=2), make_meta(2))
+        store.write_annotation("short", np.zeros(6))
+    with pytest.raises(StoreError, match="finite and in"):
+        store.write_annotation("nan", np.full(7, np.nan))
+    with pytest.raises(StoreError, match="must be letters"):
+        store.write_annotation("../escape", np.zeros(7))
     store.close()
 
     reader = EpisodeStore.open(path)
-    np.testing.assert_array_equal(reader.sigma_min[:7], sigma.astype(np.float32))
-    assert np.isnan(reader.sigma_min[7:]).all() and reader.sigma_min.dtype == np.float32
-    np.testing.assert_array_equal(reader.episode(1)["sigma_min"], sigma[3:7].astype(np.float32))
+    assert reader.annotation_names == ("fold3", "strong")
+    fold3 = reader.annotation("fold3")
+    np.testing.assert_array_equal(fold3.sigma_min, first.astype(np.float32))
+    assert fold3.sigma_max is None and fold3.attrs["normalizer"] == {"min": [0.1, 0.2]} and fold3.attrs["n_steps"] == 7
+    np.testing.assert_array_equal(reader.annotation("strong").sigma_max, np.full(7, 0.05, np.float32))
+    with pytest.raises(StoreError, match="no annotation set 'other'"):
+        reader.annotation("other")
+    assert set(reader.episode(0)) == {"action", "agent_pos", "slider_pose", "overhead", "wrist"}
+
+
+def test_overwriting_an_annotation_replaces_it_whole_and_appends_make_it_stale(tmp_path):
+    path = tmp_path / "demos.zarr"
+    with new_store(path) as store:
+        store.append_episode(make_episode(3, seed=0), make_meta(0))
+        store.write_annotation("classifier", np.full(3, 0.2))
+        store.write_annotation("classifier", np.full(3, 0.4), overwrite=True)
+        assert not [p.name for p in (path / "annotations").iterdir() if p.name.startswith(".")]
+        np.testing.assert_array_equal(store.annotation("classifier").sigma_min, np.full(3, 0.4, np.float32))
+        store.append_episode(make_episode(2, seed=1), make_meta(1))
+        with pytest.raises(StoreError, match="covers 3 steps but the store commits 5"):
+            store.annotation("classifier")
+
+
+def test_an_interrupted_annotation_write_leaves_no_set(tmp_path, monkeypatch):
+    path = tmp_path / "demos.zarr"
+    with new_store(path) as store:
+        store.append_episode(make_episode(3, seed=0), make_meta(0))
+        monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk gone")))
+        with pytest.raises(StoreError, match="disk gone"):
+            store.write_annotation("classifier", np.full(3, 0.2))
+    assert EpisodeStore.open(path).annotation_names == ()
+
+
+def test_format_1_stores_with_a_sigma_min_column_still_open(tmp_path):
+    path = tmp_path / "demos.zarr"
+    with new_store(path) as store:
+        store.append_episode(make_episode(3, seed=0), make_meta(0))
+    group = zarr.open_group(path, mode="r+", use_consolidated=False)
+    group.create_array("data/sigma_min", shape=(3,), dtype=np.float32, chunks=(4096,))
+    group.attrs["format_version"] = 1
+    with EpisodeStore.open(path, mode="a") as store:
+        store.append_episode(make_episode(2, seed=1), make_meta(1))
+    assert EpisodeStore.open(path).n_steps == 5
 
 
 # --------------------------------------------------------------------------------------------------
