@@ -4,11 +4,11 @@
                                        [--episodes-per-append 100] [--keep DIR]
 
 Builds a clean and a corrupt synthetic store of that size (random-walk pushes, 8x8 images to keep
-them small) with EpisodeStore.create / append_episode, runs ``eval.analyze.analyze`` on them and
-prints its timings. An append costs ~20 ms whatever its length, so episodes are appended
-``--episodes-per-append`` at a time (concatenated: the stores then record fewer, longer episodes;
-pass 1 for the exact layout, ~3 min per store). The in-memory part times the same pieces with the
-exact 8000-episode boundaries.
+them small, a uniform sigma_min annotation set named "classifier") with EpisodeStore.create /
+append_episode / write_annotation, runs ``eval.analyze.analyze`` on them and prints its timings.
+An append costs ~20 ms whatever its length, so episodes are appended ``--episodes-per-append`` at a
+time (concatenated: the stores then record fewer, longer episodes; pass 1 for the exact layout,
+~3 min per store). The in-memory part times the same pieces with the exact 8000-episode boundaries.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def write_store(path: Path, demos: Demonstrations, per_append: int, steps: int) 
                 },
                 meta,
             )
-        store.set_sigma_min(np.random.default_rng(0).uniform(0.05, 0.4, n).astype(np.float32))
+        sigma_min = np.random.default_rng(0).uniform(0.05, 0.4, n).astype(np.float32)
+        store.write_annotation("classifier", sigma_min, attrs={"synthetic": "uniform(0.05, 0.4)"})
     return time.perf_counter() - started
 
 

@@ -1,6 +1,7 @@
 """Data diagnostics: action spectra, the corruption spectrum and sigma_min distributions (science.md §5).
 
     python -m eval.analyze --store data/target.zarr --store data/sim.zarr [--out DIR] [--pairs 10000] [--chunk 32]
+                           [--annotation NAME ...]
 
 The first store is the clean one, the second the corrupt one. Writes to DIR (default ``analysis/``
 next to the first store):
@@ -11,9 +12,19 @@ next to the first store):
   pairs matched by state (``eval.spectra.corruption_spectrum``), against the flat noise floors of
   the DDPM levels ``--noise-steps``: where the curve is below a floor, noise at that level masks
   the corruption;
-- ``sigma_min_<store>.png``: histogram of per-sample sigma_min, for each store that carries any;
+- ``sigma_min_<store>_<set>.png``: histogram of per-step sigma_min, one per annotation set of each
+  store (the store module's ``annotations/<set>``): by default every set a store holds, with
+  ``--annotation NAME`` (repeatable) only those, and then every store must hold each of them;
 - ``summary.png``: the above side by side;
-- ``analysis.json``: the config and every number drawn.
+- ``analysis.json``: the config and every number drawn. Each store's ``"sigma_min"`` maps set name
+  to its histogram, ``{}`` for a store with no sets.
+
+A histogram reports ``mean_t_min``, the mean of t_min = ``policies.noise.first_admissible_step``
+(the smallest DDPM step t with sigma_t > sigma_min, over training's float32 schedule
+``policies.noise.ddpm_sigmas``), the one sigma <-> step rule the policies use. t_min is T
+(``NUM_TRAIN_TIMESTEPS``) for a sigma_min no step exceeds; those samples are counted in
+``n_without_admissible_step`` and included in the mean as T. No t_min indexes the schedule; the
+noise floors index it only with ``--noise-steps``, checked to lie in [0, T - 1].
 
 Actions are min-max normalised to [-1, 1] per dimension over all the stores given, as the policy
 normalises them, so spectra and noise floors share the diffusion model's units. Only the low-dim
@@ -48,11 +59,10 @@ from eval.spectra import (
     chunk_psd,
     chunk_starts,
     corruption_spectrum,
-    ddpm_sigmas,
     fit_power_law,
     masking_floor,
-    step_for_sigma,
 )
+from policies.noise import ddpm_sigmas, first_admissible_step
 
 NUM_TRAIN_TIMESTEPS = 100
 JSON_NAME = "analysis.json"
@@ -77,6 +87,7 @@ class AnalysisConfig(BaseModel):
     angle_scale: float = Field(DEFAULT_ANGLE_SCALE_M, gt=0)  # metres per radian in the state distance
     noise_steps: tuple[int, ...] = (5, 10, 20, 40, 80)  # DDPM steps whose noise floors are drawn
     sigma_bins: int = Field(40, ge=1)
+    annotations: tuple[str, ...] | None = None  # sigma_min sets to plot; None: every set each store holds
     seed: int = 0
 
     @field_validator("window")
@@ -96,6 +107,11 @@ class AnalysisConfig(BaseModel):
             raise ValueError(f"noise steps must be in [0, {NUM_TRAIN_TIMESTEPS - 1}], got {bad}")
         return tuple(sorted(set(steps)))
 
+    @field_validator("annotations")
+    @classmethod
+    def _unique_names(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if names is None else tuple(dict.fromkeys(names))
+
     @property
     def out_dir(self) -> Path:
         return self.out if self.out is not None else self.stores[0].parent / "analysis"
@@ -112,7 +128,7 @@ class LoadedStore:
     name: str
     path: Path
     demos: Demonstrations
-    sigma_min: np.ndarray  # (N,), NaN = not annotated
+    sigma_min: dict[str, np.ndarray]  # annotation set name -> (N,) per-step sigma_min
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,8 +142,9 @@ def analyze(config: AnalysisConfig, progress: bool = True) -> dict[str, Any]:
     bar = partial(tqdm, disable=None if progress else True, leave=False)  # None: only on a terminal
 
     stores = _open_stores(config.stores, config.chunk)
+    sets = [_annotation_sets(store, config.annotations) for store in stores]
     out_dir = _output_dir(config.out_dir)
-    stores = [_load(store, name, bar) for store, name in zip(stores, _names(config.stores))]
+    stores = [_load(store, name, names, bar) for store, name, names in zip(stores, _names(config.stores), sets)]
     timing["load"] = time.perf_counter() - started
 
     low, high = _action_range([s.demos.action for s in stores])
@@ -202,14 +219,28 @@ def _open_stores(paths: list[Path], chunk: int) -> list[EpisodeStore]:
     return stores
 
 
-def _load(store: EpisodeStore, name: str, bar) -> LoadedStore:
-    """The low-dim arrays of a store (the images are never read)."""
-    keys = ("action", "agent_pos", "slider_pose", "sigma_min")
-    arrays = {}
-    for key in bar(keys, desc=f"load {name}", unit="array"):
-        arrays[key] = store.array(key)
+def _annotation_sets(store: EpisodeStore, wanted: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The annotation sets to plot for a store: ``wanted`` (each must be there), or all it holds."""
+    held = store.annotation_names
+    if wanted is None:
+        return held
+    for name in wanted:
+        if name not in held:
+            raise AnalysisError(f"{store.path}: no annotation set {name!r} (sets: {list(held) or 'none'})")
+    return wanted
+
+
+def _load(store: EpisodeStore, name: str, sets: tuple[str, ...], bar) -> LoadedStore:
+    """The low-dim arrays and the chosen sets' sigma_min of a store (the images are never read)."""
+    reads = [("data", key) for key in ("action", "agent_pos", "slider_pose")] + [("set", s) for s in sets]
+    arrays, sigma_min = {}, {}
+    for kind, key in bar(reads, desc=f"load {name}", unit="array"):
+        if kind == "data":
+            arrays[key] = store.array(key)
+        else:
+            sigma_min[key] = store.annotation(key).sigma_min
     demos = Demonstrations(arrays["action"], arrays["agent_pos"], arrays["slider_pose"], store.episode_ends)
-    return LoadedStore(name, store.path, demos, arrays["sigma_min"])
+    return LoadedStore(name, store.path, demos, sigma_min)
 
 
 def _action_range(actions: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +260,7 @@ def _store_result(store: LoadedStore, spectrum: Spectrum, sigmas: np.ndarray, bi
         "n_episodes": len(ends),
         "n_steps": int(ends[-1]),
         "psd": _spectrum_result(spectrum),
-        "sigma_min": _sigma_min_result(store.sigma_min, sigmas, bins),
+        "sigma_min": {name: _sigma_min_result(values, sigmas, bins) for name, values in store.sigma_min.items()},
     }
 
 
@@ -253,19 +284,17 @@ def _fit(frequencies: np.ndarray, power: np.ndarray) -> dict[str, float] | None:
     return {"slope": law.slope, "intercept": law.intercept}
 
 
-def _sigma_min_result(sigma_min: np.ndarray, sigmas: np.ndarray, bins: int) -> dict[str, Any] | None:
-    """Histogram over [0, 1] of the annotated samples (values outside, inf included, land in the edge bins)."""
-    annotated = sigma_min[~np.isnan(sigma_min)].astype(np.float64)
-    if len(annotated) == 0:
-        return None
-    values = np.clip(annotated, 0.0, 1.0)
+def _sigma_min_result(sigma_min: np.ndarray, sigmas: np.ndarray, bins: int) -> dict[str, Any]:
+    """Histogram over [0, 1] of one set's per-step sigma_min (the store keeps them finite, in [0, 1]) and its t_min."""
+    values = np.asarray(sigma_min, dtype=np.float64)
     counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    t_min = first_admissible_step(values, sigmas)  # len(sigmas) where no step is admissible
     return {
-        "n_annotated": len(values),
-        "fraction_annotated": len(values) / len(sigma_min),
+        "n_samples": len(values),
         "mean": float(values.mean()),
         "median": float(np.median(values)),
-        "mean_t_min": float(step_for_sigma(values, sigmas).mean()),
+        "mean_t_min": float(t_min.mean()),
+        "n_without_admissible_step": int(np.count_nonzero(t_min == len(sigmas))),
         "bin_edges": edges,
         "counts": counts,
     }
@@ -331,10 +360,10 @@ def _write_figures(out_dir: Path, stores: list[dict], corruption: dict | None) -
             out_dir, "corruption_spectrum.png", _draw_corruption, corruption, stores[0]
         )
     for store in stores:
-        if store["sigma_min"] is not None:
-            figures["sigma_min"][store["name"]] = _save(
-                out_dir, f"sigma_min_{store['name']}.png", _draw_sigma_min, store
-            )
+        figures["sigma_min"][store["name"]] = {
+            set_name: _save(out_dir, f"sigma_min_{store['name']}_{set_name}.png", _draw_sigma_min, store, set_name)
+            for set_name in store["sigma_min"]
+        }
     figures["summary"] = _write_summary(out_dir, stores, corruption)
     return figures
 
@@ -350,7 +379,7 @@ def _write_summary(out_dir: Path, stores: list[dict], corruption: dict | None) -
     panels = [(_draw_all_psd, (stores,))]
     if corruption is not None:
         panels.append((_draw_corruption, (corruption, stores[0])))
-    panels += [(_draw_sigma_min, (store,)) for store in stores if store["sigma_min"] is not None]
+    panels += [(_draw_sigma_min, (store, set_name)) for store in stores for set_name in store["sigma_min"]]
     figure = Figure(figsize=(5.2 * len(panels), 5.0), layout="constrained")
     for axes, (draw, args) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
         draw(axes, *args)
@@ -400,14 +429,15 @@ def _draw_corruption(axes, corruption: dict, clean: dict) -> None:
     _label_psd_axes(axes, fontsize=7)
 
 
-def _draw_sigma_min(axes, store: dict) -> None:
-    hist = store["sigma_min"]
+def _draw_sigma_min(axes, store: dict, set_name: str) -> None:
+    hist = store["sigma_min"][set_name]
     edges = np.asarray(hist["bin_edges"])
     axes.stairs(hist["counts"], edges, fill=True, alpha=0.7)
-    axes.axvline(hist["mean"], color="k", ls="--", label=f"mean {hist['mean']:.3f} (t_min ~ {hist['mean_t_min']:.1f})")
+    axes.axvline(hist["mean"], color="k", ls="--",
+                 label=f"mean {hist['mean']:.3f} (mean t_min {hist['mean_t_min']:.1f})")
     axes.set_xlabel("sigma_min")
     axes.set_ylabel("samples")
-    axes.set_title(f"{store['name']}: sigma_min of {hist['n_annotated']} samples")
+    axes.set_title(f"{store['name']} / {set_name}: sigma_min of {hist['n_samples']} steps")
     axes.legend(fontsize=8)
 
 
@@ -479,12 +509,13 @@ def _print_summary(result: dict[str, Any], out_dir: Path) -> None:
     for store in result["stores"]:
         fit = store["psd"]["fit"]
         intercept = "" if fit is None else f", log10 P(1 Hz) {fit['intercept']:.2f}"
-        sigma = store["sigma_min"]
-        sigma_text = "no sigma_min" if sigma is None else (
-            f"sigma_min on {sigma['n_annotated']} samples, mean {sigma['mean']:.3f} (t_min ~ {sigma['mean_t_min']:.1f})"
-        )
+        sets = "no sigma_min sets" if not store["sigma_min"] else f"sigma_min sets {', '.join(store['sigma_min'])}"
         print(f"  {store['name']:>12}: {store['n_episodes']} episodes, {store['n_steps']} steps, "
-              f"PSD {_slope_text(fit)}{intercept}; {sigma_text}")
+              f"PSD {_slope_text(fit)}{intercept}; {sets}")
+        for set_name, sigma in store["sigma_min"].items():
+            print(f"  {'':>12}  {set_name}: sigma_min mean {sigma['mean']:.3f}, median {sigma['median']:.3f}, "
+                  f"mean t_min {sigma['mean_t_min']:.1f} of {NUM_TRAIN_TIMESTEPS} "
+                  f"({sigma['n_without_admissible_step']} steps with none admissible)")
     corruption = result["corruption_spectrum"]
     if corruption is not None:
         distance = corruption["neighbour_distance"]
@@ -529,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="metres per radian of slider rotation in the state distance")
     parser.add_argument("--noise-steps", type=int, nargs="+", default=[5, 10, 20, 40, 80],
                         help="DDPM steps (of 100) whose noise floors are drawn")
+    parser.add_argument("--annotation", action="append", metavar="NAME",
+                        help="annotation set whose sigma_min to plot (repeatable; default: every set of each store)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
@@ -536,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             stores=args.store, out=args.out, chunk=args.chunk, stride=args.stride, pairs=args.pairs,
             window=args.window, detrend=args.detrend, angle_scale=args.angle_scale,
             noise_steps=tuple(args.noise_steps), seed=args.seed,
+            annotations=None if args.annotation is None else tuple(args.annotation),
         )
     except ValidationError as error:
         first = error.errors()[0]

@@ -204,28 +204,6 @@ def _detrended(chunks: np.ndarray, detrend: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# Noise levels of the DDPM schedule (numpy twin of policies.noise, which needs torch)
-
-
-def ddpm_sigmas(num_train_timesteps: int = 100, max_beta: float = 0.999) -> np.ndarray:
-    """(T,) sigma_t = sqrt(1 - alphabar_t) of the squaredcos_cap_v2 schedule, t = 0 .. T-1."""
-
-    def alpha_bar(u: float) -> float:
-        return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
-
-    betas = np.array(
-        [min(1 - alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps), max_beta)
-         for i in range(num_train_timesteps)]
-    )
-    return np.sqrt(1.0 - np.cumprod(1.0 - betas))
-
-
-def step_for_sigma(sigma: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-    """Smallest DDPM step t with sigma_t >= sigma (len(sigmas) where none is), for increasing ``sigmas``."""
-    return np.searchsorted(sigmas, np.asarray(sigma), side="left")
-
-
-# --------------------------------------------------------------------------------------------------
 # Corruption spectrum
 
 

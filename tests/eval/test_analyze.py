@@ -1,4 +1,4 @@
-"""The analysis CLI on tiny real episode stores: files, JSON numbers, sigma_min, one-line errors."""
+"""The analysis CLI on tiny real episode stores: files, JSON numbers, sigma_min sets and t_min, one-line errors."""
 
 from __future__ import annotations
 
@@ -13,14 +13,30 @@ import numpy as np
 import pytest
 
 from data_gen.episode_store import EpisodeMeta, EpisodeStore
-from eval.analyze import main
+from eval.analyze import NUM_TRAIN_TIMESTEPS, main
+from policies.noise import ddpm_sigmas, first_admissible_step
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def grid_sigma_min(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_steps,) sigma_min cycling through 0 and every training sigma, and the t_min derived by hand.
+
+    Training admits sigma_t > sigma_min, so sigma_min = 0 gives t_min 0, sigma_min = sigma_k gives
+    k + 1, and sigma_{T-1} gives T: no step is admissible.
+    """
+    grid = np.concatenate([[0.0], ddpm_sigmas(NUM_TRAIN_TIMESTEPS)])
+    expected = np.concatenate([[0], np.arange(1, NUM_TRAIN_TIMESTEPS + 1)])
+    return np.resize(grid, n_steps).astype(np.float32), np.resize(expected, n_steps)
+
+
 def write_store(path: Path, n_episodes: int, seed: int, action_noise: float, sigma_min: bool) -> Path:
-    """A store of smooth pushes (random-walk actions, pusher following them) with 8x8 images."""
+    """A store of smooth pushes (random-walk actions, pusher following them) with 8x8 images.
+
+    sigma_min: also write two annotation sets, "classifier" (uniform in [0.05, 0.4]) and "grid"
+    (``grid_sigma_min``).
+    """
     rng = np.random.default_rng(seed)
     with EpisodeStore.create(path, cameras={"overhead": (8, 8)}, domain_config={}, run={"seed": seed}) as store:
         for episode in range(n_episodes):
@@ -35,10 +51,10 @@ def write_store(path: Path, n_episodes: int, seed: int, action_noise: float, sig
             }
             meta = EpisodeMeta(source="gcs", domain="sim", seed=episode, initial_pose=(0.5, 0.0, 0.0), success=True)
             store.append_episode(arrays, meta)
-        if sigma_min:
-            values = rng.uniform(0.05, 0.4, size=store.n_steps).astype(np.float32)
-            values[::4] = np.nan  # a partial annotation: only the annotated samples count
-            store.set_sigma_min(values)
+    if sigma_min:
+        with EpisodeStore.open(path, mode="a") as store:
+            store.write_annotation("classifier", rng.uniform(0.05, 0.4, size=store.n_steps).astype(np.float32))
+            store.write_annotation("grid", grid_sigma_min(store.n_steps)[0], attrs={"made_by": "test"})
     return path
 
 
@@ -78,9 +94,10 @@ def test_two_stores_write_plots_and_json(stores, tmp_path, capsys):
     code, stdout, _ = run_cli(capsys, "--store", str(clean), "--store", str(corrupt), "--out", str(out),
                               "--pairs", "300", "--chunk", "16")
     assert code == 0
-    for name in ("psd_target.png", "psd_sim.png", "corruption_spectrum.png", "sigma_min_sim.png", "summary.png"):
+    both_sets = ("sigma_min_sim_classifier.png", "sigma_min_sim_grid.png")
+    for name in ("psd_target.png", "psd_sim.png", "corruption_spectrum.png", *both_sets, "summary.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
-    assert not (out / "sigma_min_target.png").exists()  # target carries no sigma_min
+    assert not list(out.glob("sigma_min_target*"))  # target holds no annotation set
 
     result = json.loads((out / "analysis.json").read_text())
     assert {"config", "normalisation", "stores", "corruption_spectrum", "figures", "timing_s"} <= set(result)
@@ -95,11 +112,13 @@ def test_two_stores_write_plots_and_json(stores, tmp_path, capsys):
     # Smooth random-walk actions: a steep power law.
     assert -2.6 < target["psd"]["fit"]["slope"] < -1.2
 
-    assert target["sigma_min"] is None
-    histogram = sim["sigma_min"]
-    n_steps = sim["n_steps"]
-    assert histogram["n_annotated"] == n_steps - len(range(0, n_steps, 4)) == sum(histogram["counts"])
+    assert target["sigma_min"] == {} and result["figures"]["sigma_min"]["target"] == {}
+    assert set(sim["sigma_min"]) == {"classifier", "grid"}
+    assert result["figures"]["sigma_min"]["sim"] == {"classifier": both_sets[0], "grid": both_sets[1]}
+    histogram = sim["sigma_min"]["classifier"]
+    assert histogram["n_samples"] == sim["n_steps"] == sum(histogram["counts"])
     assert 0.05 <= histogram["mean"] <= 0.4 and 5 <= histogram["mean_t_min"] <= 25
+    assert histogram["n_without_admissible_step"] == 0
 
     corruption = result["corruption_spectrum"]
     assert (corruption["clean"], corruption["corrupt"], corruption["n_pairs"]) == ("target", "sim", 300)
@@ -135,6 +154,38 @@ def test_cli_runs_as_a_module(stores, tmp_path):
     assert done.stderr.count("\n") == 1 and "nope.zarr" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_annotation_chooses_a_set_and_t_min_is_the_training_rule(stores, tmp_path, capsys):
+    _, corrupt = stores
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(capsys, "--store", str(corrupt), "--annotation", "grid", "--out", str(out),
+                              "--chunk", "16")
+    assert code == 0
+    assert (out / "sigma_min_sim_grid.png").exists() and not (out / "sigma_min_sim_classifier.png").exists()
+    result = json.loads((out / "analysis.json").read_text())
+    assert result["config"]["annotations"] == ["grid"]
+    (sim,) = result["stores"]
+    assert set(sim["sigma_min"]) == {"grid"}
+
+    histogram = sim["sigma_min"]["grid"]
+    values, expected = grid_sigma_min(sim["n_steps"])
+    # Exactly the rule training admits by: sigma_k -> k + 1, 0 -> 0 (a ">=" rule would give k).
+    np.testing.assert_array_equal(first_admissible_step(values, ddpm_sigmas(NUM_TRAIN_TIMESTEPS)), expected)
+    assert histogram["mean_t_min"] == pytest.approx(expected.mean(), rel=1e-12)
+    # sigma_{T-1} leaves no admissible step: t_min is T (never a schedule index), and it is counted.
+    assert histogram["n_without_admissible_step"] == np.count_nonzero(expected == NUM_TRAIN_TIMESTEPS) > 0
+    assert "grid" in stdout and "none admissible" in stdout
+
+
+def test_t_min_is_an_index_of_the_schedule_unless_it_is_T_for_none_admissible():
+    sigmas = ddpm_sigmas(NUM_TRAIN_TIMESTEPS)
+    values = np.concatenate([[0.0, 1.0], sigmas, np.nextafter(sigmas, 0), np.nextafter(sigmas, 1)])
+    steps = first_admissible_step(values, sigmas)
+    assert steps.min() == 0 and steps.max() == NUM_TRAIN_TIMESTEPS  # T means "none admissible"
+    admissible = steps < NUM_TRAIN_TIMESTEPS
+    assert np.all(sigmas[steps[admissible]] > values[admissible])
+    assert np.all(values[~admissible] >= sigmas[-1])
+
+
 @pytest.fixture
 def damaged_store(stores, tmp_path) -> Path:
     copy = tmp_path / "damaged.zarr"
@@ -153,11 +204,13 @@ def damaged_store(stores, tmp_path) -> Path:
         (["--store", "{clean}", "--chunk", "many"], "invalid int"),
         (["--store", "{clean}", "--noise-steps", "100"], "noise steps"),
         (["--store", "{clean}", "--window", "wobbly"], "unknown window"),
+        (["--store", "{clean}", "--annotation", "classifier"], "no annotation set 'classifier'"),
+        (["--store", "{corrupt}", "--annotation", "grid", "--annotation", "nope"], "no annotation set 'nope'"),
         ([], "--store"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(args, expected, stores, damaged_store, tmp_path, capsys):
-    args = [a.format(tmp=tmp_path, damaged=damaged_store, clean=stores[0]) for a in args]
+    args = [a.format(tmp=tmp_path, damaged=damaged_store, clean=stores[0], corrupt=stores[1]) for a in args]
     code, stdout, stderr = run_cli(capsys, *args, "--out", str(tmp_path / "out"))
     assert code == 2
     assert stderr.startswith("eval.analyze: error:") and stderr.count("\n") == 1, stderr

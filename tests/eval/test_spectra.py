@@ -15,11 +15,9 @@ from eval.spectra import (
     chunk_psd,
     chunk_starts,
     corruption_spectrum,
-    ddpm_sigmas,
     fit_power_law,
     masking_floor,
     psd,
-    step_for_sigma,
     white_noise_floor,
 )
 
@@ -132,15 +130,11 @@ def test_power_law_fit_recovers_an_exact_law_and_ignores_dc():
 # Noise levels
 
 
-def test_ddpm_sigmas_match_the_policy_schedule():
-    from policies.noise import NoiseSchedule
+def test_every_training_step_has_a_finite_increasing_masking_floor():
+    from policies.noise import ddpm_sigmas
 
-    ours = ddpm_sigmas(100)
-    theirs = NoiseSchedule.squaredcos_cap_v2(100).sigmas.numpy()
-    np.testing.assert_allclose(ours, theirs, atol=2e-6)
-    assert np.all(np.diff(ours) > 0) and ours[-1] < 1
-    np.testing.assert_array_equal(step_for_sigma(ours[[0, 19, 80]], ours), [0, 19, 80])
-    assert step_for_sigma(ours[19] + 1e-4, ours) == 20
+    floors = masking_floor(ddpm_sigmas(100))  # raises if the last sigma reached 1
+    assert floors.shape == (100,) and np.all(np.isfinite(floors)) and np.all(np.diff(floors) > 0)
 
 
 def test_masking_floor_is_the_floor_of_the_noise_relative_to_the_shrunk_signal():
