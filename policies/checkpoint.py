@@ -3,13 +3,13 @@
 It holds only tensors and primitive containers (the config as a JSON string), so it loads with
 ``torch.load(path, weights_only=True)``, which executes no code from the file. Layout::
 
-    format, format_version   "ambient-push-policy", 1
+    format, format_version   "ambient-push-policy", 2
     config                   RunConfig as JSON
     cameras                  {name: [H, W]} of the full training images ({} in state mode)
     action_dim               int
     model, ema_model         state dicts (the normaliser is a buffer of both)
     optimizer, lr_scheduler  state dicts; step: optimiser steps taken
-    data                     {"windows_clean", "windows_corrupt", "episodes_clean", "episodes_corrupt"}
+    data                     {"sigma_min_source" (JSON), "windows_clean", "windows_corrupt", "episodes_clean", "episodes_corrupt"}
 
 Writes go to a temporary file first and are renamed over the old checkpoint.
 """
@@ -28,7 +28,8 @@ from policies.config import ConfigError, RunConfig
 from policies.model import DiffusionModel
 
 FORMAT_NAME = "ambient-push-policy"
-FORMAT_VERSION = 1
+# 2: images in [-1, 1] and no ReLU on the image features; a version-1 network would compute otherwise.
+FORMAT_VERSION = 2
 CHECKPOINT_NAME = "ckpt.pt"
 REQUIRED_KEYS = ("config", "cameras", "action_dim", "model", "ema_model", "step")
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from policies.ambient import buffer_factor
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The pushing papers' sizes (science.md §2): ResNet-18 with 64 channels in its first stage.
     "default": {
@@ -33,6 +35,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 METHODS = ("clean", "cotrain", "ambient")
+# The clean weight per batch element when none is given. Not the episode ratio: with 50 clean and
+# 2000 corrupt episodes that is 0.024, so both cotraining and ambient would train on ~98% corrupt
+# data. Cotraining practice treats the weight as a tuned knob and puts the scarce clean data well
+# above its natural share; 0.5 (equal shares) is the neutral middle of such sweeps. Sweep it.
+DEFAULT_ALPHA = 0.5
+# s_t^2 / (s_t^2 - s_m^2) cap of Ambient-Omni's buffer, used with the ambient loss (science.md §3).
+AMBIENT_LOSS_S_MAX_FACTOR = 4.0
 # Training fields that may change when a run is resumed.
 RESUMABLE_TRAINING_FIELDS = {"steps", "epochs", "device", "checkpoint_every", "log_every"}
 
@@ -94,14 +103,22 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: Literal["clean", "cotrain", "ambient"] = "clean"
-    # Clean weight per batch element where corrupt data is admissible; None = clean episodes / all.
+    # Clean weight per batch element (cotrain, ambient); DEFAULT_ALPHA when neither it nor a schedule is given.
     alpha: float | None = Field(None, ge=0, le=1)
     # Clean weight linear in sigma: (at sigma = 0, at sigma = 1); replaces alpha.
     alpha_schedule: tuple[float, float] | None = None
-    sigma_min: float | None = Field(None, ge=0, lt=1)  # dataset-level; NaN annotations fall back to it
-    sigma_max: float | None = Field(None, gt=0, le=1)  # low-noise branch, off when None
+    # Order of the draws: the sample, then an admissible step (the method), or the fixed-weight step-first form.
+    admission: Literal["sample_first", "step_first"] = "sample_first"
+    # Ambient: one source of sigma_min, a dataset-level value or a named annotation set of the corrupt stores.
+    sigma_min: float | None = Field(None, ge=0, lt=1)
+    sigma_min_from: str | None = Field(None, min_length=1)
+    # The low-noise branch, off unless one of these is given: a value, or an annotation set's sigma_max.
+    sigma_max: float | None = Field(None, gt=0, le=1)
+    sigma_max_from: str | None = Field(None, min_length=1)
     corrupt_loss: Literal["denoise", "ambient"] = "denoise"
-    s_max_factor: float = Field(4.0, gt=1)
+    # The buffer b = sqrt(1 + 1/(s_max_factor - 1)) on sigma_min. None: AMBIENT_LOSS_S_MAX_FACTOR with
+    # the ambient loss (its division needs it), no buffer with the denoising loss.
+    s_max_factor: float | None = Field(None, gt=1)
     lr: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.95, 0.999)
     weight_decay: float = Field(1e-6, ge=0)
@@ -110,11 +127,20 @@ class TrainingConfig(BaseModel):
     ema_max_decay: float = Field(0.9999, ge=0, le=1)
     batch_size: int = Field(64, ge=1)
     steps: int | None = Field(None, ge=1)
+    # Passes over the clean windows (the pool every method has), so equal epochs are equal steps.
     epochs: int | None = Field(None, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: int = Field(1000, ge=1)
     log_every: int = Field(10, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_alpha(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("method", "clean") != "clean":
+            if values.get("alpha") is None and values.get("alpha_schedule") is None:
+                values = {**values, "alpha": DEFAULT_ALPHA}
+        return values
 
     @model_validator(mode="after")
     def _check_method(self) -> TrainingConfig:
@@ -124,13 +150,26 @@ class TrainingConfig(BaseModel):
             raise ValueError("give alpha or alpha_schedule, not both")
         if self.alpha_schedule is not None and not all(0 <= a <= 1 for a in self.alpha_schedule):
             raise ValueError(f"alpha_schedule values must lie in [0, 1], got {self.alpha_schedule}")
-        if self.method != "ambient" and (self.sigma_min is not None or self.sigma_max is not None):
-            raise ValueError("sigma_min and sigma_max apply to method 'ambient' only")
+        noise_levels = (self.sigma_min, self.sigma_min_from, self.sigma_max, self.sigma_max_from, self.s_max_factor)
+        if self.method != "ambient" and any(v is not None for v in noise_levels):
+            raise ValueError("sigma_min, sigma_max (and their _from sets) and s_max_factor apply to method 'ambient' only")
+        if self.method == "ambient" and (self.sigma_min is None) == (self.sigma_min_from is None):
+            raise ValueError("method 'ambient' needs one source of sigma_min: sigma_min (dataset-level) or sigma_min_from (an annotation set)")
+        if self.sigma_max is not None and self.sigma_max_from is not None:
+            raise ValueError("give sigma_max or sigma_max_from, not both")
         if self.method == "clean" and (self.alpha is not None or self.alpha_schedule is not None):
             raise ValueError("alpha applies to methods 'cotrain' and 'ambient' only")
         if self.corrupt_loss == "ambient" and self.method != "ambient":
             raise ValueError("corrupt_loss 'ambient' applies to method 'ambient' only")
         return self
+
+    @property
+    def buffer(self) -> float:
+        """The factor b on sigma_min: 1 (none) unless the ambient loss or an explicit s_max_factor asks for one."""
+        factor = self.s_max_factor
+        if factor is None and self.corrupt_loss == "ambient":
+            factor = AMBIENT_LOSS_S_MAX_FACTOR
+        return 1.0 if factor is None else buffer_factor(factor)
 
     @property
     def total_steps_given(self) -> bool:

@@ -41,6 +41,16 @@ class StoreInfo:
     n_steps: int
 
 
+@dataclass(frozen=True)
+class CorruptAnnotation:
+    """One annotation set read for training: per corrupt window values and each store's attributes."""
+
+    name: str
+    sigma_min: np.ndarray  # (num_corrupt,)
+    sigma_max: np.ndarray | None  # (num_corrupt,), or None when a store's set has no sigma_max
+    attrs: dict[str, dict]  # store path -> the set's attributes (its producer's config, normaliser, ...)
+
+
 class WindowDataset:
     """Windows over clean and corrupt episode stores; ``batch(indices)`` assembles a training batch.
 
@@ -69,7 +79,7 @@ class WindowDataset:
         self.stores = [StoreInfo(str(s.path), kind, s.n_episodes, s.n_steps) for s, kind in stores]
         self._store_offsets = np.cumsum([0] + [s.n_steps for s, _ in stores])
 
-        arrays = {key: [s.array(key) for s, _ in stores] for key in (*LOW_DIM_KEYS, "sigma_min")}
+        arrays = {key: [s.array(key) for s, _ in stores] for key in LOW_DIM_KEYS}
         self.low_dim = {key: np.concatenate(parts) if parts else np.zeros((0,)) for key, parts in arrays.items()}
         self._build_windows(stores, pad_before=n_obs_steps - 1, pad_after=n_action_steps - 1)
 
@@ -122,11 +132,31 @@ class WindowDataset:
         steps = self.window_start[indices, None] + np.arange(length)
         return np.clip(steps, self.window_first[indices, None], self.window_last[indices, None])
 
-    @property
-    def corrupt_sigma_min(self) -> np.ndarray:
-        """(num_corrupt,) sigma_min of each corrupt window: the annotation of its first step (NaN = unset)."""
+    def corrupt_annotation(self, name: str) -> CorruptAnnotation:
+        """Annotation set ``name`` of every corrupt store, per corrupt window (the value at its first step).
+
+        StoreError (one line) if a corrupt store lacks the set or the set no longer covers the store.
+        """
+        kinds = [info.kind for info in self.stores]
+        per_step = {"sigma_min": np.zeros(self.n_steps), "sigma_max": np.zeros(self.n_steps)}
+        has_sigma_max, attrs = True, {}
+        for info, offset, kind in zip(self.stores, self._store_offsets, kinds, strict=False):
+            if kind != "corrupt":
+                continue
+            annotation = EpisodeStore.open(info.path).annotation(name)
+            per_step["sigma_min"][offset : offset + info.n_steps] = annotation.sigma_min
+            if annotation.sigma_max is None:
+                has_sigma_max = False
+            else:
+                per_step["sigma_max"][offset : offset + info.n_steps] = annotation.sigma_max
+            attrs[info.path] = annotation.attrs
         first = self.step_indices(np.arange(self.num_clean, len(self)), 1)[:, 0]
-        return self.low_dim["sigma_min"][first].astype(np.float64)
+        return CorruptAnnotation(
+            name=name,
+            sigma_min=per_step["sigma_min"][first],
+            sigma_max=per_step["sigma_max"][first] if has_sigma_max else None,
+            attrs=attrs,
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Batches

@@ -75,18 +75,21 @@ class DiffusionModel(nn.Module):
         t: torch.Tensor,
         ambient_sigma_min: torch.Tensor,
         noise: torch.Tensor,
+        contraction_noise: torch.Tensor,
     ) -> torch.Tensor:
         """Per-sample (B,) squared error of the eps or x0 prediction.
 
-        t: (B,) DDPM steps. ambient_sigma_min: (B,) the sigma_min each action chunk is taken to be
-        noised to (science.md §3, ambient loss); 0 gives plain denoising. noise: (B, horizon, A)
-        standard normal, drawn by the caller so that a run is reproducible on any device.
+        t: (B,) DDPM steps. ambient_sigma_min: (B,) the sigma_min of the ambient loss (science.md §3):
+        the chunk is first contracted to it with ``contraction_noise``, then noised on to sigma_t with
+        ``noise``; 0 gives plain denoising. noise, contraction_noise: (B, horizon, A) standard normal,
+        drawn by the caller so that a run is reproducible on any device.
         """
         x0 = self.normalizer.normalize("action", batch["action"].float())
         cond = self.encode_obs(batch)
-        z = noise.to(x0)
         sigma = self.schedule.sigmas.to(x0.device)[t]
-        x_t, target = ambient_training_pair(x0, z, sigma, ambient_sigma_min.to(x0), self.config.prediction_type)
+        x_t, target = ambient_training_pair(
+            x0, contraction_noise.to(x0), noise.to(x0), sigma, ambient_sigma_min.to(x0), self.config.prediction_type
+        )
         prediction = self.unet(x_t, t, cond)
         return ((prediction.float() - target) ** 2).mean(dim=(1, 2))
 

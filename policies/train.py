@@ -1,12 +1,14 @@
 """Train a diffusion policy on clean and corrupt episode stores: ``python -m policies.train``.
 
-One code path for every method: each step the AdmissionSampler draws a DDPM step per batch element
-first, then a window admissible at that noise level (clean: clean windows only; cotrain: the
-alpha-mixture at every level; ambient: corrupt windows only above their sigma_min times the buffer,
-or below sigma_max). The loss on admitted corrupt windows is plain denoising, or with
-``corrupt_loss="ambient"`` the ambient targets of science.md §3.
+One code path for every method: each step the AdmissionSampler draws each batch element's window
+and DDPM step (by default the sample first, clean with weight alpha, then a step admissible for it:
+clean windows at every step; cotrain: corrupt windows at every step; ambient: corrupt windows only
+where sigma_t > b sigma_min, or sigma_t < sigma_max). The loss on admitted corrupt windows is plain
+denoising, or with ``corrupt_loss="ambient"`` the ambient targets of science.md §3 after the
+contraction of the chunk to its own sigma_min.
 
-A run directory holds config.json, ckpt.pt (the last checkpoint) and metrics.jsonl. Starting a run
+A run directory holds config.json, admission.json (the resolved clean weights, sigma_min source
+and the induced P(clean | t)), ckpt.pt (the last checkpoint) and metrics.jsonl. Starting a run
 in a directory that has a checkpoint resumes it, if the config matches (steps and device may change).
 Batch b of a run depends only on (seed, b), so a resumed run draws the batches it would have drawn.
 """
@@ -33,13 +35,15 @@ from tqdm import tqdm
 from data_gen.episode_store import StoreError
 from policies.ambient import AdmissionSampler, linear_alpha_schedule
 from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from policies.config import METHODS, PRESETS, ConfigError, DataConfig, PolicyConfig, RunConfig, TrainingConfig, one_line
+from policies.config import DEFAULT_ALPHA, METHODS, PRESETS, ConfigError, DataConfig, PolicyConfig, RunConfig, TrainingConfig, one_line
 from policies.dataset import DataError, WindowDataset
 from policies.ema import EMA
 from policies.model import DiffusionModel, resolve_device
 from policies.noise import PREDICTION_TYPES
+from policies.normalizer import MinMaxNormalizer
 
 CONFIG_NAME = "config.json"
+ADMISSION_NAME = "admission.json"
 METRICS_NAME = "metrics.jsonl"
 PREFETCH_BATCHES = 4
 
@@ -79,46 +83,84 @@ def open_dataset(config: RunConfig) -> WindowDataset:
     )
 
 
-def admission_sampler(training: TrainingConfig, dataset: WindowDataset, sigmas: torch.Tensor) -> AdmissionSampler:
-    """The sampler of (noise level, window) pairs for the run's method."""
-    if training.alpha_schedule is not None:
-        alpha = linear_alpha_schedule(*training.alpha_schedule)
-    elif training.alpha is not None:
-        alpha = training.alpha
-    else:  # the ratio of episode counts
-        counts = dataset.episode_counts
-        alpha = counts["clean"] / max(1, counts["clean"] + counts["corrupt"])
-    per_sample = dataset.corrupt_sigma_min
-    annotated = per_sample if np.any(np.isfinite(per_sample)) else None
-    if training.method == "ambient" and dataset.num_corrupt:
-        if annotated is None and training.sigma_min is None:
-            raise TrainingError(
-                "method 'ambient' needs --sigma-min or per-sample sigma_min in the corrupt stores "
-                "(python -m policies.classify writes it)"
-            )
-        if annotated is not None and np.isnan(annotated).any() and training.sigma_min is None:
-            raise TrainingError("some corrupt windows have no sigma_min annotation: give --sigma-min as a fallback")
-    return AdmissionSampler(
+def admission_sampler(
+    training: TrainingConfig, dataset: WindowDataset, sigmas: torch.Tensor, normalizer: MinMaxNormalizer
+) -> tuple[AdmissionSampler, dict[str, Any]]:
+    """The sampler of (window, noise level) pairs for the run's method, and a record of what it uses.
+
+    normalizer: the run's, fitted on its data; an annotation set measured in other units is refused.
+    """
+    alpha = linear_alpha_schedule(*training.alpha_schedule) if training.alpha_schedule is not None else training.alpha
+    sources: dict[str, Any] = {}
+    per_sample: dict[str, np.ndarray | None] = {"sigma_min": None, "sigma_max": None}
+    if training.method == "ambient":
+        for key in ("sigma_min", "sigma_max"):
+            name = getattr(training, f"{key}_from")
+            if name is None:
+                value = getattr(training, key)
+                sources[key] = None if value is None else {"dataset_level": value}
+                continue
+            annotation = dataset.corrupt_annotation(name)
+            values = annotation.sigma_min if key == "sigma_min" else annotation.sigma_max
+            if values is None:
+                raise TrainingError(f"annotation set {name!r} holds no sigma_max in every corrupt store")
+            for path, attrs in annotation.attrs.items():
+                _check_annotation_normalizer(name, path, attrs, normalizer)
+            per_sample[key] = values
+            sources[key] = {
+                "annotation": name,
+                "stores": {path: {k: v for k, v in attrs.items() if k != "heldout_accuracy"} for path, attrs in annotation.attrs.items()},
+            }
+    sampler = AdmissionSampler(
         sigmas,
         num_clean=dataset.num_clean,
         num_corrupt=dataset.num_corrupt if training.method != "clean" else 0,
         alpha=alpha,
         mode=training.method,
-        corrupt_sigma_min=annotated,
+        corrupt_sigma_min=per_sample["sigma_min"],
         sigma_min=training.sigma_min,
-        s_max_factor=training.s_max_factor,
+        buffer=training.buffer,
+        corrupt_sigma_max=per_sample["sigma_max"],
         sigma_max=training.sigma_max,
+        order=training.admission,
     )
+    record = {
+        "method": training.method,
+        "order": training.admission,
+        "alpha_per_step": sampler.alpha_per_step.tolist(),
+        "buffer": training.buffer,
+        "corrupt_loss": training.corrupt_loss,
+        "sources": sources,
+        "corrupt_windows_admissible_somewhere": sampler.num_corrupt_admissible_somewhere,
+        "corrupt_windows": int(sampler.num_corrupt),
+        "num_admissible_corrupt_per_step": sampler.num_admissible_corrupt.tolist(),
+        "clean_probability_per_step": sampler.clean_probability().tolist(),
+    }
+    return sampler, record
+
+
+def _check_annotation_normalizer(name: str, path: str, attrs: dict[str, Any], normalizer: MinMaxNormalizer) -> None:
+    """sigma_min is measured in normalised action units: the set's normaliser must be the run's."""
+    saved = attrs.get("normalizer") or {}
+    ours = {"action_min": normalizer.action_min.double().numpy(), "action_max": normalizer.action_max.double().numpy()}
+    if set(saved) < set(ours):
+        raise TrainingError(f"{path}: annotation set {name!r} records no action normaliser; write it again with policies.classify")
+    for key, value in ours.items():
+        theirs = np.asarray(saved[key], dtype=np.float64)
+        if theirs.shape != value.shape or not np.allclose(theirs, value, rtol=0, atol=1e-6):
+            raise TrainingError(
+                f"{path}: annotation set {name!r} was measured with another action normaliser ({key} {np.round(theirs, 4).tolist()} "
+                f"vs this run's {np.round(value, 4).tolist()}); classify the stores this run trains on"
+            )
 
 
 def total_steps(training: TrainingConfig, dataset: WindowDataset) -> int:
-    """steps, or epochs times the batches in one pass over the windows the method draws from."""
+    """steps, or epochs times the batches in one pass over the clean windows (equal for every method)."""
     if training.steps is not None:
         return training.steps
     if training.epochs is None:
         raise TrainingError("give the run length: steps or epochs")
-    windows = dataset.num_clean if training.method == "clean" else len(dataset)
-    return training.epochs * math.ceil(windows / training.batch_size)
+    return training.epochs * math.ceil(dataset.num_clean / training.batch_size)
 
 
 def cosine_with_warmup(warmup_steps: int, total: int):
@@ -160,11 +202,12 @@ class BatchStream:
         self._thread.start()
 
     def make(self, step: int) -> dict[str, Any]:
-        """The batch of one step: data arrays as tensors, plus t, is_clean, ambient_sigma_min, noise."""
+        """The batch of one step: data arrays as tensors, plus t, is_clean, ambient_sigma_min and the noises."""
         rng = np.random.default_rng([self.seed, step])
         draw = self.sampler.sample(self.batch_size, rng)
         arrays = self.dataset.batch(draw.index, self.crops or None, rng)
         arrays["noise"] = rng.standard_normal(arrays["action"].shape, dtype=np.float32)
+        arrays["contraction_noise"] = rng.standard_normal(arrays["action"].shape, dtype=np.float32)
         arrays["t"] = draw.t.astype(np.int64)
         # corrupt_loss "denoise" treats admitted corrupt chunks as clean: sigma_min 0 in the targets.
         ambient_sigma_min = draw.ambient_sigma_min if self.ambient_loss else np.zeros(self.batch_size)
@@ -206,7 +249,7 @@ class BatchStream:
 def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tensor], step: int, autocast) -> float:
     """One optimiser step (the ``step``-th) on a batch already on the model's device; returns the loss."""
     with autocast:
-        loss = model.loss(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"]).mean()
+        loss = model.loss(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"], batch["contraction_noise"]).mean()
     value = loss.item()
     if not math.isfinite(value):
         raise NonFiniteLossError(f"non-finite loss ({value}) at step {step}")
@@ -243,9 +286,9 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True) -> Train
     dataset = open_dataset(config)
     training = config.training
     model = DiffusionModel(config.policy, dataset.cameras, dataset.action_dim)
-    sampler = admission_sampler(training, dataset, model.schedule.sigmas)
-    total = total_steps(training, dataset)
     model.normalizer.load_state_dict(dataset.fit_normalizer().state_dict())
+    sampler, admission = admission_sampler(training, dataset, model.schedule.sigmas, model.normalizer)
+    total = total_steps(training, dataset)
     model.to(device)
     ema = EMA(model, training.ema_power, training.ema_max_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, betas=training.betas, weight_decay=training.weight_decay)
@@ -258,6 +301,7 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True) -> Train
         scheduler.load_state_dict(resumed["lr_scheduler"])
         step = int(resumed["step"])
     config.save(out / CONFIG_NAME)
+    (out / ADMISSION_NAME).write_text(json.dumps(admission, indent=1))
 
     def save() -> None:
         save_checkpoint(
@@ -272,6 +316,7 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True) -> Train
                 "lr_scheduler": scheduler.state_dict(),
                 "step": step,
                 "data": {
+                    "sigma_min_source": json.dumps(admission["sources"].get("sigma_min")),
                     "windows_clean": dataset.num_clean,
                     "windows_corrupt": dataset.num_corrupt,
                     "episodes_clean": dataset.episode_counts["clean"],
@@ -287,7 +332,7 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True) -> Train
         return result
     if progress:
         print(dataset.describe())
-        print(f"method {training.method}: clean weight per noise level {_alpha_summary(sampler)}; {total} steps on {device}")
+        print(f"method {training.method}: {_admission_summary(sampler, admission)}; {total} steps on {device}")
 
     stream = BatchStream(
         dataset, sampler, model.crops, training.batch_size, training.seed, step,
@@ -365,9 +410,16 @@ class _StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _alpha_summary(sampler: AdmissionSampler) -> str:
+def _admission_summary(sampler: AdmissionSampler, admission: dict[str, Any]) -> str:
     p = sampler.clean_probability()
-    return f"{p[0]:.3f} at t=0, {p[len(p) // 2]:.3f} at t={len(p) // 2}, {p[-1]:.3f} at t={len(p) - 1}"
+    T = len(p)
+    text = f"P(clean | t) {p[0]:.3f} at t=0, {p[T // 4]:.3f} at t={T // 4}, {p[T // 2]:.3f} at t={T // 2}, {p[-1]:.3f} at t={T - 1}"
+    if sampler.mode == "ambient":
+        source = admission["sources"]["sigma_min"]
+        where = f"annotation set {source['annotation']!r}" if "annotation" in source else f"dataset-level {source['dataset_level']}"
+        text += (f" ({sampler.order}); sigma_min from {where}, buffer {sampler.buffer:.3f}; "
+                 f"{admission['corrupt_windows_admissible_somewhere']} of {sampler.num_corrupt} corrupt windows admissible somewhere")  # fmt: skip
+    return text
 
 
 # --------------------------------------------------------------------------------------------------
@@ -384,19 +436,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clean", nargs="+", required=True, metavar="STORE", help="clean episode store(s)")
     parser.add_argument("--corrupt", nargs="+", default=[], metavar="STORE", help="corrupt episode store(s)")
     parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("--alpha", type=float, help="clean weight where corrupt data is admissible (default: clean episodes / all)")
+    parser.add_argument("--alpha", type=float, help=f"clean weight per batch element (default {DEFAULT_ALPHA})")
     parser.add_argument("--alpha-schedule", metavar="LO,HI", help="clean weight linear in sigma: LO at sigma 0, HI at sigma 1")
-    parser.add_argument("--sigma-min", type=float, help="dataset-level sigma_min (default: per sample, from the store)")
-    parser.add_argument("--sigma-max", type=float, help="open the low-noise branch below this sigma (ambient)")
+    parser.add_argument("--admission", default="sample_first", choices=("sample_first", "step_first"),
+                        help="draw the sample then an admissible step (the method), or the fixed-weight step-first form")  # fmt: skip
+    sigma_min = parser.add_mutually_exclusive_group()
+    sigma_min.add_argument("--sigma-min", type=float, help="ambient: one dataset-level sigma_min for every corrupt window")
+    sigma_min.add_argument("--sigma-min-from", metavar="NAME", help="ambient: per-sample sigma_min from this annotation set (policies.classify --name)")
+    sigma_max = parser.add_mutually_exclusive_group()
+    sigma_max.add_argument("--sigma-max", type=float, help="ambient: also admit corrupt windows below this sigma (locality branch)")
+    sigma_max.add_argument("--sigma-max-from", metavar="NAME", help="ambient: per-sample sigma_max from this annotation set")
     parser.add_argument("--corrupt-loss", default="denoise", choices=("denoise", "ambient"), help="loss on admitted corrupt chunks")
-    parser.add_argument("--s-max-factor", type=float, default=4.0, help="ambient buffer: cap on s_t^2/(s_t^2-s_m^2)")
+    parser.add_argument("--s-max-factor", type=float,
+                        help="buffer b = sqrt(1 + 1/(F - 1)) on sigma_min (default: 4 with the ambient loss, none with denoise)")  # fmt: skip
     parser.add_argument("--out", required=True, help="run directory (resumed if it holds a checkpoint)")
     parser.add_argument("--preset", default="default", choices=tuple(PRESETS))
     parser.add_argument("--obs", default="image", choices=("image", "state"))
     parser.add_argument("--prediction-type", default="epsilon", choices=PREDICTION_TYPES)
     length = parser.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int)
-    length.add_argument("--epochs", type=int)
+    length.add_argument("--epochs", type=int, help="passes over the clean windows (the same number of steps for every method)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=500)
@@ -424,8 +483,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                 method=args.method,
                 alpha=args.alpha,
                 alpha_schedule=alpha_schedule,
+                admission=args.admission,
                 sigma_min=args.sigma_min,
+                sigma_min_from=args.sigma_min_from,
                 sigma_max=args.sigma_max,
+                sigma_max_from=args.sigma_max_from,
                 corrupt_loss=args.corrupt_loss,
                 s_max_factor=args.s_max_factor,
                 lr=args.lr,

@@ -1,5 +1,8 @@
 """The image encoder: a ResNet-18 with GroupNorm, trained from scratch, pooled by a spatial softmax.
 
+Pixels enter in [-1, 1] and the features leave through a plain linear layer, as in Diffusion
+Policy's robomimic encoder.
+
 As in Diffusion Policy: BatchNorm is replaced by GroupNorm (groups = channels / 16) because batch
 statistics interact badly with the EMA weights, and global average pooling by a spatial softmax
 that turns each of ``keypoints`` feature maps into its expected (x, y) image coordinate.
@@ -86,5 +89,7 @@ class ImageEncoder(nn.Module):
         self.feature_dim = feature_dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() / 255.0
-        return F.relu(self.out(self.pool(self.trunk(x))))
+        # As Diffusion Policy: pixels in [-1, 1] (its image range normaliser) and the linear
+        # keypoint projection as the feature, with no ReLU (which would zero half of each feature).
+        x = images.float() * (2 / 255.0) - 1
+        return self.out(self.pool(self.trunk(x)))

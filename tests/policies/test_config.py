@@ -3,7 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from policies.config import ConfigError, DataConfig, PolicyConfig, RunConfig, TrainingConfig
+from policies.ambient import buffer_factor
+from policies.config import DEFAULT_ALPHA, ConfigError, DataConfig, PolicyConfig, RunConfig, TrainingConfig
 
 
 def run_config(**training) -> RunConfig:
@@ -22,7 +23,22 @@ def test_presets_fill_the_sizes_not_given():
     assert tiny.down_dims == (16, 32) and tiny.resnet_width == 8
     training = TrainingConfig()
     assert (training.lr, training.betas, training.weight_decay, training.warmup_steps) == (1e-4, (0.95, 0.999), 1e-6, 500)
-    assert (training.ema_power, training.ema_max_decay, training.s_max_factor) == (0.75, 0.9999, 4.0)
+    assert (training.ema_power, training.ema_max_decay, training.s_max_factor) == (0.75, 0.9999, None)
+
+
+def test_alpha_defaults_to_equal_shares_not_the_episode_ratio():
+    assert TrainingConfig(method="cotrain").alpha == DEFAULT_ALPHA == 0.5
+    assert TrainingConfig(method="ambient", sigma_min=0.2).alpha == 0.5
+    assert TrainingConfig(method="cotrain", alpha=0.1).alpha == 0.1
+    assert TrainingConfig(method="cotrain", alpha_schedule=(0.9, 0.1)).alpha is None
+    assert TrainingConfig(method="clean").alpha is None
+
+
+def test_the_buffer_belongs_to_the_ambient_loss():
+    assert TrainingConfig(method="ambient", sigma_min=0.2).buffer == 1.0  # denoising loss: none
+    assert TrainingConfig(method="ambient", sigma_min=0.2, corrupt_loss="ambient").buffer == pytest.approx(buffer_factor(4.0))
+    assert TrainingConfig(method="ambient", sigma_min=0.2, s_max_factor=2.0).buffer == pytest.approx(buffer_factor(2.0))
+    assert TrainingConfig(method="cotrain").buffer == 1.0
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
@@ -38,7 +54,13 @@ def test_round_trip_through_json_and_yaml(tmp_path, suffix):
     [
         (lambda: TrainingConfig(steps=1, epochs=1), "steps or epochs"),
         (lambda: TrainingConfig(method="clean", alpha=0.5), "alpha applies"),
-        (lambda: TrainingConfig(method="cotrain", sigma_min=0.2), "sigma_min and sigma_max"),
+        (lambda: TrainingConfig(method="cotrain", sigma_min=0.2), "apply to method 'ambient' only"),
+        (lambda: TrainingConfig(method="cotrain", s_max_factor=3.0), "apply to method 'ambient' only"),
+        (lambda: TrainingConfig(method="ambient"), "one source of sigma_min"),
+        (lambda: TrainingConfig(method="ambient", sigma_min=0.2, sigma_min_from="classifier"), "one source of sigma_min"),
+        (lambda: TrainingConfig(method="ambient", sigma_min=0.2, sigma_max=0.1, sigma_max_from="c"), "sigma_max or sigma_max_from"),
+        (lambda: TrainingConfig(method="ambient", sigma_min=0.2, admission="random"), "admission"),
+        (lambda: TrainingConfig(seed=-1), "seed"),
         (lambda: TrainingConfig(method="cotrain", corrupt_loss="ambient"), "corrupt_loss"),
         (lambda: TrainingConfig(method="ambient", alpha=0.5, alpha_schedule=(0.1, 0.2)), "not both"),
         (lambda: TrainingConfig(method="bogus"), "method"),
@@ -66,4 +88,4 @@ def test_resume_may_change_the_run_length_and_device_only():
     longer = run_config().model_copy(update={"training": config.training.model_copy(update={"steps": 99, "device": "cpu"})})
     assert config.resume_differences(longer) == []
     other = run_config(s_max_factor=2.0)
-    assert other.resume_differences(config) == ["training.s_max_factor 4.0 -> 2.0"]
+    assert other.resume_differences(config) == ["training.s_max_factor None -> 2.0"]

@@ -89,18 +89,24 @@ def test_cached_and_on_demand_images_agree(clean_store, corrupt_store):
         np.testing.assert_array_equal(a[key], b[key])
 
 
-def test_corrupt_windows_read_the_per_sample_sigma_min(tmp_path, clean_store):
+def test_corrupt_windows_read_a_named_annotation_set(tmp_path, clean_store):
     path = make_store(tmp_path / "c.zarr", episodes=2, steps=[12, 10], noise=0.01)
-    values = np.full(22, np.nan, np.float32)
-    values[:12] = np.linspace(0.1, 0.9, 12)
+    values = np.linspace(0.1, 0.9, 22)
     with EpisodeStore.open(path, "a") as store:
-        store.set_sigma_min(values)
+        store.write_annotation("strong", values, attrs={"normalizer": {"action_min": [0.0, 0.0]}})
+        store.write_annotation("weak", values / 2, sigma_max=np.full(22, 0.05))
     data = WindowDataset([clean_store], [path])
-    sigma_min = data.corrupt_sigma_min
-    assert sigma_min.shape == (data.num_corrupt,) == ((12 - 7) + (10 - 7),)
+    strong = data.corrupt_annotation("strong")
+    assert strong.sigma_min.shape == (data.num_corrupt,) == ((12 - 7) + (10 - 7),)
     # Window k of the first episode starts at step k - 1 (clipped to 0): its chunk's annotation.
-    np.testing.assert_allclose(sigma_min[:5], values[[0, 0, 1, 2, 3]], rtol=1e-6)
-    assert np.isnan(sigma_min[5:]).all()
+    np.testing.assert_allclose(strong.sigma_min[:5], values[[0, 0, 1, 2, 3]], rtol=1e-6)
+    np.testing.assert_allclose(strong.sigma_min[5:], values[[12, 12, 13]], rtol=1e-6)
+    assert strong.sigma_max is None and strong.attrs[str(path)]["normalizer"] == {"action_min": [0.0, 0.0]}
+    weak = data.corrupt_annotation("weak")
+    np.testing.assert_allclose(weak.sigma_min, strong.sigma_min / 2, rtol=1e-6)
+    np.testing.assert_allclose(weak.sigma_max, 0.05, rtol=1e-6)
+    with pytest.raises(StoreError, match="no annotation set 'other'"):
+        data.corrupt_annotation("other")
 
 
 def test_stores_that_cannot_be_trained_together_are_clear_errors(tmp_path, clean_store):

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,9 @@ from policies.noise import (
     add_noise,
     ddim_step,
     ddim_timesteps,
+    ddpm_sigmas,
     eps_to_x0,
+    first_admissible_step,
     x0_to_eps,
 )
 
@@ -129,3 +132,11 @@ def test_ddim_with_oracle_reproduces_a_gaussian(schedule):
     x = schedule.ddim_sample(oracle, x_T, num_inference_steps=100, clip_sample=False)
     assert x.mean().item() == pytest.approx(mu, abs=0.01)
     assert x.std().item() == pytest.approx(s, rel=0.05)  # 0.2925 measured: discretisation shrinks it
+
+
+def test_one_rule_maps_sigma_min_to_its_first_admissible_step():
+    sigmas = ddpm_sigmas(100)
+    torch.testing.assert_close(torch.from_numpy(sigmas).float(), NoiseSchedule.squaredcos_cap_v2(100).sigmas, rtol=0, atol=0)
+    # Admissible iff sigma_t > sigma_min: a value equal to sigma_k first admits step k + 1.
+    np.testing.assert_array_equal(first_admissible_step(sigmas[[0, 19, 80]], sigmas), [1, 20, 81])
+    np.testing.assert_array_equal(first_admissible_step([0.0, sigmas[19] - 1e-9, 1.0], sigmas), [0, 19, 100])

@@ -10,13 +10,13 @@ import pytest
 import torch
 from gymnasium.spaces import Box, Dict
 
-from data_gen.episode_store import EpisodeStore
+from data_gen.episode_store import EpisodeStore, StoreError
 from policies.checkpoint import load_checkpoint, model_from_checkpoint
 from policies.config import DataConfig, PolicyConfig, RunConfig, TrainingConfig
 from policies.ema import EMA
 from policies.model import DiffusionModel
 from policies.policy import PolicyError, load_policy
-from policies.train import BatchStream, TrainingError, admission_sampler, main, open_dataset, train
+from policies.train import BatchStream, TrainingError, admission_sampler, main, open_dataset, total_steps, train
 from tests.policies.synthetic_stores import make_store
 
 STEPS = 40
@@ -161,19 +161,69 @@ def test_state_policy_acts_on_the_state_vector(tmp_path, clean_store):
         policy.check_observation_space(Dict({"agent_pos": Box(-1, 1, (2,), np.float32)}))
 
 
-def test_sampler_takes_sigma_min_from_the_store_and_alpha_from_episode_counts(tmp_path, clean_store):
+def normalizer_attrs(dataset):
+    fitted = dataset.fit_normalizer()
+    return {"normalizer": {"action_min": fitted.action_min.tolist(), "action_max": fitted.action_max.tolist()}}
+
+
+def sampler_for(config):
+    dataset = open_dataset(config)
+    model = DiffusionModel(config.policy, {}, 2)
+    model.normalizer.load_state_dict(dataset.fit_normalizer().state_dict())
+    return dataset, *admission_sampler(config.training, dataset, model.schedule.sigmas, model.normalizer)
+
+
+@pytest.fixture()
+def annotated(tmp_path, clean_store):
+    """A corrupt store with two annotation sets: one in this run's normalised units, one in others."""
     corrupt = make_store(tmp_path / "c.zarr", episodes=5, steps=20, noise=0.01)
-    config = tiny_config(clean_store, [corrupt], obs_mode="state", method="ambient")
+    config = tiny_config(clean_store, [corrupt], obs_mode="state", method="ambient", sigma_min_from="classifier")
     dataset = open_dataset(config)
-    with pytest.raises(TrainingError, match="needs --sigma-min or per-sample sigma_min"):
-        admission_sampler(config.training, dataset, DiffusionModel(config.policy, {}, 2).schedule.sigmas)
     with EpisodeStore.open(corrupt, "a") as store:
-        store.set_sigma_min(np.linspace(0.0, 0.9, store.n_steps).astype(np.float32))
-    dataset = open_dataset(config)
-    sampler = admission_sampler(config.training, dataset, DiffusionModel(config.policy, {}, 2).schedule.sigmas)
-    np.testing.assert_allclose(sampler.corrupt_sigma_min, dataset.corrupt_sigma_min)
-    assert sampler.alpha_per_step[0] == pytest.approx(3 / 8)  # 3 clean of 8 episodes
-    # The ambient targets get the admitted corrupt chunks' sigma_min only with corrupt_loss "ambient".
+        values = np.linspace(0.0, 0.9, store.n_steps)
+        store.write_annotation("classifier", values, attrs=normalizer_attrs(dataset))
+        other = normalizer_attrs(dataset)
+        other["normalizer"]["action_max"] = [v + 0.1 for v in other["normalizer"]["action_max"]]
+        store.write_annotation("other_units", values, attrs=other)
+        store.write_annotation("no_units", values)
+    return config, corrupt
+
+
+def test_per_sample_sigma_min_comes_from_the_named_annotation_set(annotated):
+    config, _ = annotated
+    dataset, sampler, record = sampler_for(config)
+    np.testing.assert_allclose(sampler.corrupt_sigma_min, dataset.corrupt_annotation("classifier").sigma_min)
+    assert sampler.alpha_per_step[0] == 0.5 and sampler.order == "sample_first" and sampler.buffer == 1.0
+    assert record["sources"]["sigma_min"]["annotation"] == "classifier"
+    np.testing.assert_allclose(record["clean_probability_per_step"], sampler.clean_probability())
+
+
+def test_an_explicit_dataset_level_sigma_min_is_what_trains(annotated, tmp_path):
+    config, _ = annotated
+    training = config.training.model_copy(update={"sigma_min": 0.3, "sigma_min_from": None})
+    _, sampler, record = sampler_for(config.model_copy(update={"training": training}))
+    np.testing.assert_array_equal(sampler.corrupt_sigma_min, 0.3)
+    assert record["sources"]["sigma_min"] == {"dataset_level": 0.3}
+    result = train(config.model_copy(update={"training": training.model_copy(update={"steps": 2})}), tmp_path / "run", progress=False)
+    admission = json.loads((tmp_path / "run" / "admission.json").read_text())
+    assert result.step == 2 and admission["sources"]["sigma_min"] == {"dataset_level": 0.3}
+    assert json.loads(load_checkpoint(tmp_path / "run")["data"]["sigma_min_source"]) == {"dataset_level": 0.3}
+
+
+@pytest.mark.parametrize(
+    "name, error",
+    [("missing", "no annotation set 'missing'"), ("other_units", "another action normaliser"), ("no_units", "records no action normaliser")],
+)
+def test_annotations_in_other_units_or_absent_are_refused(annotated, name, error):
+    config, _ = annotated
+    training = config.training.model_copy(update={"sigma_min_from": name})
+    with pytest.raises((TrainingError, StoreError), match=error):
+        sampler_for(config.model_copy(update={"training": training}))
+
+
+def test_batches_carry_the_contraction_noise_and_the_ambient_sigma_min_only_for_the_ambient_loss(annotated):
+    config, _ = annotated
+    dataset, sampler, _ = sampler_for(config)
     for ambient_loss in (False, True):
         stream = BatchStream(dataset, sampler, {}, 256, seed=0, start=0, ambient_loss=ambient_loss)
         batch = stream.make(0)
@@ -181,6 +231,32 @@ def test_sampler_takes_sigma_min_from_the_store_and_alpha_from_episode_counts(tm
         corrupt = ~batch["is_clean"].numpy()
         assert corrupt.any() and not batch["ambient_sigma_min"][~corrupt].any()
         assert bool(batch["ambient_sigma_min"][corrupt].any()) == ambient_loss
+        assert batch["contraction_noise"].shape == batch["noise"].shape == batch["action"].shape
+        assert not torch.equal(batch["contraction_noise"], batch["noise"])
+
+
+def test_the_loss_contracts_each_chunk_to_its_sigma_min_before_noising_it(annotated, monkeypatch):
+    config, _ = annotated
+    dataset, sampler, _ = sampler_for(config)
+    model = DiffusionModel(config.policy, {}, 2)
+    model.normalizer.load_state_dict(dataset.fit_normalizer().state_dict())
+    stream = BatchStream(dataset, sampler, {}, 64, seed=0, start=0, ambient_loss=True)
+    batch = stream.make(0)
+    stream.close()
+    seen = {}
+    monkeypatch.setattr(model.unet, "forward", lambda x_t, t, cond: seen.setdefault("x_t", x_t))
+    model.loss(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"], batch["contraction_noise"])
+    x0 = model.normalizer.normalize("action", batch["action"])
+    s_t = model.schedule.sigmas[batch["t"]][:, None, None].double()
+    s_m = batch["ambient_sigma_min"][:, None, None].double()
+    y = torch.sqrt(1 - s_m**2) * x0 + s_m * batch["contraction_noise"]  # the contraction
+    expected = torch.sqrt(1 - s_t**2) / torch.sqrt(1 - s_m**2) * y + torch.sqrt((s_t**2 - s_m**2) / (1 - s_m**2)) * batch["noise"]
+    assert batch["ambient_sigma_min"].gt(0).any()
+    torch.testing.assert_close(seen["x_t"].double(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_ambient_losses_train(annotated, tmp_path):
+    config, _ = annotated
     for loss, prediction in [("denoise", "epsilon"), ("ambient", "sample")]:
         run = config.model_copy(update={
             "training": config.training.model_copy(update={"corrupt_loss": loss, "steps": 5}),
@@ -188,6 +264,13 @@ def test_sampler_takes_sigma_min_from_the_store_and_alpha_from_episode_counts(tm
         })  # fmt: skip
         result = train(run, tmp_path / f"ambient-{loss}", progress=False)
         assert result.step == 5 and np.isfinite(result.losses).all()
+
+
+def test_epochs_give_every_method_the_same_number_of_steps(tmp_path, clean_store, corrupt_store):
+    clean = open_dataset(tiny_config(clean_store, obs_mode="state", steps=None, epochs=3))
+    mixed = open_dataset(tiny_config(clean_store, [corrupt_store], obs_mode="state", steps=None, epochs=3))
+    steps = [total_steps(TrainingConfig(method=m, epochs=3, batch_size=16), d) for m, d in [("clean", clean), ("cotrain", mixed)]]
+    assert steps[0] == steps[1] == 3 * -(-clean.num_clean // 16) and mixed.num_corrupt > clean.num_clean
 
 
 def run_cli(args, capsys):
@@ -207,6 +290,10 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, clean_store, capsys):
         (["--clean", str(clean_store), "--method", "bogus"], "invalid choice: 'bogus'"),
         (["--clean", str(clean_store), "--method", "cotrain"], "needs at least one corrupt store"),
         (["--clean", str(clean_store), "--method", "clean", "--alpha-schedule", "0.1"], "LO,HI"),
+        (["--clean", str(clean_store), "--corrupt", str(clean_store), "--method", "ambient"], "one source of sigma_min"),
+        (["--clean", str(clean_store), "--corrupt", str(clean_store), "--method", "ambient", "--sigma-min", "0.1",
+          "--sigma-min-from", "classifier"], "not allowed with argument"),
+        (["--clean", str(clean_store), "--method", "clean", "--seed", "-1"], "seed"),
     ]
     for args, message in cases:
         code, err = run_cli(args + common, capsys)
