@@ -70,11 +70,23 @@ class GCSExpert:
 class CheckpointAgent:
     """A trained diffusion policy loaded from a checkpoint (no code runs at load time)."""
 
-    def __init__(self, path: Path, observation_space, device: str = "cpu"):
+    def __init__(self, path: Path, device: str = "cpu"):
         from policies.policy import PolicyError, load_policy
 
         try:
             self.policy = load_policy(path, device=device)
+        except PolicyError as error:
+            raise AgentError(str(error)) from None
+
+    @property
+    def obs_type(self) -> str:
+        """The env observation layout the policy was trained on."""
+        return "state" if self.policy.config.obs_mode == "state" else "pixels_agent_pos"
+
+    def check(self, observation_space) -> None:
+        from policies.policy import PolicyError
+
+        try:
             self.policy.check_observation_space(observation_space)
         except PolicyError as error:
             raise AgentError(str(error)) from None
@@ -86,14 +98,25 @@ class CheckpointAgent:
         return self.policy.act(obs)
 
 
-def make_agent(kind: str, env, ckpt: Path | None = None, device: str = "cpu"):
-    """The agent named `kind` ('ckpt', 'gcs' or 'random') for `env`."""
-    if kind == "random":
-        return RandomAgent(env.action_space)
-    if kind == "gcs":
-        return GCSExpert(env.unwrapped.task)
+def make_env_and_agent(kind: str, env_kwargs: dict, ckpt: Path | None = None, device: str = "cpu"):
+    """The agent named `kind` ('ckpt', 'gcs' or 'random') and an env built for it.
+
+    A checkpoint decides the env's observations (images or the state vector); the others take the
+    default image observations (the expert reads the true state from ``info``).
+    """
+    import gymnasium
+
+    import pushing_sim
+
+    if kind not in ("ckpt", "gcs", "random"):
+        raise AgentError(f"unknown policy {kind!r}: use ckpt, gcs or random")
     if kind == "ckpt":
         if ckpt is None:
             raise AgentError("--policy ckpt needs --ckpt PATH")
-        return CheckpointAgent(ckpt, env.observation_space, device)
-    raise AgentError(f"unknown policy {kind!r}: use ckpt, gcs or random")
+        agent = CheckpointAgent(ckpt, device)
+        env = gymnasium.make(pushing_sim.ENV_ID, obs_type=agent.obs_type, **env_kwargs)
+        agent.check(env.observation_space)
+        return env, agent
+    env = gymnasium.make(pushing_sim.ENV_ID, **env_kwargs)
+    agent = RandomAgent(env.action_space) if kind == "random" else GCSExpert(env.unwrapped.task)
+    return env, agent

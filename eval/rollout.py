@@ -2,13 +2,20 @@
 
 Trial i starts from the task's i-th evaluation pose for the seed, and the agent is seeded from the
 trial index, so the same command on the same machine gives the same per-trial outcomes whatever the
-number of workers. Worker processes run one env each; the parent shows the running success rate,
-then writes `results.json` (and videos of the first K trials) and prints a summary.
+number of workers. Worker processes run one env each (with the observations the checkpoint was
+trained on: images or the state vector); the parent shows the running success rate, then writes
+`results.json` (and videos of the first K trials) and prints a summary.
+
+Each finished trial is appended to `trials.jsonl` in the output directory at once, under a header
+naming the evaluation (policy, checkpoint contents, domain, seed, step limit). Run the same command
+again after Ctrl-C or kill -9 and only the missing trials run; an evaluation of anything else in the
+same directory starts afresh.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -46,16 +53,13 @@ class TrialRunner:
     """One env and one agent, built once per worker."""
 
     def __init__(self, spec: RolloutSpec):
-        import gymnasium
-
-        import pushing_sim
-        from eval.agents import make_agent
+        from eval.agents import make_env_and_agent
 
         self.spec = spec
-        self.env = gymnasium.make(pushing_sim.ENV_ID, domain=spec.domain, domain_overrides=list(spec.domain_overrides),
-                                  render_mode="rgb_array" if spec.videos > 0 else None)
+        env_kwargs = {"domain": spec.domain, "domain_overrides": list(spec.domain_overrides),
+                      "render_mode": "rgb_array" if spec.videos > 0 else None}  # fmt: skip
+        self.env, self.agent = make_env_and_agent(spec.policy, env_kwargs, Path(spec.ckpt) if spec.ckpt else None, spec.device)
         self.task = self.env.unwrapped.task
-        self.agent = make_agent(spec.policy, self.env, Path(spec.ckpt) if spec.ckpt else None, spec.device)
         # After Drake has loaded (its import sets the level): the GCS expert would log every solve.
         logging.getLogger("drake").setLevel(logging.WARNING)
 
@@ -132,29 +136,114 @@ def _run_trial(job):
 
 
 def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool = True,
-               runner: TrialRunner | None = None) -> list[dict]:
-    """Run `trials` trials (in index order) and return their per-trial results.
+               runner: TrialRunner | None = None, done: dict[int, dict] | None = None,
+               on_result=None) -> list[dict]:
+    """Run trials 0 .. trials-1 (in index order) and return their per-trial results.
 
     runner: an already built runner for `spec`, used when the trials run in this process.
+    done: results already at hand by index (a resumed evaluation): those trials are not run again.
+    on_result: called with each new result as it arrives (to save it at once).
     """
     from pushing_sim.task import TaskConfig, evaluation_initial_poses
 
+    done = dict(done or {})
     poses = evaluation_initial_poses(TaskConfig(), trials, spec.seed)
-    jobs = [(i, poses[i].tolist()) for i in range(trials)]
-    results: list[dict] = []
-    bar = tqdm(total=trials, unit="trial", desc="trials", disable=not progress)
-    if workers > 1:
-        with multiprocessing.get_context("spawn").Pool(min(workers, trials), _init_worker, (spec,)) as pool:
+    jobs = [(i, poses[i].tolist()) for i in range(trials) if i not in done]
+    results: list[dict] = [done[i] for i in sorted(done) if i < trials]
+    bar = tqdm(total=trials, initial=len(results), unit="trial", desc="trials", disable=not progress)
+
+    def collect(result: dict) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+        _update(bar, results)
+
+    if jobs and workers > 1:
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)), _init_worker, (spec,)) as pool:
             for result in pool.imap(_run_trial, jobs):
-                results.append(result)
-                _update(bar, results)
-    else:
+                collect(result)
+    elif jobs:
         runner = runner or TrialRunner(spec)
         for job in jobs:
-            results.append(runner(job))
-            _update(bar, results)
+            collect(runner(job))
     bar.close()
-    return results
+    return sorted(results, key=lambda r: r["index"])
+
+
+TRIALS_NAME = "trials.jsonl"
+
+
+def evaluation_identity(spec: RolloutSpec) -> dict:
+    """What makes two evaluations the same trials: the policy (by checkpoint contents), domain, seed, limit."""
+    identity = {"policy": spec.policy, "domain": spec.domain, "domain_overrides": list(spec.domain_overrides),
+                "seed": spec.seed, "max_steps": spec.max_steps}  # fmt: skip
+    if spec.ckpt is not None:
+        digest = hashlib.sha256()
+        with open(spec.ckpt, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        identity["checkpoint_sha256"] = digest.hexdigest()
+    return identity
+
+
+def load_finished_trials(path: Path, identity: dict) -> dict[int, dict]:
+    """Trials already saved in ``path`` for the same evaluation (none if it is another's or absent)."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text().splitlines()
+    try:
+        if not lines or json.loads(lines[0]).get("evaluation") != identity:
+            return {}
+    except json.JSONDecodeError:
+        return {}
+    done = {}
+    for line in lines[1:]:
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by kill -9: that trial runs again
+            continue
+        done[int(result["index"])] = result
+    return done
+
+
+def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progress: bool = True,
+             command: str | None = None) -> dict:
+    """Run (or resume) an evaluation into ``out`` and write ``out/results.json``; returns the report.
+
+    Raises AgentError for an agent that cannot run here (before any trial), KeyboardInterrupt with
+    the finished trials kept in ``out/trials.jsonl``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    identity = evaluation_identity(spec)
+    trials_path = out / TRIALS_NAME
+    done = {i: r for i, r in load_finished_trials(trials_path, identity).items() if i < trials}
+    if not done:
+        trials_path.write_text(json.dumps({"evaluation": identity}) + "\n")
+    started = time.perf_counter()
+    # Built here first: a bad checkpoint fails before any worker starts, and one worker reuses it.
+    runner = TrialRunner(spec) if len(done) < trials and (spec.policy == "ckpt" or workers == 1) else None
+    with open(trials_path, "a") as log:
+
+        def save(result: dict) -> None:
+            log.write(json.dumps(result) + "\n")
+            log.flush()
+
+        results = run_trials(spec, trials, workers, progress, runner=runner, done=done, on_result=save)
+    new = [r for r in results if r["index"] not in done]
+    # wall_time: this call's; trial_seconds: all trials' own times, resumed ones included.
+    summary = {**aggregate(results), "wall_time": time.perf_counter() - started,
+               "trial_seconds": float(sum(r["wall_time"] for r in results))}  # fmt: skip
+    report = {
+        "command": command,
+        "config": {"policy": spec.policy, "ckpt": spec.ckpt, "domain": spec.domain, "domain_overrides": list(spec.domain_overrides),
+                   "seed": spec.seed, "trials": trials, "workers": workers, "max_steps": spec.max_steps},
+        "evaluation": identity,
+        "resumed_trials": len(results) - len(new),
+        **summary,
+        "per_trial": results,
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    return report
 
 
 def _update(bar, results) -> None:
@@ -202,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"checkpoint {args.ckpt} does not exist")
     if args.trials <= 0 or args.workers <= 0 or args.videos < 0:
         return fail("--trials and --workers must be positive and --videos >= 0")
+    if args.seed < 0:
+        return fail(f"--seed must be >= 0, got {args.seed}")
+    if args.max_steps is not None and args.max_steps < 1:
+        return fail(f"--max-steps must be >= 1, got {args.max_steps}")
     out = args.out or (args.ckpt.parent / "eval" if policy == "ckpt" else Path("eval_runs") / policy)
     video_dir = out / "videos"
     try:
@@ -218,26 +311,17 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(error))
     spec = RolloutSpec(policy, str(args.ckpt) if args.ckpt else None, args.domain, tuple(args.overrides), args.seed,
                        min(args.videos, args.trials), str(video_dir), args.device, args.max_steps)
-    started = time.perf_counter()
+    command = " ".join([Path(sys.executable).name, "-m", "eval.rollout", *(argv if argv is not None else sys.argv[1:])])
     try:
-        # Built here first: a bad checkpoint fails before any worker starts, and one worker reuses it.
-        runner = TrialRunner(spec) if policy == "ckpt" or args.workers == 1 else None
-        results = run_trials(spec, args.trials, args.workers, runner=runner)
+        report = evaluate(spec, args.trials, out, args.workers, command=command)
     except AgentError as error:
         return fail(str(error))
     except KeyboardInterrupt:
-        print("interrupted: no results written", file=sys.stderr)
+        print(f"interrupted: finished trials kept in {out / TRIALS_NAME}; run the same command to resume", file=sys.stderr)
         return 130
-    summary = {**aggregate(results), "wall_time": time.perf_counter() - started}
-    report = {
-        "command": " ".join([Path(sys.executable).name, "-m", "eval.rollout", *(argv if argv is not None else sys.argv[1:])]),
-        "config": {"policy": policy, "ckpt": spec.ckpt, "domain": domain.model_dump(mode="json"), "seed": args.seed,
-                   "trials": args.trials, "workers": args.workers, "max_steps": args.max_steps},
-        **summary,
-        "per_trial": results,
-    }
+    report["config"]["domain"] = domain.model_dump(mode="json")
     (out / "results.json").write_text(json.dumps(report, indent=2))
-    _print_summary(summary, out)
+    _print_summary(report, out)
     return 0
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from eval.compare import main as compare_main
-from eval.rollout import RolloutSpec, main, run_trials
+from eval.rollout import RolloutSpec, TrialRunner, main, run_trials
 
 CLI = [sys.executable, "-m", "eval.rollout"]
 
@@ -112,3 +112,38 @@ def test_a_checkpoint_for_other_image_sizes_or_a_damaged_one_is_a_clear_error(ti
                             capture_output=True, text=True)
     assert result.returncode == 2 and "damaged" in result.stderr and "weights_only" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_interrupted_evaluation_resumes_with_the_missing_trials_only(tmp_path, monkeypatch):
+    from eval import rollout
+
+    spec = _spec("random", max_steps=6)
+    out = tmp_path / "eval"
+    full = rollout.evaluate(spec, 4, out, workers=1, progress=False)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_time"} for r in rs]  # noqa: E731
+    # kill -9 after two trials, the second line cut short: trials 1..3 run again, the rest is kept.
+    lines = (out / "trials.jsonl").read_text().splitlines()
+    (out / "trials.jsonl").write_text("\n".join(lines[:2] + [lines[2][:20]]) + "\n")
+    ran = []
+    original = rollout.TrialRunner.__call__
+    monkeypatch.setattr(rollout.TrialRunner, "__call__", lambda self, job: ran.append(job[0]) or original(self, job))
+    resumed = rollout.evaluate(spec, 4, out, workers=1, progress=False)
+    assert ran == [1, 2, 3] and resumed["resumed_trials"] == 1
+    assert strip(resumed["per_trial"]) == strip(full["per_trial"])
+    # Another evaluation in the same directory starts afresh.
+    ran.clear()
+    rollout.evaluate(_spec("random", max_steps=5), 2, out, workers=1, progress=False)
+    assert ran == [0, 1]
+
+
+def test_a_state_policy_is_evaluated_on_the_state_vector(tiny_checkpoint, tmp_path):
+    from policies.train import main as train_main
+
+    store = tiny_checkpoint.parent.parent / "sim.zarr"
+    assert train_main(["--clean", str(store), "--method", "clean", "--preset", "tiny", "--obs", "state", "--steps", "2",
+                       "--batch-size", "8", "--out", str(tmp_path / "state")]) == 0
+    spec = _spec("ckpt", ckpt=str(tmp_path / "state" / "ckpt.pt"), max_steps=4)
+    runner = TrialRunner(spec)
+    assert runner.env.observation_space.shape == (5,)
+    results = run_trials(spec, trials=2, workers=1, progress=False, runner=runner)
+    assert [r["steps"] for r in results] == [4, 4]
