@@ -207,9 +207,10 @@ def load_finished_trials(path: Path, identity: dict) -> dict[int, dict]:
 
 
 def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progress: bool = True,
-             command: str | None = None) -> dict:
+             command: str | None = None, on_result=None) -> dict:
     """Run (or resume) an evaluation into ``out`` and write ``out/results.json``; returns the report.
 
+    on_result: called with each newly finished trial's result, after it is saved.
     Raises AgentError for an agent that cannot run here (before any trial), KeyboardInterrupt with
     the finished trials kept in ``out/trials.jsonl``.
     """
@@ -227,6 +228,8 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
         def save(result: dict) -> None:
             log.write(json.dumps(result) + "\n")
             log.flush()
+            if on_result is not None:
+                on_result(result)
 
         results = run_trials(spec, trials, workers, progress, runner=runner, done=done, on_result=save)
     new = [r for r in results if r["index"] not in done]

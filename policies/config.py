@@ -57,6 +57,8 @@ class PolicyConfig(BaseModel):
 
     preset: Literal["tiny", "default"] = "default"
     obs_mode: Literal["image", "state"] = "image"
+    # State mode: the slider angle as given (it wraps at +-pi), or as its cosine and sine.
+    state_angle: Literal["raw", "cos_sin"] = "raw"
     horizon: int = Field(16, ge=4)
     n_obs_steps: int = Field(2, ge=1)
     n_action_steps: int = Field(8, ge=1)

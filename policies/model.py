@@ -42,7 +42,8 @@ class DiffusionModel(nn.Module):
                 for name in self.cameras
             }
         )
-        obs_dim = low_dim + config.image_feature_dim * len(self.cameras)
+        self.angle_as_cos_sin = config.obs_mode == "state" and config.state_angle == "cos_sin"
+        obs_dim = low_dim + int(self.angle_as_cos_sin) + config.image_feature_dim * len(self.cameras)
         self.unet = ConditionalUnet1D(
             input_dim=action_dim,
             global_cond_dim=obs_dim * config.n_obs_steps,
@@ -58,8 +59,12 @@ class DiffusionModel(nn.Module):
 
     def encode_obs(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, n_obs_steps, ...) observations -> (B, n_obs_steps * obs_dim) global conditioning."""
-        low_dim = obs[self.low_dim_key]
-        features = [self.normalizer.normalize(self.low_dim_key, low_dim.float())]
+        low_dim = obs[self.low_dim_key].float()
+        normalized = self.normalizer.normalize(self.low_dim_key, low_dim)
+        if self.angle_as_cos_sin:  # theta wraps at +-pi; its cosine and sine do not jump there
+            theta = low_dim[..., STATE_DIM - 1 :]
+            normalized = torch.cat([normalized[..., : STATE_DIM - 1], torch.cos(theta), torch.sin(theta)], dim=-1)
+        features = [normalized]
         for name, encoder in self.encoders.items():
             images = obs[name]
             batch, steps = images.shape[:2]

@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,10 +266,11 @@ def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tenso
 # The run
 
 
-def train(config: RunConfig, out: str | Path, *, progress: bool = True) -> TrainResult:
+def train(config: RunConfig, out: str | Path, *, progress: bool = True, on_log: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train (or resume) the run in ``out``; returns the final step and this call's losses.
 
-    Ctrl-C saves a checkpoint and returns with ``interrupted`` set.
+    Ctrl-C saves a checkpoint and returns with ``interrupted`` set. on_log(step, total) is called
+    at every metrics record (e.g. to drive a caller's progress display).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -371,6 +373,8 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True) -> Train
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
                     bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
+                    if on_log is not None:
+                        on_log(step, total)
                     window_losses, window_clean, window_start = [], [], time.perf_counter()
                 if step % training.checkpoint_every == 0:
                     save()

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,3 +76,14 @@ def test_policies_never_import_drake():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_cos_sin_state_angle_is_continuous_across_the_wrap():
+    model = DiffusionModel(PolicyConfig(preset="tiny", obs_mode="state", state_angle="cos_sin"), {}, 2)
+    raw = DiffusionModel(PolicyConfig(preset="tiny", obs_mode="state"), {}, 2)
+    for m in (model, raw):
+        m.normalizer.fit({"action": np.zeros((2, 2)) + [[0], [1]], "state": np.array([[0, 0, 0, 0, -np.pi], [1, 1, 1, 1, np.pi]])})
+    just_below, just_above = ({"state": torch.tensor([[[0.5, 0.5, 0.5, 0.5, a]] * 2])} for a in (np.pi - 1e-4, -np.pi + 1e-4))
+    assert model.encode_obs(just_below).shape == (1, 2 * 6)
+    torch.testing.assert_close(model.encode_obs(just_below), model.encode_obs(just_above), atol=1e-3, rtol=0)
+    assert (raw.encode_obs(just_below) - raw.encode_obs(just_above)).abs().max() > 1.9  # the raw angle jumps

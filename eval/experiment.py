@@ -1,0 +1,506 @@
+"""The sim-and-sim experiment in one command: ``python -m eval.experiment CONFIG.yaml``.
+
+    python -m eval.experiment experiments/cpu.yaml [--out DIR] [--arms NAME,...] [--stage STAGE]
+
+Stages, in order: ``data`` (clean and corrupt episode stores, generated or given) -> ``sigma_min``
+(the cross-fitted classifier's per-sample sigma_min, written as an annotation set of the corrupt
+store; only when an arm asks for it) -> ``train`` (every arm the same model and optimiser steps) ->
+``eval`` (every arm on the same start poses) -> ``report`` (``results.json/.md/.png``). It is a thin
+sequence over the package's own functions: ``data_gen.gcs.generate``, ``policies.classify.annotate``,
+``policies.train.train`` and ``eval.rollout.evaluate``, each of which resumes by itself.
+
+``DIR/ledger.json`` records, per stage and arm, the config section its outputs were made with and
+whether it finished. A finished stage with the same section is skipped; an unfinished one resumes
+(after Ctrl-C or kill -9, run the same command again); a changed section is refused with a one-line
+error naming what changed, so stale outputs are never reused. Arms with ``sigma_min: best`` are
+trained after the dataset-level sigma_min sweep has been evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing.managers import SyncManager
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
+
+STAGES = ("data", "sigma_min", "train", "eval", "report")
+LEDGER_NAME = "ledger.json"
+
+
+# --------------------------------------------------------------------------------------------------
+# The ledger of finished work
+
+
+class Ledger:
+    """``ledger.json``: each stage key's config section, whether it finished, and what it measured."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.entries: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError:
+            raise ExperimentError(f"{path}: damaged ledger (not JSON); move it away to start the experiment afresh") from None
+
+    def is_done(self, key: str, section: dict) -> bool:
+        """True if ``key`` finished with this section; ExperimentError if it was made with another."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return False
+        if entry["section"] != section:
+            changed = ", ".join(_differences(entry["section"], section)[:4])
+            raise ExperimentError(
+                f"{self.path.parent}: {key} was made with another config ({changed}); use another --out or remove its outputs"
+            )
+        return bool(entry["done"])
+
+    def start(self, key: str, section: dict) -> None:
+        self.entries.setdefault(key, {"section": section, "done": False, "seconds": 0.0, "result": {}})
+        self._save()
+
+    def finish(self, key: str, seconds: float, result: dict | None = None) -> None:
+        entry = self.entries[key]
+        entry.update(done=True, seconds=entry["seconds"] + seconds, result=result or {})
+        self._save()
+
+    def add_seconds(self, key: str, seconds: float) -> None:
+        self.entries[key]["seconds"] += seconds
+        self._save()
+
+    def result(self, key: str) -> dict:
+        return self.entries.get(key, {}).get("result", {})
+
+    def _save(self) -> None:
+        temporary = self.path.with_suffix(".partial")
+        temporary.write_text(json.dumps(self.entries, indent=1))
+        os.replace(temporary, self.path)
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new), key=str):
+            found += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return found
+    return [] if old == new else [f"{prefix[:-1] or 'value'} {old!r} -> {new!r}"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The experiment
+
+
+class Experiment:
+    """One experiment config run into one output directory."""
+
+    def __init__(self, config: ExperimentConfig, out: Path, arms: list[str] | None = None, progress: bool = True):
+        self.config, self.out, self.progress = config, out, progress
+        self.arms = [config.arm(name) for name in arms] if arms else list(config.arms)
+        out.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(out / LEDGER_NAME)
+        (out / "experiment.yaml").write_text(config.to_yaml())
+        self.cores = os.cpu_count() or 1
+
+    # paths -----------------------------------------------------------------------------------------
+
+    def store(self, pool: str) -> Path:
+        source = getattr(self.config, pool)
+        return Path(source.store) if source.store else self.out / "data" / f"{pool}.zarr"
+
+    def arm_dir(self, arm: Arm) -> Path:
+        return self.out / "arms" / arm.name
+
+    def annotation_name(self) -> str:
+        return f"{self.config.name}-classifier"
+
+    # stages ----------------------------------------------------------------------------------------
+
+    def run(self, stages: tuple[str, ...] = STAGES) -> dict | None:
+        started = time.perf_counter()
+        if "data" in stages:
+            self.data()
+        if "sigma_min" in stages and self.config.needs_classifier:
+            self.sigma_min()
+        ready, later = [a for a in self.arms if a.sigma_min != "best"], [a for a in self.arms if a.sigma_min == "best"]
+        for group in (ready, later):
+            if group is later and later:
+                resolvable = self.best_sigma_min() is not None
+                if not resolvable:
+                    if "train" in stages or "eval" in stages:
+                        print(f"skipping {[a.name for a in later]}: sigma_min 'best' needs the evaluated sigma_min sweep")
+                    break
+            if "train" in stages:
+                self.train([a for a in group if a.trained])
+            if "eval" in stages:
+                self.evaluate(group)
+        report = self.report() if "report" in stages else None
+        print(f"experiment {self.config.name}: stages {', '.join(stages)} done in {(time.perf_counter() - started) / 60:.1f} min; "
+              f"compute recorded in {self.out / LEDGER_NAME}: {self.total_seconds() / 3600:.2f} h")  # fmt: skip
+        return report
+
+    def data(self) -> None:
+        from data_gen.gcs import GenerationConfig, generate
+        from pushing_sim.domains import DomainError, load_domain
+
+        for index, pool in enumerate(("clean", "corrupt")):
+            source = getattr(self.config, pool)
+            key, path = f"data/{pool}", self.store(pool)
+            if source.store:
+                self._check_existing_store(key, path)
+                continue
+            section = source.model_dump(mode="json")
+            if self.ledger.is_done(key, section):
+                continue
+            try:
+                domain = load_domain(source.domain, list(source.overrides))
+            except DomainError as error:
+                raise ExperimentError(f"{pool}: {error}") from None
+            generation = GenerationConfig(n=source.n, seed=source.seed, domain=domain, replay=source.replay,
+                                          replan_every=source.replan_every, keep=source.keep)  # fmt: skip
+            self.ledger.start(key, section)
+            self._stage_header(f"data {pool}", f"{source.n} episodes in {source.domain} -> {path}")
+            summary = generate(generation, path, workers=self.config.data_workers, progress=self.progress)
+            self.ledger.add_seconds(key, summary.wall_time)
+            if summary.interrupted:
+                raise KeyboardInterrupt
+            if summary.stored < source.n:
+                raise ExperimentError(f"{path}: only {summary.stored} of {source.n} episodes could be generated")
+            self.ledger.finish(key, 0.0, {"episodes": summary.stored, "attempts": summary.attempts})
+
+    def _check_existing_store(self, key: str, path: Path) -> None:
+        from data_gen.episode_store import EpisodeStore
+
+        with EpisodeStore.open(path) as store:
+            section = {"store": str(path.resolve()), "episodes": store.n_episodes, "steps": store.n_steps}
+        if not self.ledger.is_done(key, section):
+            self.ledger.start(key, section)
+            self.ledger.finish(key, 0.0)
+
+    def data_sections(self) -> dict:
+        return {key: self.ledger.entries[key]["section"] for key in ("data/clean", "data/corrupt") if key in self.ledger.entries}
+
+    def sigma_min(self) -> None:
+        from data_gen.episode_store import EpisodeStore
+        from policies.classify import annotate, mean_t_min
+
+        key = "sigma_min"
+        section = {"classifier": self.config.classifier.model_dump(mode="json"), "data": self.data_sections(),
+                   "annotation": self.annotation_name()}  # fmt: skip
+        if self.ledger.is_done(key, section):
+            return
+        corrupt = self.store("corrupt")
+        ours = key in self.ledger.entries  # an unfinished run of ours may have written the set
+        with EpisodeStore.open(corrupt) as store:
+            if self.annotation_name() in store.annotation_names and not ours:
+                raise ExperimentError(f"{corrupt}: holds an annotation set {self.annotation_name()!r} this directory did not make")
+        self.ledger.start(key, section)
+        self._stage_header("sigma_min", f"cross-fitted classifier -> annotation set {self.annotation_name()!r} of {corrupt}")
+        started = time.perf_counter()
+        result = annotate([self.store("clean")], [corrupt], self.config.classifier, name=self.annotation_name(),
+                          overwrite=True, progress=self.progress)  # fmt: skip
+        values = result.sigma_min[str(corrupt)]
+        self.ledger.finish(key, time.perf_counter() - started, {
+            "mean_sigma_min": float(values.mean()), "mean_t_min": mean_t_min(values), "heldout_accuracy": result.accuracy,
+        })  # fmt: skip
+
+    # training ----------------------------------------------------------------------------------------
+
+    def run_config(self, arm: Arm):
+        """The policies.train RunConfig of a trained arm."""
+        from policies.config import DataConfig, RunConfig, TrainingConfig
+
+        budget = self.config.training
+        training: dict[str, Any] = {
+            "steps": budget.steps, "batch_size": budget.batch_size, "lr": budget.lr, "warmup_steps": budget.warmup_steps,
+            "checkpoint_every": budget.checkpoint_every, "device": budget.device, "seed": self.config.seed,
+        }  # fmt: skip
+        clean, corrupt = str(self.store("clean")), str(self.store("corrupt"))
+        if arm.method in ("clean", "sim_only"):
+            data = DataConfig(clean=(clean if arm.method == "clean" else corrupt,))
+            training["method"] = "clean"
+        else:
+            data = DataConfig(clean=(clean,), corrupt=(corrupt,))
+            training.update(method=arm.method, alpha=arm.alpha, alpha_schedule=arm.alpha_schedule, admission=arm.admission)
+        if arm.method == "ambient":
+            sigma_min = self.best_sigma_min() if arm.sigma_min == "best" else arm.sigma_min
+            if sigma_min is None:
+                raise ExperimentError(f"arm {arm.name}: sigma_min 'best' needs the evaluated sigma_min sweep first")
+            if sigma_min == "classifier":
+                training["sigma_min_from"] = self.annotation_name()
+            else:
+                training["sigma_min"] = float(sigma_min)
+            training.update(sigma_max=arm.sigma_max, corrupt_loss=arm.corrupt_loss, s_max_factor=arm.s_max_factor)
+        return RunConfig(policy=self.config.policy, training=TrainingConfig(**training), data=data)
+
+    def train_section(self, arm: Arm) -> dict:
+        section = {"run": self.run_config(arm).model_dump(mode="json"), "data": self.data_sections()}
+        if arm.sigma_min == "classifier":
+            section["sigma_min"] = self.ledger.entries.get("sigma_min", {}).get("section")
+        return section
+
+    def train(self, arms: list[Arm]) -> None:
+        todo = [arm for arm in arms if not self.ledger.is_done(f"train/{arm.name}", self.train_section(arm))]
+        if not todo:
+            return
+        budget = self.config.training
+        parallel = min(budget.parallel, len(todo))
+        threads = max(1, self.cores // parallel)
+        self._stage_header("train", f"{len(todo)} arms, {parallel} at a time with {threads} threads each, {budget.steps} steps each")
+        for arm in todo:
+            self.ledger.start(f"train/{arm.name}", self.train_section(arm))
+        # The progress queue's server ignores Ctrl-C, so the workers can still report while they save.
+        manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
+        manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))
+        queue = manager.Queue()
+        steps = {arm.name: _checkpoint_step(self.arm_dir(arm) / "train") for arm in todo}
+        bar = tqdm(total=budget.steps * len(todo), initial=sum(steps.values()), unit="step", disable=not self.progress,
+                   dynamic_ncols=True, desc="train")  # fmt: skip
+        pool = ProcessPoolExecutor(parallel, multiprocessing.get_context("spawn"), _init_train_worker, (threads,))
+        try:
+            pending = {}
+            for arm in todo:
+                job = (arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"), queue)
+                pending[pool.submit(_train_arm, *job)] = arm
+            while pending:
+                done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+                while not queue.empty():
+                    name, step = queue.get()
+                    bar.update(step - steps[name])
+                    steps[name] = step
+                running = sorted(pending[f].name for f in pending if f.running())
+                bar.set_description(f"train {', '.join(running)[:60]}" if running else "train")
+                for future in done:
+                    arm = pending.pop(future)
+                    name, step, interrupted, seconds = future.result()
+                    bar.update(step - steps[name])
+                    steps[name] = step
+                    key = f"train/{arm.name}"
+                    if interrupted:
+                        self.ledger.add_seconds(key, seconds)
+                        raise KeyboardInterrupt
+                    self.ledger.finish(key, seconds, {"step": step})
+        finally:
+            bar.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+            manager.shutdown()
+
+    # evaluation --------------------------------------------------------------------------------------
+
+    def eval_jobs(self, arms: list[Arm]) -> list[tuple[Arm, str]]:
+        return [(arm, domain) for arm in arms for domain in arm.domains(self.config.evaluation.domain)]
+
+    def eval_section(self, arm: Arm, domain: str) -> dict:
+        section = {"evaluation": self.config.evaluation.model_dump(mode="json"), "domain": domain, "seed": self.config.seed}
+        if arm.trained:
+            section["train"] = self.ledger.entries.get(f"train/{arm.name}", {}).get("section")
+        return section
+
+    def evaluate(self, arms: list[Arm]) -> None:
+        from eval.agents import AgentError
+        from eval.rollout import RolloutSpec, evaluate
+
+        evaluation = self.config.evaluation
+        todo = []
+        for arm, domain in self.eval_jobs(arms):
+            if arm.trained and not self.ledger.entries.get(f"train/{arm.name}", {}).get("done"):
+                print(f"skipping evaluation of {arm.name}: not trained yet")
+                continue
+            if not self.ledger.is_done(f"eval/{arm.name}/{domain}", self.eval_section(arm, domain)):
+                todo.append((arm, domain))
+        if not todo:
+            return
+        self._stage_header("eval", f"{len(todo)} evaluations of {evaluation.trials} trials, {evaluation.workers} workers")
+        bar = tqdm(total=evaluation.trials * len(todo), unit="trial", disable=not self.progress, dynamic_ncols=True)
+        try:
+            for arm, domain in todo:
+                key, out = f"eval/{arm.name}/{domain}", self.arm_dir(arm) / f"eval_{domain}"
+                self.ledger.start(key, self.eval_section(arm, domain))
+                bar.set_description(f"eval {arm.name} in {domain}")
+                successes = []
+
+                def tick(result: dict, successes=successes) -> None:
+                    successes.append(result["success"])
+                    bar.set_postfix(success=f"{sum(successes)}/{len(successes)}", refresh=False)
+                    bar.update(1)
+
+                spec = RolloutSpec(
+                    policy="ckpt" if arm.trained else "gcs",
+                    ckpt=str(self.arm_dir(arm) / "train" / "ckpt.pt") if arm.trained else None,
+                    domain=domain, domain_overrides=tuple(evaluation.overrides), seed=self.config.seed,
+                    videos=min(evaluation.videos, evaluation.trials), video_dir=str(out / "videos"), device="cpu",
+                    max_steps=evaluation.max_steps,
+                )  # fmt: skip
+                (out / "videos").mkdir(parents=True, exist_ok=True)
+                started = time.perf_counter()
+                try:
+                    report = evaluate(spec, evaluation.trials, out, evaluation.workers, progress=False,
+                                      command=f"python -m eval.experiment ({arm.name} in {domain})", on_result=tick)  # fmt: skip
+                except AgentError as error:
+                    raise ExperimentError(f"arm {arm.name}: {error}") from None
+                except KeyboardInterrupt:
+                    self.ledger.add_seconds(key, time.perf_counter() - started)
+                    raise
+                bar.update(evaluation.trials - len(successes))  # trials resumed from an earlier run
+                self.ledger.finish(key, time.perf_counter() - started, {"success_rate": report["success_rate"]})
+        finally:
+            bar.close()
+
+    def best_sigma_min(self) -> float | None:
+        """The dataset-level sigma_min of the best evaluated ambient arm with the denoising loss."""
+        domain = self.config.evaluation.domain
+        scored = []
+        for arm in self.config.arms:
+            if arm.method == "ambient" and isinstance(arm.sigma_min, float) and arm.corrupt_loss == "denoise":
+                entry = self.ledger.entries.get(f"eval/{arm.name}/{domain}", {})
+                if not entry.get("done"):
+                    return None
+                results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
+                scored.append((results["success_rate"], results["mean_max_coverage"], -arm.sigma_min, arm.sigma_min))
+        return max(scored)[-1] if scored else None
+
+    # report ----------------------------------------------------------------------------------------
+
+    def report(self) -> dict | None:
+        from eval.report import arm_row, build_report, write_report
+
+        rows = []
+        for arm, domain in self.eval_jobs(list(self.config.arms)):
+            entry = self.ledger.entries.get(f"eval/{arm.name}/{domain}", {})
+            if not entry.get("done"):
+                continue
+            results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
+            train_seconds = _train_seconds(self.arm_dir(arm) / "train") if arm.trained else None
+            role = {"expert": "expert", "sim_only": "sim_only"}.get(arm.method, arm.method)
+            rows.append(arm_row(arm.name, domain, results, train_seconds, role))
+        if not rows:
+            print("report: no arm has been evaluated yet")
+            return None
+        meta = {
+            "name": self.config.name,
+            "command": f"python -m eval.experiment {self.out / 'experiment.yaml'} --out {self.out}",
+            "config": self.config.model_dump(mode="json"),
+            "sigma_min": self.ledger.result("sigma_min"),
+            "best_sigma_min": self.best_sigma_min(),
+            "compute_hours": self.total_seconds() / 3600,
+        }
+        report = build_report(rows, self.config.evaluation.domain, meta)
+        write_report(report, self.out)
+        print((self.out / "results.md").read_text())
+        return report
+
+    def total_seconds(self) -> float:
+        return float(sum(entry["seconds"] for entry in self.ledger.entries.values()))
+
+    def _stage_header(self, stage: str, what: str) -> None:
+        if self.progress:
+            print(f"== {stage}: {what}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training workers (spawned processes: torch threads set before anything runs)
+
+
+def _init_train_worker(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:  # die with the parent (kill -9 of the runner), so no orphan keeps writing a run directory
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_arm(name: str, config_json: str, out: str, queue) -> tuple[str, int, bool, float]:
+    from policies.config import RunConfig
+    from policies.train import train
+
+    def report(step: int, total: int) -> None:
+        try:
+            queue.put((name, step))
+        except (OSError, EOFError):  # the parent's display is gone; training goes on and saves
+            pass
+
+    started = time.perf_counter()
+    result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report)
+    return name, result.step, result.interrupted, time.perf_counter() - started
+
+
+def _checkpoint_step(run: Path) -> int:
+    metrics = run / "metrics.jsonl"
+    if not metrics.is_file():
+        return 0
+    lines = [line for line in metrics.read_text().splitlines() if line.strip()]
+    try:
+        return int(json.loads(lines[-1])["step"]) if lines else 0
+    except (json.JSONDecodeError, KeyError):
+        return 0
+
+
+def _train_seconds(run: Path) -> float:
+    """Training time from metrics.jsonl (each record's steps over its measured rate): counts resumed runs too."""
+    config = json.loads((run / "config.json").read_text())
+    batch = config["training"]["batch_size"]
+    seconds, previous = 0.0, 0
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record["step"] > previous:
+            seconds += (record["step"] - previous) * batch / max(record["samples_per_s"], 1e-9)
+        previous = record["step"]
+    return seconds
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.experiment", description=__doc__.split("\n\n")[0])
+    parser.error = lambda message: parser.exit(2, f"{parser.prog}: error: {message}\n")  # one line, exit 2
+    parser.add_argument("config", type=Path, help="experiment YAML (experiments/smoke.yaml, cpu.yaml, paper.yaml)")
+    parser.add_argument("--out", type=Path, help="output directory (default: runs/experiments/NAME)")
+    parser.add_argument("--arms", help="comma-separated arm names to run (default: all)")
+    parser.add_argument("--stage", choices=STAGES, help="run only this stage (default: all, in order)")
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    try:
+        config = ExperimentConfig.load(args.config)
+        arms = [name.strip() for name in args.arms.split(",") if name.strip()] if args.arms else None
+        out = args.out or Path("runs") / "experiments" / config.name
+        experiment = Experiment(config, out, arms)
+        experiment.run((args.stage,) if args.stage else STAGES)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; run the same command to resume", file=sys.stderr)
+        return 130
+    except ExperimentError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # the stages' own one-line errors (store, data, training, checkpoint)
+        from data_gen.episode_store import StoreError
+        from policies.checkpoint import CheckpointError
+        from policies.config import ConfigError
+        from policies.dataset import DataError
+        from policies.train import TrainingError
+
+        if isinstance(error, (StoreError, DataError, TrainingError, CheckpointError, ConfigError, OSError)):
+            print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The experiment's typed config (``experiments/*.yaml``): data, model, budget, arms, evaluation.
+
+One YAML file names everything ``python -m eval.experiment`` runs; unknown keys are errors. Every
+training arm gets the same model, the same optimiser settings and the same number of optimiser
+steps, so arms differ only in their data and method.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from policies.classify import ClassifierConfig
+from policies.config import PolicyConfig, one_line
+
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+ANNOTATION_NAME = "classifier"  # the corrupt store's annotation set the experiment writes and reads
+
+
+class ExperimentError(Exception):
+    """A bad config, or outputs of another config in the output directory; one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(_Strict):
+    """Where one pool's episodes come from: an existing store, or ``n`` generated with the GCS planner.
+
+    Generated clean data is the closed-loop expert in ``target`` (physics replay, re-planning, only
+    successful episodes kept); generated corrupt data is GCS plans replayed kinematically in ``sim``.
+    """
+
+    store: str | None = None  # an existing episode store (e.g. teleop); nothing is generated
+    n: int = Field(0, ge=0)
+    domain: str = "target"
+    replay: Literal["kinematic", "physics"] = "kinematic"
+    replan_every: int | None = Field(None, ge=1)
+    keep: Literal["all", "successful"] = "all"
+    overrides: tuple[str, ...] = ()  # domain overrides, e.g. "render.image_size=32"
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _store_or_n(self) -> DataSource:
+        if (self.store is None) == (self.n == 0):
+            raise ValueError("give either store (an existing episode store) or n > 0 episodes to generate")
+        return self
+
+
+class TrainingBudget(_Strict):
+    """What every training arm shares: optimiser steps and settings, and how many train at once."""
+
+    steps: int = Field(ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(500, ge=0)
+    checkpoint_every: int = Field(1000, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    parallel: int = Field(1, ge=1)  # arms trained at once, each with cores / parallel threads
+
+
+class Evaluation(_Strict):
+    """Closed-loop trials: every arm on the same start poses."""
+
+    trials: int = Field(200, ge=1)
+    domain: str = "target"
+    max_steps: int | None = Field(None, ge=1)  # None: the task's 750
+    workers: int = Field(2, ge=1)
+    videos: int = Field(2, ge=0)
+    overrides: tuple[str, ...] = ()
+
+
+class Arm(_Strict):
+    """One line of the comparison.
+
+    method: clean (clean data only), sim_only (corrupt data only, as if clean), cotrain, ambient, or
+    expert (the closed-loop GCS planner, privileged, not trained). sigma_min (ambient): a number
+    (dataset level), "classifier" (per sample, the experiment's annotation set) or "best" (the
+    dataset-level value of the best-scoring ambient arm with the denoising loss).
+    """
+
+    name: str
+    method: Literal["clean", "sim_only", "cotrain", "ambient", "expert"]
+    alpha: float | None = Field(None, ge=0, le=1)
+    alpha_schedule: tuple[float, float] | None = None
+    sigma_min: float | Literal["classifier", "best"] | None = None
+    sigma_max: float | None = Field(None, gt=0, le=1)
+    corrupt_loss: Literal["denoise", "ambient"] = "denoise"
+    s_max_factor: float | None = Field(None, gt=1)
+    admission: Literal["sample_first", "step_first"] = "sample_first"
+    eval_domains: tuple[str, ...] | None = None  # default: the evaluation's domain (sim_only: also "sim")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Arm:
+        if not ARM_NAME.fullmatch(self.name):
+            raise ValueError(f"arm name {self.name!r} must be letters, digits, '_', '-' or '.'")
+        mixes = self.method in ("cotrain", "ambient")
+        if not mixes and (self.alpha is not None or self.alpha_schedule is not None):
+            raise ValueError(f"arm {self.name}: alpha applies to cotrain and ambient arms")
+        ambient_only = (self.sigma_max, self.s_max_factor, None if self.corrupt_loss == "denoise" else self.corrupt_loss)
+        if self.method != "ambient" and (self.sigma_min is not None or any(v is not None for v in ambient_only)):
+            raise ValueError(f"arm {self.name}: sigma_min, sigma_max, corrupt_loss and s_max_factor apply to ambient arms")
+        if self.method == "ambient" and self.sigma_min is None:
+            raise ValueError(f"arm {self.name}: an ambient arm needs sigma_min (a number, 'classifier' or 'best')")
+        if isinstance(self.sigma_min, float) and not 0 <= self.sigma_min < 1:
+            raise ValueError(f"arm {self.name}: sigma_min must lie in [0, 1)")
+        return self
+
+    @property
+    def trained(self) -> bool:
+        return self.method != "expert"
+
+    def domains(self, default: str) -> tuple[str, ...]:
+        if self.eval_domains is not None:
+            return self.eval_domains
+        return (default, "sim") if self.method == "sim_only" and default != "sim" else (default,)
+
+
+class ExperimentConfig(_Strict):
+    """Everything ``python -m eval.experiment CONFIG.yaml`` runs."""
+
+    name: str
+    seed: int = Field(0, ge=0)
+    clean: DataSource
+    corrupt: DataSource
+    policy: PolicyConfig
+    training: TrainingBudget
+    classifier: ClassifierConfig = ClassifierConfig()
+    evaluation: Evaluation = Evaluation()
+    data_workers: int = Field(2, ge=1)
+    arms: tuple[Arm, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_arms(self) -> ExperimentConfig:
+        names = [arm.name for arm in self.arms]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"arm names must be unique: {duplicated}")
+        if any(arm.sigma_min == "best" for arm in self.arms) and not any(
+            arm.method == "ambient" and isinstance(arm.sigma_min, float) and arm.corrupt_loss == "denoise" for arm in self.arms
+        ):
+            raise ValueError("sigma_min 'best' needs ambient arms with a numeric sigma_min and the denoising loss")
+        return self
+
+    @property
+    def needs_classifier(self) -> bool:
+        return any(arm.sigma_min == "classifier" for arm in self.arms)
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise ExperimentError(f"no arm {name!r}; arms are {[a.name for a in self.arms]}")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExperimentConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ExperimentError(f"{path}: no such experiment config")
+        try:
+            values = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ExperimentError(f"{path}: not valid YAML ({' '.join(str(error).split())[:200]})") from None
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise ExperimentError(f"{path}: {one_line(error)}") from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,140 @@
+"""The experiment's report: per-arm rates with Wilson intervals and paired comparisons on the same starts.
+
+Every arm is evaluated on the same start poses, so two arms are compared trial by trial: the
+difference in success with a paired bootstrap 95% interval and the exact McNemar test on the
+discordant trials (scipy's binomial test). Writes ``results.json``, ``results.md`` and ``results.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from eval.metrics import wilson_interval
+
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def paired_comparison(arm: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """arm minus reference on the same trials (boolean success arrays of equal length).
+
+    difference: success-rate difference; ci95: paired bootstrap percentile interval; mcnemar_p: the
+    exact two-sided McNemar p-value (binomial test on the discordant pairs).
+    """
+    arm, reference = np.asarray(arm, bool), np.asarray(reference, bool)
+    if arm.shape != reference.shape or arm.ndim != 1 or len(arm) == 0:
+        raise ValueError(f"paired comparison needs two equal, non-empty trial lists, got {arm.shape} and {reference.shape}")
+    only_arm, only_reference = int(np.sum(arm & ~reference)), int(np.sum(~arm & reference))
+    discordant = only_arm + only_reference
+    p_value = float(stats.binomtest(only_arm, discordant, 0.5).pvalue) if discordant else 1.0
+    difference = float(arm.mean() - reference.mean())
+    if discordant:
+        interval = stats.bootstrap(
+            (arm.astype(float), reference.astype(float)), lambda a, b, axis=-1: a.mean(axis=axis) - b.mean(axis=axis),
+            paired=True, vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=0.95,
+            method="percentile", rng=np.random.default_rng(seed),
+        ).confidence_interval  # fmt: skip
+        ci = [float(interval.low), float(interval.high)]
+    else:
+        ci = [difference, difference]  # every trial agrees: no resampling can differ
+    return {"difference": difference, "ci95": ci, "mcnemar_p": p_value, "only_arm": only_arm, "only_reference": only_reference}
+
+
+def arm_row(name: str, domain: str, results: dict, train_seconds: float | None, role: str) -> dict[str, Any]:
+    """One table row from an evaluation's results.json."""
+    trials = results["per_trial"]
+    successes = sum(t["success"] for t in trials)
+    times = [t["time_to_success"] for t in trials if t["time_to_success"] is not None]
+    return {
+        "arm": name,
+        "domain": domain,
+        "role": role,
+        "trials": len(trials),
+        "successes": successes,
+        "success_rate": successes / len(trials),
+        "ci95": list(wilson_interval(successes, len(trials))),
+        "mean_max_coverage": float(np.mean([t["max_coverage"] for t in trials])),
+        "median_time_to_success": float(np.median(times)) if times else None,
+        "train_seconds": train_seconds,
+        "eval_seconds": float(results.get("trial_seconds", results.get("wall_time", 0.0))),
+        "success_by_trial": [bool(t["success"]) for t in trials],
+    }
+
+
+def build_report(rows: list[dict[str, Any]], domain: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Rows plus each arm's paired comparison with the best cotrain arm, in ``domain``."""
+    main_rows = [r for r in rows if r["domain"] == domain]
+    cotrain = [r for r in main_rows if r["role"] == "cotrain"]
+    reference = max(cotrain, key=lambda r: (r["success_rate"], r["mean_max_coverage"])) if cotrain else None
+    comparisons = []
+    if reference is not None:
+        for row in main_rows:
+            if row is reference or row["trials"] != reference["trials"]:
+                continue
+            comparison = paired_comparison(np.array(row["success_by_trial"]), np.array(reference["success_by_trial"]))
+            comparisons.append({"arm": row["arm"], "reference": reference["arm"], **comparison})
+    return {**meta, "domain": domain, "best_cotrain": None if reference is None else reference["arm"],
+            "arms": rows, "paired_vs_best_cotrain": comparisons}  # fmt: skip
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """results.json, results.md and results.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    (out / "results.md").write_text(markdown(report))
+    bar_chart(report, out / "results.png")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    comparisons = {c["arm"]: c for c in report["paired_vs_best_cotrain"]}
+    lines = [
+        f"# {report.get('name', 'experiment')}: success in `{report['domain']}` over the same start poses",
+        "",
+        "| arm | domain | success | 95% CI (Wilson) | mean max coverage | median time to success (s) | "
+        f"vs {report['best_cotrain'] or '-'} (paired) | McNemar p | train (min) | eval (min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["arms"]:
+        lo, hi = row["ci95"]
+        comparison = comparisons.get(row["arm"]) if row["domain"] == report["domain"] else None
+        versus = p = "-"
+        if comparison is not None:
+            clo, chi = comparison["ci95"]
+            versus = f"{100 * comparison['difference']:+.1f} [{100 * clo:+.1f}, {100 * chi:+.1f}]"
+            p = f"{comparison['mcnemar_p']:.3g}"
+        median = "-" if row["median_time_to_success"] is None else f"{row['median_time_to_success']:.1f}"
+        train = "-" if row["train_seconds"] is None else f"{row['train_seconds'] / 60:.1f}"
+        lines.append(
+            f"| {row['arm']} | {row['domain']} | {row['successes']}/{row['trials']} ({100 * row['success_rate']:.1f}%) | "
+            f"[{100 * lo:.1f}, {100 * hi:.1f}] | {row['mean_max_coverage']:.3f} | {median} | {versus} | {p} | "
+            f"{train} | {row['eval_seconds'] / 60:.1f} |"
+        )
+    lines += ["", f"Paired differences are arm minus `{report['best_cotrain']}` in percentage points "
+              f"({BOOTSTRAP_RESAMPLES} paired bootstrap resamples); McNemar is exact (binomial on discordant trials).", ""]
+    return "\n".join(lines)
+
+
+def bar_chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["arms"]
+    labels = [row["arm"] if row["domain"] == report["domain"] else f"{row['arm']} ({row['domain']})" for row in rows]
+    rates = np.array([100 * r["success_rate"] for r in rows])
+    errors = np.array([[100 * (r["success_rate"] - r["ci95"][0]), 100 * (r["ci95"][1] - r["success_rate"])] for r in rows]).T
+    colours = {"clean": "tab:gray", "sim_only": "tab:brown", "cotrain": "tab:blue", "ambient": "tab:green", "expert": "k"}
+    figure, axes = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 1), 4))
+    axes.bar(range(len(rows)), rates, yerr=errors, capsize=4, color=[colours.get(r["role"], "tab:purple") for r in rows])
+    axes.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
+    axes.set_ylabel("success rate (%), 95% Wilson interval")
+    axes.set_ylim(0, 100)
+    axes.set_title(f"{report.get('name', '')}: {rows[0]['trials'] if rows else 0} trials per arm")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,139 @@
+"""The experiment runner on experiments/smoke.yaml: every stage and arm kind, skipping, refusing stale outputs, resuming."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from data_gen.episode_store import EpisodeStore
+from eval.experiment import Experiment, main
+from eval.experiment_config import ExperimentConfig, ExperimentError
+from eval.report import paired_comparison
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiment") / "smoke"
+    assert main([str(SMOKE), "--out", str(out)]) == 0
+    return out
+
+
+def test_the_smoke_experiment_runs_every_stage_and_reports_every_arm(smoke):
+    config = ExperimentConfig.load(SMOKE)
+    report = json.loads((smoke / "results.json").read_text())
+    rows = {(row["arm"], row["domain"]) for row in report["arms"]}
+    assert rows == {(arm.name, "target") for arm in config.arms} | {("sim_only", "sim")}
+    assert all(row["trials"] == config.evaluation.trials for row in report["arms"])
+    # Every arm ran on the same start poses.
+    starts = {
+        json.dumps([t["initial_pose"] for t in json.loads((smoke / "arms" / arm.name / "eval_target" / "results.json").read_text())["per_trial"]])
+        for arm in config.arms
+    }
+    assert len(starts) == 1
+    assert report["best_cotrain"] in {"cotrain_a0.2", "cotrain_a0.5"}
+    compared = {c["arm"] for c in report["paired_vs_best_cotrain"]}
+    assert compared == {arm.name for arm in config.arms} - {report["best_cotrain"]}
+    assert (smoke / "results.png").read_bytes()[:4] == b"\x89PNG" and "| arm |" in (smoke / "results.md").read_text()
+    # The classifier's annotation set trains the per-sample arm; the best sweep value the "best" arm.
+    with EpisodeStore.open(smoke / "data" / "corrupt.zarr") as store:
+        assert "smoke-classifier" in store.annotation_names
+    admission = json.loads((smoke / "arms" / "ambient_classifier" / "train" / "admission.json").read_text())
+    assert admission["sources"]["sigma_min"]["annotation"] == "smoke-classifier"
+    best = json.loads((smoke / "arms" / "ambient_loss_best" / "train" / "config.json").read_text())["training"]
+    assert best["sigma_min"] == report["best_sigma_min"] in (0.2, 0.5) and best["corrupt_loss"] == "ambient"
+    sim_only = json.loads((smoke / "arms" / "sim_only" / "train" / "config.json").read_text())
+    assert sim_only["data"]["clean"] == [str(smoke / "data" / "corrupt.zarr")]
+
+
+def test_a_second_run_skips_finished_stages(smoke, capsys):
+    ledger = (smoke / "ledger.json").read_text()
+    assert main([str(SMOKE), "--out", str(smoke)]) == 0
+    printed = capsys.readouterr().out
+    assert "== " not in printed  # no stage ran again
+    assert json.loads((smoke / "ledger.json").read_text()) == json.loads(ledger)
+
+
+def test_a_changed_config_refuses_stale_outputs(smoke, tmp_path, capsys):
+    values = yaml.safe_load(SMOKE.read_text())
+    values["training"]["steps"] = 31
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(values))
+    assert main([str(changed), "--out", str(smoke), "--stage", "train"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "made with another config" in err and "steps 30 -> 31" in err
+
+
+def test_an_unfinished_evaluation_resumes_its_missing_trials(smoke):
+    ledger = json.loads((smoke / "ledger.json").read_text())
+    ledger["eval/clean/target"]["done"] = False
+    (smoke / "ledger.json").write_text(json.dumps(ledger))
+    trials = smoke / "arms" / "clean" / "eval_target" / "trials.jsonl"
+    before = json.loads((trials.parent / "results.json").read_text())["per_trial"]
+    trials.write_text("\n".join(trials.read_text().splitlines()[:2]) + "\n")  # header + trial 0: killed mid-run
+    experiment = Experiment(ExperimentConfig.load(SMOKE), smoke, ["clean"], progress=False)
+    experiment.run(("eval",))
+    after = json.loads((trials.parent / "results.json").read_text())
+    assert after["resumed_trials"] == 1 and experiment.ledger.entries["eval/clean/target"]["done"]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_time"} for r in rs]  # noqa: E731
+    assert strip(after["per_trial"]) == strip(before)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda v: v.update(bogus=1), "bogus"),
+        (lambda v: v["arms"].append({"name": "clean", "method": "clean"}), "unique"),
+        (lambda v: v["arms"].append({"name": "x", "method": "ambient"}), "needs sigma_min"),
+        (lambda v: v["arms"].append({"name": "y", "method": "clean", "alpha": 0.3}), "alpha applies"),
+        (lambda v: v["clean"].update(store="a.zarr"), "either store"),
+    ],
+)
+def test_bad_configs_are_one_line_errors(tmp_path, capsys, edit, message):
+    values = yaml.safe_load(SMOKE.read_text())
+    edit(values)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(values))
+    assert main([str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_the_paper_and_cpu_configs_build_every_arm(tmp_path):
+    from policies.config import PolicyConfig
+    from policies.model import DiffusionModel
+
+    for name in ("paper", "cpu"):
+        config = ExperimentConfig.load(ROOT / "experiments" / f"{name}.yaml")
+        assert config.evaluation.trials == 200 and {a.method for a in config.arms} >= {"clean", "sim_only", "cotrain", "ambient", "expert"}
+    paper = ExperimentConfig.load(ROOT / "experiments" / "paper.yaml")
+    assert paper.clean.n == 50 and paper.corrupt.n == 2000 and paper.policy.obs_mode == "image" and paper.policy.preset == "default"
+    tiny = paper.model_copy(update={"policy": PolicyConfig(preset="tiny", obs_mode=paper.policy.obs_mode)})
+    experiment = Experiment(tiny, tmp_path / "paper", progress=False)
+    for arm in [a for a in tiny.arms if a.trained and a.sigma_min != "best"]:
+        run = experiment.run_config(arm)
+        assert run.training.steps == paper.training.steps and run.policy.obs_mode == "image"
+    model = DiffusionModel(run.policy, {"overhead": (96, 96), "wrist": (96, 96)}, 2)
+    assert sum(p.numel() for p in model.parameters()) < 2_000_000
+    batch = {"action": torch.rand(2, 16, 2), "agent_pos": torch.rand(2, 2, 2),
+             **{c: torch.randint(0, 256, (2, 2, 3, 84, 84), dtype=torch.uint8) for c in ("overhead", "wrist")}}
+    loss = model.loss(batch, torch.tensor([3, 90]), torch.zeros(2), torch.randn(2, 16, 2), torch.randn(2, 16, 2))
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
+
+
+def test_paired_comparison_statistics():
+    arm = np.array([True] * 8 + [False] * 2 + [True] * 5 + [False] * 5)
+    ref = np.array([False] * 8 + [True] * 2 + [True] * 5 + [False] * 5)
+    result = paired_comparison(arm, ref)
+    assert (result["only_arm"], result["only_reference"]) == (8, 2)
+    assert result["mcnemar_p"] == pytest.approx(0.109375)  # exact: 2 * P(Binom(10, 0.5) <= 2)
+    assert result["difference"] == pytest.approx(0.3) and result["ci95"][0] < 0.3 < result["ci95"][1]
+    same = paired_comparison(arm, arm)
+    assert same["mcnemar_p"] == 1.0 and same["ci95"] == [0.0, 0.0]
+    with pytest.raises(ValueError):
+        paired_comparison(arm, arm[:3])
