@@ -25,8 +25,8 @@ demo: setup
 	$(PY) -m pushing_sim.demo --out $(DEMO)
 	$(PY) -m data_gen.gcs --n 8 --out $(DEMO)/sim.zarr
 	$(PY) -m data_gen.gcs --n 3 --domain target --replay physics --replan-every 20 --keep successful --out $(DEMO)/target.zarr
-	$(PY) -m policies.classify --clean $(DEMO)/target.zarr --corrupt $(DEMO)/sim.zarr --steps 200
-	$(PY) -m policies.train --clean $(DEMO)/target.zarr --corrupt $(DEMO)/sim.zarr --method ambient --preset tiny --steps 100 --out $(DEMO)/ambient
+	$(PY) -m policies.classify --clean $(DEMO)/target.zarr --corrupt $(DEMO)/sim.zarr --steps 200 --folds 3 --overwrite
+	$(PY) -m policies.train --clean $(DEMO)/target.zarr --corrupt $(DEMO)/sim.zarr --method ambient --sigma-min-from classifier --preset tiny --steps 100 --out $(DEMO)/ambient
 	$(PY) -m eval.rollout --ckpt $(DEMO)/ambient/ckpt.pt --trials 2 --max-steps 100 --videos 1
 	$(PY) -m eval.rollout --policy gcs --trials 2 --videos 1 --out $(DEMO)/gcs_expert
 	$(PY) -m eval.compare $(DEMO)/ambient/eval $(DEMO)/gcs_expert --out $(DEMO)/compare.png
@@ -40,6 +40,7 @@ bench: setup
 	$(PY) benchmarks/planner_quality.py --n 50
 	$(PY) benchmarks/datagen_speed.py --n 40
 	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/admission.py
 	$(PY) benchmarks/analyze_speed.py
 
 clean:
