@@ -1,41 +1,65 @@
 """Per-sample sigma_min for corrupt data from a noise-conditioned classifier: ``python -m policies.classify``.
 
 A classifier c(x_sigma, sigma) is trained with binary cross-entropy to tell clean (label 1) from
-corrupt (label 0) action chunks noised to sigma, with balanced batches and sigma drawn over the DDPM
-levels (and 0). Where noise hides the corruption it can do no better than 0.5. For each corrupt
+corrupt (label 0) action chunks noised to sigma, with balanced batches and sigma drawn uniformly over
+[0, sigma_{T-1}]. Where noise hides the corruption it can do no better than 0.5. For each corrupt
 chunk i (the chunk starting at step i, padded at the episode end),
 
     sigma_min_i = inf { sigma : c(x_sigma^i, sigma) > 0.5 - eps },
 
-scanned over the grid [0, sigma_0, ..., sigma_{T-1}] and averaged over noise draws (science.md §3).
-It is written into the corrupt store with ``EpisodeStore.set_sigma_min``, for training with
-``python -m policies.train --method ambient``.
+scanned over the grid [0, sigma_0, ..., sigma_{T-1}] (``policies.noise.ddpm_sigmas``) and averaged
+over noise draws (science.md §3).
+
+Cross-fitting: a classifier that reads sigma_min off the chunks it trained on memorises the few
+clean demos and overstates it. So the episodes of each pool (clean, corrupt) are dealt into k folds;
+classifier f trains on every fold but f and f + 1 (mod k) and gives sigma_min to fold f's corrupt
+episodes, so every corrupt value comes from a classifier that never saw its episode. Early
+stopping: the k classifiers train in lockstep, and each keeps the earliest state whose validation
+loss, summed over every episode outside its test fold (the other classifiers' validation folds),
+is within one standard error of the lowest; the untrained classifier (last layer zero, c = 0.5,
+sigma_min 0) competes as step 0, so data with nothing to tell apart gets sigma_min ~ 0. The test
+folds also give the classifier's held-out accuracy per sigma.
+
+The values go into each corrupt store as the annotation set ``--name`` (default "classifier"), with
+the config, the stores, the action normaliser, the held-out accuracy and the folds in its attributes;
+``python -m policies.train --method ambient --sigma-min-from NAME`` trains with them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from data_gen.episode_store import EpisodeStore, StoreError
 from policies.config import one_line
-from policies.dataset import DataError, WindowDataset
+from policies.dataset import DataError
 from policies.model import resolve_device
-from policies.noise import NoiseSchedule
+from policies.noise import add_noise, ddpm_sigmas, first_admissible_step
 from policies.normalizer import MinMaxNormalizer
 from policies.unet import SinusoidalEmbedding
 
+PRODUCER = "policies.classify"
+# Noise levels of the held-out accuracy table (each snapped to the nearest grid level).
+ACCURACY_SIGMAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+# What a fold does with each episode: train on it, early-stop on it, or read sigma_min off it.
+ROLES = ("train", "validation", "test")
+LEVELS_PER_PASS = 8  # noise levels scored together while scanning for sigma_min
+
 
 class ClassifierConfig(BaseModel):
-    """The classifier, its training and the sigma_min estimate."""
+    """The classifier, its cross-fitted training and the sigma_min estimate."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,13 +67,25 @@ class ClassifierConfig(BaseModel):
     with_agent_pos: bool = False  # condition on the pusher position at the chunk's first step
     channels: int = Field(64, ge=8)
     num_train_timesteps: int = Field(100, ge=2)
-    steps: int = Field(2000, ge=1)
+    folds: int = Field(5, ge=3)  # per pool; fewer when a pool has fewer episodes
+    steps: int = Field(2000, ge=1)  # most training steps per fold
+    eval_every: int = Field(50, ge=1)  # steps between validation losses
+    patience: int = Field(10, ge=1)  # evaluations without a lower validation loss before a fold stops
+    validation_size: int = Field(512, ge=1)  # fixed validation samples per pool
     batch_size: int = Field(256, ge=2)
     lr: float = Field(1e-3, gt=0)
-    eps: float = Field(0.05, ge=0, lt=0.5)
+    eps: float = Field(0.05, gt=0, lt=0.5)  # > 0, so a classifier at chance (c = 0.5) admits at sigma 0
     draws: int = Field(8, ge=1)
     seed: int = 0
     device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        kind, _, index = device.partition(":")
+        if kind not in ("auto", "cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+        return device
 
 
 # Differences of a smooth normalised chunk are ~1 / horizon; the gain brings them to order one.
@@ -74,6 +110,11 @@ class ChunkClassifier(nn.Module):
         self.convs = nn.ModuleList([nn.Conv1d(2 * action_dim, channels, 5, padding=2), nn.Conv1d(channels, channels, 5, padding=2)])
         self.films = nn.ModuleList([nn.Linear(film_dim, 2 * channels) for _ in self.convs])
         self.head = nn.Sequential(nn.Linear(2 * channels + film_dim, channels), nn.Mish(), nn.Linear(channels, 1))
+        # Logit 0, c = 0.5 everywhere until training finds evidence: a classifier early-stopped
+        # before it learnt anything (nothing to tell apart) then admits every sample at sigma 0,
+        # instead of a random initialisation's arbitrary sigma_min.
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, chunks: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         film = self.sigma_encoder(sigma * 1000)  # sigma in [0, 1] spread over the embedding's frequencies
@@ -90,97 +131,48 @@ class ChunkClassifier(nn.Module):
 
 
 def sigma_grid(num_train_timesteps: int = 100) -> np.ndarray:
-    """The noise levels scanned for sigma_min: 0, then the DDPM sigmas in increasing order."""
-    return np.concatenate([[0.0], NoiseSchedule.squaredcos_cap_v2(num_train_timesteps).sigmas.double().numpy()])
+    """The noise levels scanned for sigma_min: 0, then training's DDPM sigmas in increasing order."""
+    return np.concatenate([[0.0], ddpm_sigmas(num_train_timesteps)])
+
+
+def mean_t_min(values: np.ndarray, num_train_timesteps: int = 100) -> float:
+    """Mean over samples of t_min, the first DDPM step admissible for their sigma_min (training's rule)."""
+    return float(np.mean(first_admissible_step(values, ddpm_sigmas(num_train_timesteps))))
 
 
 # --------------------------------------------------------------------------------------------------
-# Training
+# Data: every step's chunk, per pool
 
 
-def train_classifier(
-    dataset: WindowDataset, config: ClassifierConfig, device: torch.device, progress: bool = True
-) -> tuple[ChunkClassifier, MinMaxNormalizer, list[float]]:
-    """Fit the classifier on balanced clean/corrupt windows at random noise levels; returns it, its normaliser, losses."""
-    normalizer = MinMaxNormalizer.fitted({key: dataset.low_dim[key] for key in ("action", "agent_pos")})
-    model = ChunkClassifier(dataset.action_dim, 2 if config.with_agent_pos else 0, config.channels).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
-    grid = torch.tensor(sigma_grid(config.num_train_timesteps), dtype=torch.float32)
-    rng = np.random.default_rng(config.seed)
-    half = config.batch_size // 2
-    labels = torch.cat([torch.ones(half), torch.zeros(half)]).to(device)
-    losses = []
-    for _ in tqdm(range(config.steps), disable=not progress, desc="classifier", dynamic_ncols=True):
-        indices = np.concatenate(
-            [rng.integers(0, dataset.num_clean, half), dataset.num_clean + rng.integers(0, dataset.num_corrupt, half)]
-        )
-        chunks, cond = _chunks_and_cond(dataset, indices, normalizer, config.with_agent_pos)
-        # Uniform in sigma, not in DDPM step: the squaredcos schedule crowds its steps near sigma 1,
-        # where nothing can be told apart, and the boundary sigma_min lies lower.
-        sigma = torch.from_numpy(rng.uniform(0, grid[-1], len(indices)).astype(np.float32))
-        noise = torch.from_numpy(rng.standard_normal(chunks.shape, dtype=np.float32))
-        noisy = torch.sqrt(1 - sigma**2)[:, None, None] * chunks + sigma[:, None, None] * noise
-        logits = model(noisy.to(device), sigma.to(device), None if cond is None else cond.to(device))
-        loss = F.binary_cross_entropy_with_logits(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        losses.append(loss.item())
-    return model.eval(), normalizer, losses
+@dataclass(frozen=True)
+class Chunks:
+    """Normalised action chunks (N, horizon, A), the agent_pos (N, 2) they are conditioned on (or None), their episodes."""
+
+    action: torch.Tensor
+    cond: torch.Tensor | None
+    episode: np.ndarray  # (N,) the pool episode each chunk belongs to
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    def take(self, index: np.ndarray) -> Chunks:
+        rows = torch.as_tensor(index)
+        return Chunks(self.action[rows], None if self.cond is None else self.cond[rows], self.episode[index])
 
 
-def _chunks_and_cond(
-    dataset: WindowDataset, indices: np.ndarray, normalizer: MinMaxNormalizer, with_agent_pos: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Normalised action chunks (B, T, A) of windows, and their first step's normalised agent_pos."""
-    actions = dataset.low_dim["action"][dataset.step_indices(indices, dataset.horizon)]
-    chunks = normalizer.normalize("action", torch.from_numpy(actions))
-    if not with_agent_pos:
-        return chunks, None
-    first = dataset.step_indices(indices, 1)[:, 0]
-    return chunks, normalizer.normalize("agent_pos", torch.from_numpy(dataset.low_dim["agent_pos"][first]))
+@dataclass(frozen=True)
+class Pool:
+    """The chunk starting at every step of the clean (or the corrupt) stores, in the order given."""
 
-
-# --------------------------------------------------------------------------------------------------
-# The estimate
-
-
-@torch.no_grad()
-def estimate_sigma_min(
-    model: ChunkClassifier,
-    chunks: torch.Tensor,
-    cond: torch.Tensor | None,
-    grid: np.ndarray,
-    eps: float = 0.05,
-    draws: int = 8,
-    seed: int = 0,
-    batch_size: int = 4096,
-) -> np.ndarray:
-    """(N,) mean over ``draws`` of the first grid sigma where c(x_sigma, sigma) > 0.5 - eps (grid[-1] if none)."""
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    levels = torch.tensor(grid, dtype=torch.float32)
-    total = np.zeros(len(chunks))
-    for _ in range(draws):
-        noise = torch.randn(chunks.shape, generator=generator)  # one draw per chunk, shared by all levels
-        for start in range(0, len(chunks), max(1, batch_size // len(levels))):
-            part = slice(start, start + max(1, batch_size // len(levels)))
-            x0, z = chunks[part], noise[part]
-            n = len(x0)
-            noisy = torch.sqrt(1 - levels**2)[None, :, None, None] * x0[:, None] + levels[None, :, None, None] * z[:, None]
-            sigma = levels.repeat(n)
-            part_cond = None if cond is None else cond[part].repeat_interleave(len(levels), dim=0).to(device)
-            logits = model(noisy.flatten(0, 1).to(device), sigma.to(device), part_cond).reshape(n, len(levels))
-            above = (torch.sigmoid(logits) > 0.5 - eps).cpu().numpy()
-            first = np.where(above.any(axis=1), above.argmax(axis=1), len(grid) - 1)
-            total[part] += grid[first]
-    return total / draws
+    chunks: Chunks  # chunks.episode indexes ``episodes``
+    episodes: list[tuple[str, int]]  # (store, episode within it) of each pool episode
+    store_steps: dict[str, slice]  # each store's steps within the pool
 
 
 def chunk_indices(episode_ends: np.ndarray, horizon: int) -> np.ndarray:
     """(N, horizon) step indices of the chunk starting at every step, repeating each episode's last step."""
+    if len(episode_ends) == 0:
+        return np.zeros((0, horizon), np.int64)
     starts = np.concatenate([[0], episode_ends[:-1]])
     first = np.repeat(starts, np.diff(np.concatenate([[0], episode_ends])))
     last = np.repeat(episode_ends - 1, np.diff(np.concatenate([[0], episode_ends])))
@@ -188,30 +180,509 @@ def chunk_indices(episode_ends: np.ndarray, horizon: int) -> np.ndarray:
     return np.clip(steps, first[:, None], last[:, None])
 
 
-def annotate(
-    clean: list[str], corrupt: list[str], config: ClassifierConfig, progress: bool = True, write: bool = True
-) -> dict[str, np.ndarray]:
-    """Train the classifier and write per-step sigma_min into each corrupt store; returns {store: values}."""
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    # Windows with a full horizon of actions; n_action_steps = horizon pads like the per-step chunks.
-    dataset = WindowDataset(clean, corrupt, horizon=config.horizon, n_obs_steps=1, n_action_steps=config.horizon, obs_mode="state")
-    if dataset.num_corrupt == 0:
-        raise DataError("no corrupt windows to classify")
-    model, normalizer, _ = train_classifier(dataset, config, device, progress)
+def read_pools(
+    clean: Mapping[str, EpisodeStore], corrupt: Mapping[str, EpisodeStore], config: ClassifierConfig
+) -> tuple[Pool, Pool, MinMaxNormalizer]:
+    """Both pools' chunks, normalised by a min-max normaliser fitted on every step of every store (as training's)."""
+    dims = {path: store.action_dim for path, store in {**clean, **corrupt}.items()}
+    if len(set(dims.values())) > 1:
+        raise DataError(f"the stores hold different action sizes: {dims}")
+    raw = [_read_steps(stores) for stores in (clean, corrupt)]
+    union = {key: np.concatenate([steps[key] for steps in raw]) for key in ("action", "agent_pos")}
+    normalizer = MinMaxNormalizer.fitted(union)
+    pools = []
+    for steps in raw:
+        chunks = torch.from_numpy(steps["action"][chunk_indices(steps["ends"], config.horizon)])
+        action = normalizer.normalize("action", chunks)
+        cond = normalizer.normalize("agent_pos", torch.from_numpy(steps["agent_pos"])) if config.with_agent_pos else None
+        pools.append(Pool(Chunks(action, cond, steps["step_episode"]), steps["episodes"], steps["store_steps"]))
+    return pools[0], pools[1], normalizer
+
+
+def _read_steps(stores: Mapping[str, EpisodeStore]) -> dict:
+    """The stores' committed actions and agent_pos concatenated, with episode bookkeeping."""
+    actions, agent_pos, ends, episodes, store_steps = [], [], [], [], {}
+    offset = 0
+    for path, store in stores.items():
+        actions.append(store.array("action"))
+        agent_pos.append(store.array("agent_pos"))
+        ends.append(offset + store.episode_ends)
+        episodes += [(path, episode) for episode in range(store.n_episodes)]
+        store_steps[path] = slice(offset, offset + store.n_steps)
+        offset += store.n_steps
+    ends = np.concatenate(ends).astype(np.int64) if ends else np.zeros(0, np.int64)
+    return {
+        "action": np.concatenate(actions),
+        "agent_pos": np.concatenate(agent_pos),
+        "ends": ends,
+        "episodes": episodes,
+        "step_episode": np.repeat(np.arange(len(ends)), np.diff(np.concatenate([[0], ends]))),
+        "store_steps": store_steps,
+    }
+
+
+def assign_folds(n_episodes: int, k: int, seed: np.random.SeedSequence | int) -> np.ndarray:
+    """(n_episodes,) fold of each episode: a seeded shuffle dealt round-robin, so fold sizes differ by at most one."""
+    folds = np.empty(n_episodes, np.int64)
+    folds[np.random.default_rng(seed).permutation(n_episodes)] = np.arange(n_episodes) % k
+    return folds
+
+
+# --------------------------------------------------------------------------------------------------
+# Training: one classifier, or the k fold classifiers in lockstep
+
+
+@dataclass(frozen=True)
+class NoisyBatch:
+    """Chunks noised to x_sigma, their sigma, conditioning and episode, and labels (1 clean, 0 corrupt)."""
+
+    noisy: torch.Tensor
+    sigma: torch.Tensor
+    cond: torch.Tensor | None
+    labels: torch.Tensor
+    episode: np.ndarray
+
+
+def noisy_batch(clean: Chunks, corrupt: Chunks, per_pool: int, sigma_max: float, rng: np.random.Generator) -> NoisyBatch:
+    """``per_pool`` chunks of each pool, drawn with replacement, each noised to its own sigma uniform in [0, sigma_max]."""
+    # Uniform in sigma, not in DDPM step: the squaredcos schedule crowds its steps near sigma 1,
+    # where nothing can be told apart, and the boundary sigma_min lies lower.
+    chunks = _cat(clean.take(rng.integers(0, len(clean), per_pool)), corrupt.take(rng.integers(0, len(corrupt), per_pool)))
+    sigma = torch.from_numpy(rng.uniform(0, sigma_max, 2 * per_pool).astype(np.float32))
+    noise = torch.from_numpy(rng.standard_normal(chunks.action.shape, dtype=np.float32))
+    labels = torch.cat([torch.ones(per_pool), torch.zeros(per_pool)])
+    return NoisyBatch(add_noise(chunks.action, noise, sigma), sigma, chunks.cond, labels, chunks.episode)
+
+
+class ClassifierFit:
+    """One classifier in training on balanced clean/corrupt batches; ``step()`` takes one optimiser step."""
+
+    def __init__(
+        self, clean: Chunks, corrupt: Chunks, config: ClassifierConfig, device: torch.device, seed: np.random.SeedSequence | int
+    ):
+        model_seed, batch_seed = _seed_sequence(seed).spawn(2)
+        with torch.random.fork_rng(devices=[]):  # seeded weights, and the caller's global RNG left as it was
+            torch.manual_seed(int(model_seed.generate_state(1)[0]))
+            self.model = ChunkClassifier(clean.action.shape[-1], 2 if config.with_agent_pos else 0, config.channels).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=1e-4)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.steps)
+        self.rng = np.random.default_rng(batch_seed)
+        self.clean, self.corrupt, self.device = clean, corrupt, device
+        self.per_pool = config.batch_size // 2
+        self.sigma_max = float(sigma_grid(config.num_train_timesteps)[-1])
+
+    def step(self) -> float:
+        batch = noisy_batch(self.clean, self.corrupt, self.per_pool, self.sigma_max, self.rng)
+        loss = F.binary_cross_entropy_with_logits(_logits(self.model, batch, self.device), batch.labels.to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
+
+
+def train_classifier(
+    clean: Chunks, corrupt: Chunks, config: ClassifierConfig, device: torch.device, seed: np.random.SeedSequence | int = 0
+) -> ChunkClassifier:
+    """One classifier fitted for ``config.steps`` steps, nothing held out, no early stopping (what cross_fit replaces)."""
+    fit = ClassifierFit(clean, corrupt, config, device, seed)
+    for _ in range(config.steps):
+        fit.step()
+    return fit.model.eval()
+
+
+@dataclass(frozen=True)
+class TrainingLog:
+    """How one fold classifier's training went."""
+
+    best_step: int  # the step whose state it keeps; 0: the untrained classifier (c = 0.5)
+    stopped_step: int  # where its selection loss stalled (or the last step)
+    evaluation_steps: list[int]  # 0, eval_every, 2 eval_every, ... (and the last step)
+    validation_losses: list[float]  # on its own validation fold, at each evaluation
+    selection_losses: list[float]  # on the validation folds that choose its step (see train_folds)
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A state whose selection loss was a new lowest: the only states the one-standard-error rule can pick."""
+
+    evaluation: int
+    loss: float
+    standard_error: float
+    state: dict[str, torch.Tensor]
+
+
+def train_folds(
+    train: Sequence[tuple[Chunks, Chunks]],
+    validation: Sequence[tuple[Chunks, Chunks]],
+    config: ClassifierConfig,
+    device: torch.device,
+    seeds: Sequence[np.random.SeedSequence],
+    bar: tqdm | None = None,
+) -> tuple[list[ChunkClassifier], list[TrainingLog]]:
+    """The k fold classifiers, trained in lockstep, each kept at a step chosen on every episode outside its test fold.
+
+    train[f], validation[f]: the (clean, corrupt) chunks of classifier f; validation[f] is fold f + 1.
+    bar: advanced k per step; its total shrinks on an early stop.
+
+    Classifier f's selection loss is the validation loss of every classifier but f - 1 (which
+    validates on fold f, f's test fold), per episode, each pool weighing half. It keeps the earliest
+    state whose selection loss is within one standard error (over episodes) of the lowest; step 0,
+    the untrained classifier (c = 0.5 everywhere), scores ln 2 with no error. Why not the lowest
+    loss on its own validation fold: a few episodes can separate the pools by chance, and a
+    classifier that learnt such a difference reads a confident, wrong sigma_min off its test fold
+    (clean vs fresh clean gave mean sigma_min 0.05-0.18 over seeds that way, 0-0.03 this way).
+    It stops choosing after ``patience`` evaluations without a new lowest loss; training ends when
+    all have stopped, or at ``config.steps``.
+    """
+    k = len(train)
+    fits, batches = [], []
+    for f in range(k):
+        fit_seed, validation_seed = seeds[f].spawn(2)
+        fits.append(ClassifierFit(*train[f], config, device, fit_seed))
+        rng = np.random.default_rng(validation_seed)
+        batches.append(noisy_batch(*validation[f], config.validation_size, fits[f].sigma_max, rng))  # fixed: same every time
+    evaluation_steps: list[int] = []
+    own_losses: list[list[float]] = [[] for _ in range(k)]
+    selection_losses: list[list[float]] = [[] for _ in range(k)]
+    records: list[list[_Record]] = [[] for _ in range(k)]
+    # Each classifier stops choosing when its own selection loss stalls, so that not even when it
+    # stops depends on its test fold; it keeps training, as the others' selection uses its losses.
+    stopped: list[int | None] = [None] * k
+    step = 0
+    while True:
+        if step % config.eval_every == 0 or step == config.steps:
+            evaluation_steps.append(step)
+            evaluation = len(evaluation_steps) - 1
+            scores = [episode_losses(fit.model, batch, device) for fit, batch in zip(fits, batches, strict=True)]
+            for f in range(k):
+                own_losses[f].append(_pooled_loss([scores[f]])[0])
+                loss, standard_error = _pooled_loss([score for g, score in enumerate(scores) if g != (f - 1) % k])
+                selection_losses[f].append(loss)
+                if stopped[f] is not None:
+                    continue
+                if not records[f] or loss < records[f][-1].loss:
+                    records[f].append(_Record(evaluation, loss, standard_error, _copy_state(fits[f].model)))
+                if evaluation - records[f][-1].evaluation >= config.patience or step == config.steps:
+                    stopped[f] = step
+            if bar is not None:
+                bar.set_postfix(val_loss=f"{np.mean([losses[-1] for losses in own_losses]):.4f}", refresh=False)
+            if all(s is not None for s in stopped):
+                break
+        for fit in fits:
+            fit.step()
+        step += 1
+        if bar is not None:
+            bar.update(k)
+    if bar is not None and step < config.steps:  # stopped early: shrink the total so the ETA stays honest
+        bar.total -= k * (config.steps - step)
+        bar.refresh()
+    logs = []
+    for f, fit in enumerate(fits):
+        lowest = records[f][-1]
+        chosen = next(r for r in records[f] if r.loss <= lowest.loss + lowest.standard_error)
+        fit.model.load_state_dict(chosen.state)
+        best_step = evaluation_steps[chosen.evaluation]
+        logs.append(TrainingLog(best_step, stopped[f], evaluation_steps, own_losses[f], selection_losses[f]))
+    return [fit.model.eval() for fit in fits], logs
+
+
+@torch.no_grad()
+def episode_losses(model: ChunkClassifier, batch: NoisyBatch, device: torch.device) -> dict[str, np.ndarray]:
+    """Binary cross-entropy on a batch, averaged per episode: {"clean": (E_clean,), "corrupt": (E_corrupt,)}."""
+    labels = batch.labels.to(device)
+    losses = F.binary_cross_entropy_with_logits(_logits(model, batch, device), labels, reduction="none").double().cpu().numpy()
+    result = {}
+    for kind, label in (("clean", 1), ("corrupt", 0)):
+        mine = batch.labels.numpy() == label
+        _, index = np.unique(batch.episode[mine], return_inverse=True)
+        result[kind] = np.bincount(index, weights=losses[mine]) / np.bincount(index)
+    return result
+
+
+def _pooled_loss(scores: Sequence[Mapping[str, np.ndarray]]) -> tuple[float, float]:
+    """Mean per-episode loss with each pool weighing half, and its standard error over episodes."""
+    mean, variance = 0.0, 0.0
+    for kind in ("clean", "corrupt"):
+        losses = np.concatenate([score[kind] for score in scores])
+        mean += losses.mean() / 2
+        variance += (losses.var(ddof=1) / len(losses) if len(losses) > 1 else 0.0) / 4
+    return float(mean), float(np.sqrt(variance))
+
+
+def _logits(model: ChunkClassifier, batch: NoisyBatch, device: torch.device) -> torch.Tensor:
+    return model(batch.noisy.to(device), batch.sigma.to(device), _to(batch.cond, device))
+
+
+def _seed_sequence(seed: np.random.SeedSequence | int) -> np.random.SeedSequence:
+    return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def _cat(first: Chunks, second: Chunks) -> Chunks:
+    cond = None if first.cond is None else torch.cat([first.cond, second.cond])
+    return Chunks(torch.cat([first.action, second.action]), cond, np.concatenate([first.episode, second.episode]))
+
+
+def _to(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(device)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the classifier: sigma_min and held-out accuracy
+
+
+@torch.no_grad()
+def estimate_sigma_min(
+    model: ChunkClassifier,
+    chunks: Chunks,
+    grid: np.ndarray,
+    eps: float = 0.05,
+    draws: int = 8,
+    seed: int = 0,
+    batch_size: int = 4096,
+) -> np.ndarray:
+    """(N,) mean over ``draws`` of the first grid sigma where c(x_sigma, sigma) > 0.5 - eps (grid[-1] if none)."""
+    generator = torch.Generator().manual_seed(seed)
+    levels = torch.tensor(grid, dtype=torch.float32)
+    total = np.zeros(len(chunks))
+    for _ in range(draws):
+        noise = torch.randn(chunks.action.shape, generator=generator)  # one draw per chunk, shared by all levels
+        first = np.full(len(chunks), len(grid) - 1)
+        pending = np.arange(len(chunks))
+        # Levels in increasing blocks, each scored only on the chunks that have not passed yet: most
+        # pass low, so this costs a fraction of scoring every chunk at every level.
+        for low in range(0, len(grid), LEVELS_PER_PASS):
+            if len(pending) == 0:
+                break
+            above = _passes(model, chunks.take(pending), noise[pending], levels[low : low + LEVELS_PER_PASS], eps, batch_size)
+            passed = above.any(axis=1)
+            first[pending[passed]] = low + above[passed].argmax(axis=1)
+            pending = pending[~passed]
+        total += grid[first]
+    return total / draws
+
+
+def _passes(
+    model: ChunkClassifier, chunks: Chunks, noise: torch.Tensor, levels: torch.Tensor, eps: float, batch_size: int
+) -> np.ndarray:
+    """(N, L) whether c(x_sigma, sigma) > 0.5 - eps for each chunk (noised with its ``noise``) at each level."""
+    device = next(model.parameters()).device
+    per_part = max(1, batch_size // len(levels))
+    parts = []
+    for start in range(0, len(chunks), per_part):
+        part = slice(start, start + per_part)
+        x0, z = chunks.action[part], noise[part]
+        n = len(x0)
+        noisy = torch.sqrt(1 - levels**2)[None, :, None, None] * x0[:, None] + levels[None, :, None, None] * z[:, None]
+        cond = None if chunks.cond is None else chunks.cond[part].repeat_interleave(len(levels), dim=0).to(device)
+        logits = model(noisy.flatten(0, 1).to(device), levels.repeat(n).to(device), cond).reshape(n, len(levels))
+        parts.append((torch.sigmoid(logits) > 0.5 - eps).cpu().numpy())
+    return np.concatenate(parts)
+
+
+def accuracy_levels(grid: np.ndarray) -> np.ndarray:
+    """The grid levels nearest to ``ACCURACY_SIGMAS``."""
+    return grid[np.abs(grid[None, :] - np.array(ACCURACY_SIGMAS)[:, None]).argmin(axis=1)]
+
+
+@torch.no_grad()
+def count_correct(
+    model: ChunkClassifier, chunks: Chunks, clean: bool, levels: np.ndarray, draws: int, seed: int, batch_size: int = 4096
+) -> np.ndarray:
+    """(L,) how many of ``draws`` noisy copies of the chunks the model labels right, (c > 0.5) == clean, per level."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    correct = np.zeros(len(levels), np.int64)
+    for _ in range(draws):
+        noise = torch.randn(chunks.action.shape, generator=generator)
+        for start in range(0, len(chunks), batch_size):
+            part = chunks.take(np.arange(start, min(start + batch_size, len(chunks))))
+            for i, level in enumerate(levels):
+                sigma = torch.full((len(part),), float(level))
+                noisy = add_noise(part.action, noise[start : start + len(part)], sigma)
+                logits = model(noisy.to(device), sigma.to(device), _to(part.cond, device))
+                correct[i] += int(((logits > 0) == clean).sum())
+    return correct
+
+
+def accuracy_table(
+    levels: np.ndarray, correct: Mapping[str, np.ndarray], totals: Mapping[str, int]
+) -> list[dict[str, float]]:
+    """Rows {sigma, clean, corrupt, balanced}: per-pool accuracy and their mean (each pool weighs half)."""
+    rows = []
+    for i, level in enumerate(levels):
+        clean, corrupt = correct["clean"][i] / totals["clean"], correct["corrupt"][i] / totals["corrupt"]
+        balanced = (clean + corrupt) / 2
+        rows.append({"sigma": float(level), "clean": float(clean), "corrupt": float(corrupt), "balanced": float(balanced)})
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Cross-fitting and the annotation
+
+
+@dataclass(frozen=True)
+class FoldReport:
+    """One fold's classifier: the (store, episode) pairs it trained, early-stopped and was read on."""
+
+    fold: int
+    train: list[tuple[str, int]]
+    validation: list[tuple[str, int]]
+    test: list[tuple[str, int]]
+    log: TrainingLog
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What ``annotate`` measured."""
+
+    sigma_min: dict[str, np.ndarray]  # corrupt store -> (n_steps,) sigma_min of each step
+    step_fold: dict[str, np.ndarray]  # corrupt store -> (n_steps,) fold whose classifier gave each value
+    episode_folds: dict[str, np.ndarray]  # every store -> (n_episodes,) fold of each episode
+    folds: list[FoldReport]
+    accuracy: list[dict[str, float]]  # held-out accuracy per sigma, see ``accuracy_table``
+
+
+def cross_fit(
+    clean: Pool, corrupt: Pool, config: ClassifierConfig, device: torch.device, progress: bool = True
+) -> Classification:
+    """sigma_min of every corrupt step from the fold classifier that held its episode out, and the held-out accuracy."""
+    pools = {"clean": clean, "corrupt": corrupt}
+    k = min(config.folds, len(clean.episodes), len(corrupt.episodes))
+    if k < 3:
+        raise DataError(
+            "cross-fitting needs at least 3 episodes in each pool "
+            f"(clean: {len(clean.episodes)}, corrupt: {len(corrupt.episodes)})"
+        )
+    split_seed, *fold_seeds = np.random.SeedSequence(config.seed).spawn(1 + k)
+    # Each pool is split on its own, but with the same shuffle: paired stores (corrupt episode i a
+    # degraded copy of clean episode i) keep each pair in one fold, where a pair split between
+    # train and test would leak the pair's path into the test.
+    episode_fold = {kind: assign_folds(len(pool.episodes), k, split_seed) for kind, pool in pools.items()}
+    step_fold = {kind: episode_fold[kind][pool.chunks.episode] for kind, pool in pools.items()}
+    splits = [{kind: _split(pools[kind].chunks, step_fold[kind], fold, k) for kind in pools} for fold in range(k)]
+    train_seeds, read_seeds = zip(*(seed.spawn(2) for seed in fold_seeds), strict=True)
+    with tqdm(total=k * config.steps, disable=not progress, desc=f"classifier, {k} folds x steps", dynamic_ncols=True) as bar:
+        models, logs = train_folds(
+            [(split["clean"]["train"], split["corrupt"]["train"]) for split in splits],
+            [(split["clean"]["validation"], split["corrupt"]["validation"]) for split in splits],
+            config, device, train_seeds, bar,
+        )  # fmt: skip
     grid = sigma_grid(config.num_train_timesteps)
-    results = {}
-    for path in corrupt:
-        with EpisodeStore.open(path) as store:
-            actions, agent_pos, ends = store.array("action"), store.array("agent_pos"), store.episode_ends
-        chunks = normalizer.normalize("action", torch.from_numpy(actions[chunk_indices(ends, config.horizon)]))
-        cond = normalizer.normalize("agent_pos", torch.from_numpy(agent_pos)) if config.with_agent_pos else None
-        values = estimate_sigma_min(model, chunks, cond, grid, config.eps, config.draws, config.seed)
+    levels = accuracy_levels(grid)
+    sigma_min = np.full(len(corrupt.chunks), np.nan)
+    correct = {kind: np.zeros(len(levels), np.int64) for kind in pools}
+    totals = dict.fromkeys(pools, 0)
+    reports = []
+    for fold, (model, split) in enumerate(zip(models, splits, strict=True)):
+        estimate_seed, *accuracy_seeds = (int(seed) for seed in read_seeds[fold].generate_state(3))
+        test = split["corrupt"]["test"]
+        sigma_min[step_fold["corrupt"] == fold] = estimate_sigma_min(model, test, grid, config.eps, config.draws, estimate_seed)
+        for kind, seed in zip(pools, accuracy_seeds, strict=True):
+            correct[kind] += count_correct(model, split[kind]["test"], kind == "clean", levels, config.draws, seed)
+            totals[kind] += len(split[kind]["test"]) * config.draws
+        # The episodes of the chunks each role used, so the report shows what the fit actually saw.
+        episodes = {
+            role: sorted({pools[kind].episodes[e] for kind in pools for e in np.unique(split[kind][role].episode)})
+            for role in ROLES
+        }
+        reports.append(FoldReport(fold, **episodes, log=logs[fold]))
+    assert not np.isnan(sigma_min).any(), "every corrupt episode lies in exactly one test fold"
+    episode_folds: dict[str, list[int]] = {}
+    for kind, pool in pools.items():
+        for (path, _), fold in zip(pool.episodes, episode_fold[kind], strict=True):
+            episode_folds.setdefault(path, []).append(int(fold))
+    return Classification(
+        sigma_min={path: sigma_min[steps] for path, steps in corrupt.store_steps.items()},
+        step_fold={path: step_fold["corrupt"][steps] for path, steps in corrupt.store_steps.items()},
+        episode_folds={path: np.array(folds) for path, folds in episode_folds.items()},
+        folds=reports,
+        accuracy=accuracy_table(levels, correct, totals),
+    )
+
+
+def _split(chunks: Chunks, step_fold: np.ndarray, fold: int, k: int) -> dict[str, Chunks]:
+    """A pool's chunks by role for fold ``fold``: test (in the fold), validation (in the next one) or train."""
+    test, validation = step_fold == fold, step_fold == (fold + 1) % k
+    masks = {"train": ~(test | validation), "validation": validation, "test": test}
+    return {role: chunks.take(np.flatnonzero(mask)) for role, mask in masks.items()}
+
+
+def annotate(
+    clean: Sequence[str | Path],
+    corrupt: Sequence[str | Path],
+    config: ClassifierConfig,
+    name: str = "classifier",
+    overwrite: bool = False,
+    progress: bool = True,
+    write: bool = True,
+) -> Classification:
+    """Cross-fit the classifier and write each corrupt store's sigma_min as annotation set ``name``.
+
+    Fails before training if a store is given twice, a corrupt store is locked, or (without
+    ``overwrite``) already holds a set ``name``.
+    """
+    clean, corrupt = [str(path) for path in clean], [str(path) for path in corrupt]
+    _check_distinct(clean, corrupt)
+    device = resolve_device(config.device)
+    with contextlib.ExitStack() as stack:
+        # The writer locks first, so that a store another process writes fails now, not after training.
+        corrupt_stores = {path: stack.enter_context(EpisodeStore.open(path, mode="a" if write else "r")) for path in corrupt}
+        for path, store in corrupt_stores.items():
+            if write and not overwrite and name in store.annotation_names:
+                raise StoreError(f"{path}: annotation set {name!r} exists; choose another --name or give --overwrite")
+        clean_stores = {path: stack.enter_context(EpisodeStore.open(path)) for path in clean}
+        clean_pool, corrupt_pool, normalizer = read_pools(clean_stores, corrupt_stores, config)
+        result = cross_fit(clean_pool, corrupt_pool, config, device, progress)
         if write:
-            with EpisodeStore.open(path, mode="a") as store:
-                store.set_sigma_min(values.astype(np.float32))
-        results[path] = values
-    return results
+            for path, store in corrupt_stores.items():
+                attrs = annotation_attrs(result, path, normalizer, clean, corrupt, config)
+                store.write_annotation(name, result.sigma_min[path].astype(np.float32), attrs=attrs, overwrite=overwrite)
+    return result
+
+
+def annotation_attrs(
+    result: Classification,
+    path: str,
+    normalizer: MinMaxNormalizer,
+    clean: list[str],
+    corrupt: list[str],
+    config: ClassifierConfig,
+) -> dict:
+    """The attributes stored with one corrupt store's set: what made it, and how well it tells the pools apart."""
+    values = result.sigma_min[path]
+    keys = ("action", "agent_pos") if config.with_agent_pos else ("action",)
+    return {
+        "producer": PRODUCER,
+        "config": config.model_dump(),
+        "clean": [str(Path(p).resolve()) for p in clean],
+        "corrupt": [str(Path(p).resolve()) for p in corrupt],
+        # sigma_min is measured in these normalised units; training refuses a set made with others.
+        "normalizer": {
+            f"{key}_{end}": getattr(normalizer, f"{key}_{end}").double().tolist() for key in keys for end in ("min", "max")
+        },
+        "heldout_accuracy": result.accuracy,
+        "mean_sigma_min": float(values.mean()),
+        "mean_t_min": mean_t_min(values, config.num_train_timesteps),
+        "folds": len(result.folds),
+        "best_steps": [report.log.best_step for report in result.folds],
+        "stopped_steps": [report.log.stopped_step for report in result.folds],
+        "episode_folds": result.episode_folds[path].tolist(),
+    }
+
+
+def _check_distinct(clean: list[str], corrupt: list[str]) -> None:
+    seen: dict[Path, str] = {}
+    for kind, paths in (("clean", clean), ("corrupt", corrupt)):
+        for path in paths:
+            resolved = Path(path).resolve()
+            if resolved in seen:
+                raise DataError(f"{path}: given twice (as {seen[resolved]} and as {kind}); a store belongs to one pool, once")
+            seen[resolved] = kind
 
 
 # --------------------------------------------------------------------------------------------------
@@ -228,11 +699,11 @@ def text_histogram(values: np.ndarray, bins: int = 10, width: int = 40) -> str:
     )
 
 
-def mean_t_min(values: np.ndarray, num_train_timesteps: int = 100) -> float:
-    """Mean over samples of the first DDPM step whose sigma reaches sigma_min."""
-    sigmas = NoiseSchedule.squaredcos_cap_v2(num_train_timesteps).sigmas.double().numpy()
-    steps = np.searchsorted(sigmas, np.asarray(values) - 1e-9, side="left")
-    return float(np.mean(np.minimum(steps, num_train_timesteps - 1)))
+def accuracy_text(rows: list[dict[str, float]]) -> str:
+    """The held-out accuracy table as aligned text."""
+    lines = ["sigma   clean  corrupt  balanced"]
+    lines += [f"{r['sigma']:5.3f}  {r['clean']:6.3f}  {r['corrupt']:7.3f}  {r['balanced']:8.3f}" for r in rows]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +711,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.error = lambda message: parser.exit(2, f"{parser.prog}: error: {message}\n")  # one line, exit 2
     parser.add_argument("--clean", nargs="+", required=True, metavar="STORE")
     parser.add_argument("--corrupt", nargs="+", required=True, metavar="STORE", help="annotated in place")
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--name", default="classifier", help="annotation set to write (default: classifier)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing annotation set of that name")
+    parser.add_argument("--folds", type=int, default=5, help="cross-fitting folds per pool (default: 5, at least 3)")
+    parser.add_argument("--steps", type=int, default=2000, help="most training steps per fold")
+    parser.add_argument("--eval-every", type=int, default=50, help="steps between validation losses")
+    parser.add_argument("--patience", type=int, default=10, help="evaluations without a lower validation loss before a fold stops")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--eps", type=float, default=0.05)
     parser.add_argument("--draws", type=int, default=8)
@@ -249,22 +725,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     prog = parser.prog
+    start = time.perf_counter()
     try:
         config = ClassifierConfig(
-            steps=args.steps, batch_size=args.batch_size, eps=args.eps, draws=args.draws,
-            with_agent_pos=args.with_agent_pos, device=args.device, seed=args.seed,
+            folds=args.folds, steps=args.steps, eval_every=args.eval_every, patience=args.patience,
+            batch_size=args.batch_size, eps=args.eps, draws=args.draws, with_agent_pos=args.with_agent_pos,
+            device=args.device, seed=args.seed,
         )  # fmt: skip
-        results = annotate(list(args.clean), list(args.corrupt), config)
+        result = annotate(args.clean, args.corrupt, config, name=args.name, overwrite=args.overwrite)
     except ValidationError as error:
         print(f"{prog}: error: invalid arguments: {one_line(error)}", file=sys.stderr)
         return 2
     except (StoreError, DataError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    for path, values in results.items():
-        print(f"\n{Path(path)}: sigma_min of {len(values)} steps, mean {values.mean():.3f}, "
-              f"mean t_min {mean_t_min(values, config.num_train_timesteps):.1f} of {config.num_train_timesteps} DDPM steps")  # fmt: skip
+    steps = config.num_train_timesteps
+    for path, values in result.sigma_min.items():
+        print(f"\n{Path(path)}: annotation set {args.name!r}, sigma_min of {len(values)} steps, mean {values.mean():.3f}, "
+              f"mean t_min {mean_t_min(values, steps):.1f} of {steps} DDPM steps")  # fmt: skip
         print(text_histogram(values))
+    best = ", ".join(str(report.log.best_step) for report in result.folds)
+    print(f"\nheld-out accuracy over {len(result.folds)} folds (best steps {best}):")
+    print(accuracy_text(result.accuracy))
+    print(f"\nwall time {time.perf_counter() - start:.1f} s")
     return 0
 
 
