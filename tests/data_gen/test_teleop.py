@@ -46,7 +46,7 @@ def test_a_scripted_operator_records_a_successful_episode(env, tmp_path):
         episode, meta = store.episode(0), store.episode_meta(0)
         assert meta.source == "teleop" and meta.domain == "target" and meta.success and meta.seed == 3
         np.testing.assert_allclose(meta.initial_pose, goal + [0, 0.05, 0], atol=1e-6)
-        assert set(episode) == {"action", "agent_pos", "slider_pose", "overhead", "wrist", "sigma_min"}
+        assert set(episode) == {"action", "agent_pos", "slider_pose", "overhead", "wrist"}
         assert len(episode["action"]) == recorded and episode["overhead"].shape[1:] == (48, 48, 3)
         # Recorded actions are the operator's targets, in order; the "record" tick holds the pusher still.
         expected = [env.unwrapped.task.pusher_start] + [u.target for u in script[1:recorded]]
