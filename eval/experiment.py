@@ -205,6 +205,9 @@ class Experiment:
                 raise ExperimentError(f"{corrupt}: holds an annotation set {self.annotation_name()!r} this directory did not make")
         self.ledger.start(key, section)
         self._stage_header("sigma_min", f"cross-fitted classifier -> annotation set {self.annotation_name()!r} of {corrupt}")
+        import torch
+
+        torch.set_num_threads(self.cores)  # the only process at work in this stage
         started = time.perf_counter()
         result = annotate([self.store("clean")], [corrupt], self.config.classifier, name=self.annotation_name(),
                           overwrite=True, progress=self.progress)  # fmt: skip

@@ -444,8 +444,12 @@ def estimate_sigma_min(
     draws: int = 8,
     seed: int = 0,
     batch_size: int = 4096,
+    bar: tqdm | None = None,
 ) -> np.ndarray:
-    """(N,) mean over ``draws`` of the first grid sigma where c(x_sigma, sigma) > 0.5 - eps (grid[-1] if none)."""
+    """(N,) mean over ``draws`` of the first grid sigma where c(x_sigma, sigma) > 0.5 - eps (grid[-1] if none).
+
+    bar: advanced by N after each draw (a long estimate shows its rate and ETA).
+    """
     generator = torch.Generator().manual_seed(seed)
     levels = torch.tensor(grid, dtype=torch.float32)
     total = np.zeros(len(chunks))
@@ -463,6 +467,8 @@ def estimate_sigma_min(
             first[pending[passed]] = low + above[passed].argmax(axis=1)
             pending = pending[~passed]
         total += grid[first]
+        if bar is not None:
+            bar.update(len(chunks))
     return total / draws
 
 
@@ -578,10 +584,14 @@ def cross_fit(
     correct = {kind: np.zeros(len(levels), np.int64) for kind in pools}
     totals = dict.fromkeys(pools, 0)
     reports = []
+    estimate_bar = tqdm(total=len(corrupt.chunks) * config.draws, disable=not progress, unit="chunk",
+                        desc="sigma_min of corrupt chunks x draws", dynamic_ncols=True)  # fmt: skip
     for fold, (model, split) in enumerate(zip(models, splits, strict=True)):
         estimate_seed, *accuracy_seeds = (int(seed) for seed in read_seeds[fold].generate_state(3))
         test = split["corrupt"]["test"]
-        sigma_min[step_fold["corrupt"] == fold] = estimate_sigma_min(model, test, grid, config.eps, config.draws, estimate_seed)
+        sigma_min[step_fold["corrupt"] == fold] = estimate_sigma_min(
+            model, test, grid, config.eps, config.draws, estimate_seed, bar=estimate_bar
+        )
         for kind, seed in zip(pools, accuracy_seeds, strict=True):
             correct[kind] += count_correct(model, split[kind]["test"], kind == "clean", levels, config.draws, seed)
             totals[kind] += len(split[kind]["test"]) * config.draws
@@ -591,6 +601,7 @@ def cross_fit(
             for role in ROLES
         }
         reports.append(FoldReport(fold, **episodes, log=logs[fold]))
+    estimate_bar.close()
     assert not np.isnan(sigma_min).any(), "every corrupt episode lies in exactly one test fold"
     episode_folds: dict[str, list[int]] = {}
     for kind, pool in pools.items():
