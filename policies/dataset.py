@@ -137,11 +137,10 @@ class WindowDataset:
 
         StoreError (one line) if a corrupt store lacks the set or the set no longer covers the store.
         """
-        kinds = [info.kind for info in self.stores]
         per_step = {"sigma_min": np.zeros(self.n_steps), "sigma_max": np.zeros(self.n_steps)}
         has_sigma_max, attrs = True, {}
-        for info, offset, kind in zip(self.stores, self._store_offsets, kinds, strict=False):
-            if kind != "corrupt":
+        for info, offset in zip(self.stores, self._store_offsets[:-1], strict=True):
+            if info.kind != "corrupt":
                 continue
             annotation = EpisodeStore.open(info.path).annotation(name)
             per_step["sigma_min"][offset : offset + info.n_steps] = annotation.sigma_min

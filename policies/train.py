@@ -37,7 +37,7 @@ from data_gen.episode_store import StoreError
 from policies.ambient import AdmissionSampler, linear_alpha_schedule
 from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from policies.config import DEFAULT_ALPHA, METHODS, PRESETS, ConfigError, DataConfig, PolicyConfig, RunConfig, TrainingConfig, one_line
-from policies.dataset import DataError, WindowDataset
+from policies.dataset import CorruptAnnotation, DataError, WindowDataset
 from policies.ema import EMA
 from policies.model import DiffusionModel, resolve_device
 from policies.noise import PREDICTION_TYPES
@@ -95,18 +95,21 @@ def admission_sampler(
     sources: dict[str, Any] = {}
     per_sample: dict[str, np.ndarray | None] = {"sigma_min": None, "sigma_max": None}
     if training.method == "ambient":
+        annotations: dict[str, CorruptAnnotation] = {}  # one read and one check per set, even if both keys name it
         for key in ("sigma_min", "sigma_max"):
             name = getattr(training, f"{key}_from")
             if name is None:
                 value = getattr(training, key)
                 sources[key] = None if value is None else {"dataset_level": value}
                 continue
-            annotation = dataset.corrupt_annotation(name)
+            if name not in annotations:
+                annotations[name] = dataset.corrupt_annotation(name)
+                for path, attrs in annotations[name].attrs.items():
+                    _check_annotation_normalizer(name, path, attrs, normalizer)
+            annotation = annotations[name]
             values = annotation.sigma_min if key == "sigma_min" else annotation.sigma_max
             if values is None:
                 raise TrainingError(f"annotation set {name!r} holds no sigma_max in every corrupt store")
-            for path, attrs in annotation.attrs.items():
-                _check_annotation_normalizer(name, path, attrs, normalizer)
             per_sample[key] = values
             sources[key] = {
                 "annotation": name,
@@ -144,7 +147,7 @@ def _check_annotation_normalizer(name: str, path: str, attrs: dict[str, Any], no
     """sigma_min is measured in normalised action units: the set's normaliser must be the run's."""
     saved = attrs.get("normalizer") or {}
     ours = {"action_min": normalizer.action_min.double().numpy(), "action_max": normalizer.action_max.double().numpy()}
-    if set(saved) < set(ours):
+    if not set(ours) <= set(saved):
         raise TrainingError(f"{path}: annotation set {name!r} records no action normaliser; write it again with policies.classify")
     for key, value in ours.items():
         theirs = np.asarray(saved[key], dtype=np.float64)

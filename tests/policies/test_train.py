@@ -186,6 +186,7 @@ def annotated(tmp_path, clean_store):
         other["normalizer"]["action_max"] = [v + 0.1 for v in other["normalizer"]["action_max"]]
         store.write_annotation("other_units", values, attrs=other)
         store.write_annotation("no_units", values)
+        store.write_annotation("other_keys", values, attrs={"normalizer": {"agent_pos_min": [0.0, 0.0]}})
     return config, corrupt
 
 
@@ -212,7 +213,8 @@ def test_an_explicit_dataset_level_sigma_min_is_what_trains(annotated, tmp_path)
 
 @pytest.mark.parametrize(
     "name, error",
-    [("missing", "no annotation set 'missing'"), ("other_units", "another action normaliser"), ("no_units", "records no action normaliser")],
+    [("missing", "no annotation set 'missing'"), ("other_units", "another action normaliser"), ("no_units", "records no action normaliser"),
+     ("other_keys", "records no action normaliser")],
 )
 def test_annotations_in_other_units_or_absent_are_refused(annotated, name, error):
     config, _ = annotated
