@@ -21,7 +21,8 @@ def load_results(directory: Path) -> dict:
         raise ValueError(f"{path}: not an evaluation results file") from None
 
 
-def bar_plot(rows: list[dict], path: Path) -> None:
+def bar_plot(rows: list[dict], path: Path, colours: list[str] | None = None, title: str | None = None) -> None:
+    """Success rates of rows {name, success_rate, ci95} as bars with their 95% Wilson whiskers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,11 +30,13 @@ def bar_plot(rows: list[dict], path: Path) -> None:
 
     rates = [100 * r["success_rate"] for r in rows]
     errors = [[100 * (r["success_rate"] - r["ci95"][0]) for r in rows], [100 * (r["ci95"][1] - r["success_rate"]) for r in rows]]
-    figure, axes = plt.subplots(figsize=(max(4, 1.4 * len(rows)), 3.5))
-    axes.bar(range(len(rows)), rates, yerr=errors, capsize=4, color="tab:blue")
-    axes.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=20, ha="right")
+    figure, axes = plt.subplots(figsize=(max(4, 1.1 * len(rows) + 1), 3.5 if title is None else 4))
+    axes.bar(range(len(rows)), rates, yerr=errors, capsize=4, color=colours or "tab:blue")
+    axes.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=25, ha="right")
     axes.set_ylabel("success rate (%) with 95% Wilson interval")
     axes.set_ylim(0, 100)
+    if title:
+        axes.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from eval.compare import bar_plot
 from eval.metrics import wilson_interval
 
 BOOTSTRAP_RESAMPLES = 10_000
@@ -118,23 +119,13 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+ROLE_COLOURS = {"clean": "tab:gray", "sim_only": "tab:brown", "cotrain": "tab:blue", "ambient": "tab:green", "expert": "k"}
+
+
 def bar_chart(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report["arms"]
-    labels = [row["arm"] if row["domain"] == report["domain"] else f"{row['arm']} ({row['domain']})" for row in rows]
-    rates = np.array([100 * r["success_rate"] for r in rows])
-    errors = np.array([[100 * (r["success_rate"] - r["ci95"][0]), 100 * (r["ci95"][1] - r["success_rate"])] for r in rows]).T
-    colours = {"clean": "tab:gray", "sim_only": "tab:brown", "cotrain": "tab:blue", "ambient": "tab:green", "expert": "k"}
-    figure, axes = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 1), 4))
-    axes.bar(range(len(rows)), rates, yerr=errors, capsize=4, color=[colours.get(r["role"], "tab:purple") for r in rows])
-    axes.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
-    axes.set_ylabel("success rate (%), 95% Wilson interval")
-    axes.set_ylim(0, 100)
-    axes.set_title(f"{report.get('name', '')}: {rows[0]['trials'] if rows else 0} trials per arm")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    """The arms' success rates with their intervals, coloured by role (eval.compare's plot)."""
+    rows = [{**row, "name": row["arm"] if row["domain"] == report["domain"] else f"{row['arm']} ({row['domain']})"}
+            for row in report["arms"]]  # fmt: skip
+    trials = rows[0]["trials"] if rows else 0
+    bar_plot(rows, path, colours=[ROLE_COLOURS.get(r["role"], "tab:purple") for r in rows],
+             title=f"{report.get('name', '')}: {trials} trials per arm")  # fmt: skip

@@ -207,10 +207,11 @@ def load_finished_trials(path: Path, identity: dict) -> dict[int, dict]:
 
 
 def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progress: bool = True,
-             command: str | None = None, on_result=None) -> dict:
+             command: str | None = None, on_result=None, domain_config: dict | None = None) -> dict:
     """Run (or resume) an evaluation into ``out`` and write ``out/results.json``; returns the report.
 
     on_result: called with each newly finished trial's result, after it is saved.
+    domain_config: the domain's full settings to record (default: its name).
     Raises AgentError for an agent that cannot run here (before any trial), KeyboardInterrupt with
     the finished trials kept in ``out/trials.jsonl``.
     """
@@ -238,7 +239,7 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
                "trial_seconds": float(sum(r["wall_time"] for r in results))}  # fmt: skip
     report = {
         "command": command,
-        "config": {"policy": spec.policy, "ckpt": spec.ckpt, "domain": spec.domain, "domain_overrides": list(spec.domain_overrides),
+        "config": {"policy": spec.policy, "ckpt": spec.ckpt, "domain": domain_config or spec.domain, "domain_overrides": list(spec.domain_overrides),
                    "seed": spec.seed, "trials": trials, "workers": workers, "max_steps": spec.max_steps},
         "evaluation": identity,
         "resumed_trials": len(results) - len(new),
@@ -316,14 +317,12 @@ def main(argv: list[str] | None = None) -> int:
                        min(args.videos, args.trials), str(video_dir), args.device, args.max_steps)
     command = " ".join([Path(sys.executable).name, "-m", "eval.rollout", *(argv if argv is not None else sys.argv[1:])])
     try:
-        report = evaluate(spec, args.trials, out, args.workers, command=command)
+        report = evaluate(spec, args.trials, out, args.workers, command=command, domain_config=domain.model_dump(mode="json"))
     except AgentError as error:
         return fail(str(error))
     except KeyboardInterrupt:
         print(f"interrupted: finished trials kept in {out / TRIALS_NAME}; run the same command to resume", file=sys.stderr)
         return 130
-    report["config"]["domain"] = domain.model_dump(mode="json")
-    (out / "results.json").write_text(json.dumps(report, indent=2))
     _print_summary(report, out)
     return 0
 
