@@ -43,11 +43,21 @@ stores kept one anonymous ``data/sigma_min`` column; it is no longer read (re-ru
 Images are compressed with zstd level 9 in chunks of 128 frames (whole H, W, 3 per chunk): rendered
 96x96 frames take a few KB each, and a training read of a short window decompresses one chunk.
 
-Crash safety: an append writes the step arrays and the per-episode metadata first and extends
-``meta/episode_ends`` last; that last write is the commit. Every zarr file write is an atomic rename,
-so a writer killed at any point (kill -9, not power loss: nothing is fsynced) leaves at most some
-uncommitted steps and rows past the last committed episode. Readers never see them; opening in
-append mode truncates them. One writer at a time: append mode holds an flock on ``writer.lock``
+Crash safety: an append writes the step arrays, the per-episode metadata and ``meta/episode_ends``,
+then commits by rewriting the root attribute ``committed`` ({"episodes": E, "steps": N}). Every zarr
+file write is an atomic rename, so a writer killed at any point (kill -9, not power loss: nothing is
+fsynced) leaves at most some uncommitted steps and rows past the committed ones. Readers never see
+them; opening in append mode trims them, and nothing else: the commit record and
+``meta/episode_ends`` check each other, so a damaged ends chunk (which reads as zeros) or a
+non-increasing end is a StoreError that changes nothing on disk, never a "crash tail" to cut off.
+Format 1-2 stores have no commit record: their ends must all be strictly increasing; opening one in
+append mode adds the record (and makes it format 3).
+
+Damage: every chunk covering the committed range must exist (zarr reads a missing chunk as zeros);
+open checks that, and new arrays end in a crc32c codec, so a damaged chunk fails its checksum when
+read (append-mode open verifies every checksummed chunk before anything is written). Either is a
+StoreError naming the array and the steps and episodes the chunk holds. Every chunk is written even
+when it holds only fill values, so a missing one is always damage. One writer at a time: append mode holds an flock on ``writer.lock``
 (which records the writer's pid), and the kernel releases it when the writer dies, so a lock left by
 a killed writer is never stale. Readers take no lock and see the episodes committed when they opened.
 """
@@ -55,7 +65,9 @@ a killed writer is never stale. Readers take no lock and see the episodes commit
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import itertools
 import json
 import math
 import os
@@ -70,11 +82,14 @@ from typing import Any, Literal
 import numpy as np
 import zarr
 from pydantic import BaseModel, ConfigDict, Field
-from zarr.codecs import ZstdCodec
+import google_crc32c
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 FORMAT_NAME = "ambient-push-episodes"
-FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)  # 1 differs only by an unread data/sigma_min column
+FORMAT_VERSION = 3
+# 1 has an unread data/sigma_min column; 1-2 lack the commit record and checksums (upgraded on append).
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
+COMMIT_ATTRIBUTE = "committed"
 ANNOTATIONS_GROUP = "annotations"
 ANNOTATION_ARRAYS = ("sigma_min", "sigma_max")
 
@@ -82,7 +97,11 @@ LOCK_FILE = "writer.lock"
 IMAGE_CHUNK_FRAMES = 128
 LOW_DIM_CHUNK_STEPS = 4096
 META_CHUNK_EPISODES = 1024
-IMAGE_COMPRESSOR = ZstdCodec(level=9)
+IMAGE_COMPRESSORS = (ZstdCodec(level=9), Crc32cCodec())
+COMPRESSORS = (ZstdCodec(level=0), Crc32cCodec())  # zarr's default compressor, plus the checksum
+WRITE_CONFIG = {"write_empty_chunks": True}  # a missing chunk is then always damage, never "all fill"
+# Format 1-2 stores skipped chunks holding only fill values; these columns could legitimately do so.
+LEGACY_MAY_SKIP = ("meta/seed", "meta/success")
 
 # Step arrays other than images, with their width (action's comes from action_dim).
 STATE_WIDTHS = {"agent_pos": 2, "slider_pose": 3}
@@ -196,6 +215,11 @@ class EpisodeStore:
         if not path.exists():
             raise StoreError(f"{path}: no such episode store")
         if not (path / "zarr.json").is_file():
+            # A store another writer is still creating has its lock but no zarr.json yet.
+            if path.is_dir() and (path / LOCK_FILE).is_file():
+                holder = _WriterLock.holder(path)
+                if holder is not None:
+                    raise StoreError(f"{path}: locked by another writer ({holder}), which is creating it")
             raise StoreError(f"{path}: not a zarr store (no zarr.json)")
         lock = _WriterLock.acquire(path) if mode == "a" else None
         try:
@@ -219,7 +243,7 @@ class EpisodeStore:
         """A store to append to: created if absent (or replaced with ``overwrite``), else opened after
         checking that it holds the same cameras and image sizes and, with ``check_run``, the same run."""
         path = Path(path)
-        if overwrite or not path.exists():
+        if overwrite or not path.exists() or _is_empty_dir(path):
             return cls.create(path, cameras=cameras, domain_config=domain_config, run=run, overwrite=overwrite)
         store = cls.open(path, "a")
         try:
@@ -246,14 +270,17 @@ class EpisodeStore:
         self._arrays = {key: self._open_array(f"data/{key}") for key in self.step_keys}
         self._meta = {name: self._open_array(f"meta/{name}") for name in META_COLUMNS}
         self._episode_ends_array = self._open_array("meta/episode_ends")
-        with _store_errors(path, "meta/episode_ends"):
-            ends = np.asarray(self._episode_ends_array[:])
         self._check_arrays()
-        self._ends = _committed_prefix(path, ends)
+        ends = self._read("meta/episode_ends", self._episode_ends_array, 0, self._episode_ends_array.shape[0])
+        self._ends = _committed_ends(path, ends, self._attrs.get(COMMIT_ATTRIBUTE))
         self._check_lengths()
+        self._check_chunks_exist()
         if mode == "a":
+            self._verify_checksums()  # before anything is written: never append to a damaged store
             with _store_errors(path):
                 self._truncate_uncommitted()
+                if COMMIT_ATTRIBUTE not in self._attrs:
+                    self._upgrade()
 
     def close(self) -> None:
         """Release the writer lock; the store can no longer be appended to through this object."""
@@ -337,22 +364,19 @@ class EpisodeStore:
     def episode(self, index: int) -> dict[str, np.ndarray]:
         """All step arrays of one episode, keyed as ``step_keys``."""
         steps = self.episode_slice(index)
-        with _store_errors(self.path):
-            return {key: np.asarray(array[steps]) for key, array in self._arrays.items()}
+        return {key: self._read(f"data/{key}", array, steps.start, steps.stop) for key, array in self._arrays.items()}
 
     def array(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Committed steps ``start:stop`` of one step array (all of them by default)."""
         if key not in self._arrays:
             raise KeyError(f"{self.path}: no step array {key!r}; step arrays are {list(self.step_keys)}")
         begin, end, _ = slice(start, stop).indices(self.n_steps)
-        with _store_errors(self.path):
-            return np.asarray(self._arrays[key][begin:max(begin, end)])
+        return self._read(f"data/{key}", self._arrays[key], begin, max(begin, end))
 
     def episode_meta(self, index: int) -> EpisodeMeta:
         """The metadata row of one episode."""
         index = self._episode_index(index)
-        with _store_errors(self.path):
-            row = {name: self._meta[name][index] for name in META_COLUMNS}
+        row = {name: self._read(f"meta/{name}", self._meta[name], index, index + 1)[0] for name in META_COLUMNS}
         return EpisodeMeta(
             source=str(row["source"]),
             domain=str(row["domain"]),
@@ -368,8 +392,7 @@ class EpisodeStore:
         """One metadata column over all committed episodes (strings as a numpy str array)."""
         if name not in META_COLUMNS:
             raise KeyError(f"{self.path}: no metadata column {name!r}; columns are {list(META_COLUMNS)}")
-        with _store_errors(self.path):
-            values = np.asarray(self._meta[name][: self.n_episodes])
+        values = self._read(f"meta/{name}", self._meta[name], 0, self.n_episodes)
         return np.array(values.tolist(), dtype=str) if META_COLUMNS[name][0] is str else values
 
     # ----------------------------------------------------------------------------------------------
@@ -438,7 +461,10 @@ class EpisodeStore:
             shutil.rmtree(temporary, ignore_errors=True)
             group = zarr.open_group(temporary, mode="w", use_consolidated=False)
             for key, values in arrays.items():
-                array = group.create_array(key, shape=(self.n_steps,), dtype=np.float32, chunks=(LOW_DIM_CHUNK_STEPS,))
+                array = group.create_array(
+                    key, shape=(self.n_steps,), dtype=np.float32, chunks=(LOW_DIM_CHUNK_STEPS,),
+                    compressors=COMPRESSORS, config=WRITE_CONFIG,
+                )
                 array[:] = np.asarray(values, dtype=np.float32)
             group.attrs.update(attributes)
             if final.exists():  # overwrite: move the old set aside, then swap the new one in
@@ -491,15 +517,26 @@ class EpisodeStore:
             array[row] = values[name]
 
     def _commit(self, end: int) -> None:
-        """Extend episode_ends: the single write that makes the episode visible.
-
-        A crash between the resize and the write leaves a trailing 0 (the fill value), which
-        ``_committed_prefix`` recognises as uncommitted because episodes are never empty.
-        """
+        """Extend episode_ends, then rewrite the commit record: the single write that makes the episode
+        visible. A crash before it leaves ends past the record, which the next writer trims."""
         row = self.n_episodes
         self._episode_ends_array.resize((row + 1,))
         self._episode_ends_array[row] = end
+        self._write_commit_record(row + 1, end)
         self._ends = np.append(self._ends, np.int64(end))
+
+    def _write_commit_record(self, episodes: int, steps: int, **attributes: Any) -> None:
+        record = {COMMIT_ATTRIBUTE: {"episodes": int(episodes), "steps": int(steps)}, **attributes}
+        self._group.attrs.update(record)  # one atomic rewrite of the root zarr.json
+        self._attrs.update(record)
+
+    def _upgrade(self) -> None:
+        """Make a format 1-2 store format 3: every chunk written, and a commit record."""
+        for key in LEGACY_MAY_SKIP:  # chunks skipped for holding only fill values, written out now
+            array = self._meta[key.removeprefix("meta/")]
+            if self.n_episodes:
+                array[: self.n_episodes] = array[: self.n_episodes]
+        self._write_commit_record(self.n_episodes, self.n_steps, format_version=FORMAT_VERSION)
 
     def _truncate_uncommitted(self) -> None:
         """Drop steps and rows past the last committed episode, left by a writer that died."""
@@ -539,7 +576,78 @@ class EpisodeStore:
 
     def _open_array(self, key: str) -> zarr.Array:
         with _store_errors(self.path, key):
-            return self._group[key]
+            array = self._group[key]
+        return array.with_config(WRITE_CONFIG) if self.mode == "a" else array
+
+    def _committed_arrays(self) -> Iterator[tuple[str, zarr.Array, int]]:
+        """(key, array, committed rows) of every array: steps for data/, episodes for meta/."""
+        for name, array in self._arrays.items():
+            yield f"data/{name}", array, self.n_steps
+        for name, array in self._meta.items():
+            yield f"meta/{name}", array, self.n_episodes
+        yield "meta/episode_ends", self._episode_ends_array, self.n_episodes
+
+    def _chunk_extent(self, key: str, array: zarr.Array, chunk: int) -> str:
+        """What chunk ``chunk`` (along the first axis) of ``key`` holds, for error messages."""
+        length = array.chunks[0]
+        first, last = chunk * length, min((chunk + 1) * length, array.shape[0]) - 1
+        if not key.startswith("data/"):
+            return f"episodes {first}-{last}"
+        episodes = np.searchsorted(self._ends, [first, last], side="right") if hasattr(self, "_ends") else None
+        where = f", episodes {episodes[0]}-{episodes[1]}" if episodes is not None else ""
+        return f"steps {first}-{last}{where}"
+
+    def _read(self, key: str, array: zarr.Array, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop of one array; a damaged chunk is a StoreError naming it and what it holds."""
+        try:
+            return np.asarray(array[start:stop])
+        except Exception:
+            length = array.chunks[0]
+            for chunk in range(start // length, (max(stop, start + 1) - 1) // length + 1):
+                try:
+                    array[chunk * length : min((chunk + 1) * length, array.shape[0])]
+                except Exception as error:
+                    raise StoreError(
+                        f"{self.path}: damaged chunk {chunk} of {key} ({self._chunk_extent(key, array, chunk)}): "
+                        f"{_one_line(error)}"
+                    ) from None
+            with _store_errors(self.path, key):
+                return np.asarray(array[start:stop])
+
+    def _chunk_files(self, key: str, array: zarr.Array, rows: int) -> Iterator[tuple[int, Path]]:
+        """(chunk index along the first axis, file) of every chunk holding the first ``rows`` rows."""
+        rest = [range(n) for n in array.cdata_shape[1:]]
+        for chunk in range(math.ceil(rows / array.chunks[0])):
+            for coords in itertools.product(*rest):
+                yield chunk, self.path / key / array.metadata.encode_chunk_key((chunk, *coords))
+
+    def _check_chunks_exist(self) -> None:
+        """zarr reads a missing chunk as fill values (zeros): every committed chunk must be on disk."""
+        legacy = COMMIT_ATTRIBUTE not in self._attrs
+        for key, array, rows in self._committed_arrays():
+            if legacy and key in LEGACY_MAY_SKIP:
+                continue
+            for chunk, file in self._chunk_files(key, array, rows):
+                if not file.is_file():
+                    raise StoreError(
+                        f"{self.path}: damaged episode store: chunk file {file.relative_to(self.path)} is missing "
+                        f"({self._chunk_extent(key, array, chunk)}); nothing was changed"
+                    )
+
+    def _verify_checksums(self) -> None:
+        """Check the crc32c of every committed chunk that has one, from its bytes (nothing decoded)."""
+        for key, array, rows in self._committed_arrays():
+            if not any(isinstance(codec, Crc32cCodec) for codec in array.compressors):
+                continue
+            for chunk, file in self._chunk_files(key, array, rows):
+                if not file.is_file():  # one a format 1-2 store may skip (the others were checked)
+                    continue
+                data = file.read_bytes()
+                if len(data) < 4 or google_crc32c.value(data[:-4]) != int.from_bytes(data[-4:], "little"):
+                    raise StoreError(
+                        f"{self.path}: damaged episode store: chunk {file.relative_to(self.path)} fails its checksum "
+                        f"({self._chunk_extent(key, array, chunk)}); nothing was changed"
+                    )
 
     def _require_writer(self, what: str) -> None:
         if self.mode != "a" or self._lock is None:
@@ -646,6 +754,21 @@ class _WriterLock:
                 return cls(path, fd)
             os.close(fd)
 
+    @staticmethod
+    def holder(store: Path) -> str | None:
+        """Who holds the store's lock (its recorded pid), or None if nobody does. Takes nothing."""
+        try:
+            fd = os.open(store / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+        finally:
+            os.close(fd)  # closing drops a shared lock we may have taken
+        return None
+
     def release(self) -> None:
         if self._fd is not None:
             self.path.unlink(missing_ok=True)
@@ -664,13 +787,21 @@ def _store_errors(path: Path, key: str | None = None) -> Iterator[None]:
     except StoreError:
         raise
     except Exception as error:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise StoreError(f"{path}: no space left on device (committed episodes are intact)") from None
+        if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise StoreError(f"{path}: cannot write: {error.strerror}") from None
         if isinstance(error, KeyError) and key is not None:
             detail = f"missing {key}"
         else:
             where = f"{key}: " if key else ""
-            detail = f"{where}{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            detail = f"{where}{_one_line(error)}"
         # from None: the caller gets one line, not a traceback through zarr's internals.
         raise StoreError(f"{path}: damaged episode store ({detail})") from None
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
 
 
 def _check_creation_args(path: Path, cameras: Mapping[str, tuple[int, int]], action_dim: int) -> None:
@@ -697,25 +828,21 @@ def _json_roundtrip(path: Path, what: str, value: Mapping[str, Any]) -> dict[str
 def _create_layout(path: Path, attributes: dict[str, Any]) -> None:
     """Write the empty arrays, then the root attributes that mark the store as complete."""
     group = zarr.open_group(path, mode="a", use_consolidated=False)
+    new = {"compressors": COMPRESSORS, "config": WRITE_CONFIG}
     low_dim = {"action": attributes["action_dim"], **STATE_WIDTHS}
     for key, width in low_dim.items():
-        group.create_array(
-            f"data/{key}", shape=(0, width), dtype=np.float32, chunks=(LOW_DIM_CHUNK_STEPS, width)
-        )
+        group.create_array(f"data/{key}", shape=(0, width), dtype=np.float32, chunks=(LOW_DIM_CHUNK_STEPS, width), **new)
     for name, shape in attributes["cameras"].items():
         group.create_array(
-            f"data/{name}",
-            shape=(0, *shape),
-            dtype=np.uint8,
-            chunks=(IMAGE_CHUNK_FRAMES, *shape),
-            compressors=IMAGE_COMPRESSOR,
+            f"data/{name}", shape=(0, *shape), dtype=np.uint8, chunks=(IMAGE_CHUNK_FRAMES, *shape),
+            compressors=IMAGE_COMPRESSORS, config=WRITE_CONFIG,
         )
-    group.create_array("meta/episode_ends", shape=(0,), dtype=np.int64, chunks=(META_CHUNK_EPISODES,))
+    group.create_array("meta/episode_ends", shape=(0,), dtype=np.int64, chunks=(META_CHUNK_EPISODES,), **new)
     for name, (dtype, row_shape) in META_COLUMNS.items():
         group.create_array(
-            f"meta/{name}", shape=(0, *row_shape), dtype=dtype, chunks=(META_CHUNK_EPISODES, *row_shape)
+            f"meta/{name}", shape=(0, *row_shape), dtype=dtype, chunks=(META_CHUNK_EPISODES, *row_shape), **new
         )
-    group.attrs.update(attributes)
+    group.attrs.update({**attributes, COMMIT_ATTRIBUTE: {"episodes": 0, "steps": 0}})
 
 
 def _check_attributes(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -735,13 +862,35 @@ def _check_attributes(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def _committed_prefix(path: Path, ends: np.ndarray) -> np.ndarray:
-    """The committed episode ends: all of them, less a trailing fill value left by a crash."""
+def _committed_ends(path: Path, ends: np.ndarray, record: Any) -> np.ndarray:
+    """The committed episode ends: those the commit record counts (all of them in format 1-2), which
+    must increase strictly from above 0 and end where the record says. Never guesses a crash tail."""
     ends = ends.astype(np.int64)
-    if len(ends) and ends[-1] <= (ends[-2] if len(ends) > 1 else 0):
-        ends = ends[:-1]
-    if len(ends) and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
-        raise StoreError(f"{path}: meta/episode_ends is not strictly increasing from above 0")
+    if record is not None:
+        try:
+            episodes, steps = int(record["episodes"]), int(record["steps"])
+        except (TypeError, KeyError, ValueError):
+            raise StoreError(f"{path}: damaged episode store (malformed commit record {record!r})") from None
+        if not 0 <= episodes <= len(ends):
+            raise StoreError(
+                f"{path}: damaged episode store (the commit record counts {episodes} episodes, "
+                f"meta/episode_ends holds {len(ends)}); nothing was changed"
+            )
+        ends = ends[:episodes]
+    previous = np.concatenate([[0], ends[:-1]])
+    bad = np.flatnonzero(ends <= previous)
+    if len(bad):
+        i = int(bad[0])
+        hint = "" if record is not None else " or a format 1-2 writer killed while committing"
+        raise StoreError(
+            f"{path}: damaged episode store (meta/episode_ends not strictly increasing at episode {i}: "
+            f"{int(previous[i])} then {int(ends[i])}; a damaged chunk{hint}); nothing was changed"
+        )
+    if record is not None and (int(ends[-1]) if len(ends) else 0) != steps:
+        raise StoreError(
+            f"{path}: damaged episode store (meta/episode_ends ends at {int(ends[-1]) if len(ends) else 0} "
+            f"but the commit record says {steps} steps); nothing was changed"
+        )
     return ends
 
 

@@ -9,7 +9,6 @@ after the last committed episode with no loss and no duplicates.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import multiprocessing
@@ -26,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from data_gen.cli import ArgumentParser
 from data_gen.episode_store import EpisodeMeta, EpisodeStore, StoreError
 from data_gen.planner import PlannerConfig, PlanningError, plan_push
 from data_gen.replay import kinematic_episode, physics_episode
@@ -43,7 +43,7 @@ class GenerationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     n: int = Field(gt=0, description="episodes to have in the store from this run")
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seeds the start poses (and planner); numpy needs it >= 0")
     domain: DomainConfig
     replay: Literal["kinematic", "physics"] = "kinematic"
     replan_every: int | None = Field(None, gt=0, description="physics replay: re-plan every K steps")
@@ -254,7 +254,7 @@ def _print_summary(summary: Summary, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_gen.gcs", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m data_gen.gcs", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, required=True, help="episodes wanted from this run")
     parser.add_argument("--out", type=Path, default=Path("data/sim.zarr"))
     parser.add_argument("--domain", default="sim", help="target, sim, or a domain YAML file")
@@ -279,12 +279,16 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--n must be positive, got {args.n}")
     if args.workers <= 0:
         return fail(f"--workers must be positive, got {args.workers}")
+    if args.seed < 0:
+        return fail(f"--seed must be >= 0, got {args.seed}")
+    if args.image_size is not None and args.image_size <= 0:
+        return fail(f"--image-size must be positive, got {args.image_size}")
     if args.replan_every is not None and (args.replan_every <= 0 or args.replay != "physics"):
         return fail("--replan-every needs a positive K and --replay physics")
     if args.out.exists() and not args.out.is_dir():
         return fail(f"{args.out} exists and is not a directory")
     try:
-        overrides = args.overrides + ([f"render.image_size={args.image_size}"] if args.image_size else [])
+        overrides = args.overrides + ([f"render.image_size={args.image_size}"] if args.image_size is not None else [])
         domain = load_domain(args.domain, overrides)
         config = GenerationConfig(n=args.n, seed=args.seed, domain=domain, replay=args.replay,
                                   replan_every=args.replan_every, keep=args.keep)

@@ -33,14 +33,13 @@ arrays are read, never the images. Bad inputs exit with code 2 and a one-line me
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -49,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy.signal import get_window
 from tqdm import tqdm
 
+from data_gen.cli import ArgumentParser, fail, no_empty_dirs_on_failure
 from data_gen.episode_store import EpisodeStore, StoreError
 from eval.neighbours import DEFAULT_ANGLE_SCALE_M
 from eval.spectra import (
@@ -536,18 +536,12 @@ def _print_summary(result: dict[str, Any], out_dir: Path) -> None:
 # Command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of argparse's usage block
-        _fail(message)
-
-
-def _fail(message: str) -> None:
-    print(f"eval.analyze: error: {' '.join(str(message).split())}", file=sys.stderr)
-    raise SystemExit(2)
+def _fail(message: str) -> NoReturn:
+    fail("python -m eval.analyze", message)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m eval.analyze", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.analyze", description=__doc__.splitlines()[0])
     parser.add_argument("--store", action="append", required=True, type=Path,
                         help="episode store; give it twice: clean first, then corrupt")
     parser.add_argument("--out", type=Path, help="output directory (default: analysis/ next to the first store)")
@@ -575,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         first = error.errors()[0]
         _fail(f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
     try:
-        analyze(config)
+        with no_empty_dirs_on_failure(config.out_dir):
+            analyze(config)
     except (AnalysisError, StoreError) as error:
         _fail(str(error))
     return 0

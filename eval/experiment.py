@@ -18,7 +18,6 @@ trained after the dataset-level sigma_min sweep has been evaluated.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import multiprocessing
@@ -33,6 +32,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from data_gen.cli import ArgumentParser
 from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 
 STAGES = ("data", "sigma_min", "train", "eval", "report")
@@ -471,8 +471,7 @@ def _train_seconds(run: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.experiment", description=__doc__.split("\n\n")[0])
-    parser.error = lambda message: parser.exit(2, f"{parser.prog}: error: {message}\n")  # one line, exit 2
+    parser = ArgumentParser(prog="python -m eval.experiment", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path, help="experiment YAML (experiments/smoke.yaml, cpu.yaml, paper.yaml)")
     parser.add_argument("--out", type=Path, help="output directory (default: runs/experiments/NAME)")
     parser.add_argument("--arms", help="comma-separated arm names to run (default: all)")

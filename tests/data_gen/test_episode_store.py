@@ -166,20 +166,23 @@ def test_crash_before_commit_hides_the_partial_episode_and_resume_truncates_it(t
     np.testing.assert_array_equal(store.meta_column("seed"), [0, 1, 3])
 
 
-def test_crash_inside_the_commit_leaves_a_fill_value_that_is_not_an_episode(tmp_path):
+@pytest.mark.parametrize("written_end", [False, True], ids=["ends-grown", "end-written"])
+def test_a_crash_inside_the_commit_is_uncommitted_until_the_record_counts_it(tmp_path, written_end):
     path = tmp_path / "demos.zarr"
     with new_store(path) as store:
         store.append_episode(make_episode(4, seed=0), make_meta(0))
-    # Killed after growing episode_ends but before writing the new end: the entry reads as 0.
+    # Killed after growing episode_ends (and perhaps writing the new end) but before the commit record.
     group = zarr.open_group(path, mode="r+", use_consolidated=False)
     group["meta/episode_ends"].resize((2,))
+    if written_end:
+        group["meta/episode_ends"][1] = 7
     for key in ("action", "agent_pos", "slider_pose", "overhead", "wrist"):
         array = group[f"data/{key}"]
         array.resize((7, *array.shape[1:]))
 
     assert EpisodeStore.open(path).n_episodes == 1
     with EpisodeStore.open(path, mode="a") as writer:
-        assert raw_lengths(path)["meta/episode_ends"] == 1
+        assert raw_lengths(path)["meta/episode_ends"] == 1 and raw_lengths(path)["data/action"] == 4
         writer.append_episode(make_episode(2, seed=1), make_meta(1))
     np.testing.assert_array_equal(EpisodeStore.open(path).episode_ends, [4, 6])
 
@@ -321,6 +324,180 @@ def test_damaged_store_gives_a_one_line_store_error(tmp_path, damage, mode):
     assert_one_line_error(error, path)
     if mode == "a":  # a refused writer must not keep the lock
         assert not (path / "writer.lock").exists()
+
+
+def files_of(path: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def three_episode_store(path: Path) -> None:
+    with new_store(path) as store:
+        for i, steps in enumerate([2, 3, 4]):
+            store.append_episode(make_episode(steps, seed=i), make_meta(i))
+
+
+def make_legacy(path: Path) -> None:
+    """Turn a store into format 2 as that code wrote it: no commit record."""
+    metadata = json.loads((path / "zarr.json").read_text())
+    metadata["attributes"]["format_version"] = 2
+    del metadata["attributes"]["committed"]
+    (path / "zarr.json").write_text(json.dumps(metadata))
+
+
+def flip_a_byte(file: Path) -> None:
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    file.write_bytes(bytes(data))
+
+
+def last_end_zero(path: Path) -> None:
+    zarr.open_group(path, mode="r+", use_consolidated=False)["meta/episode_ends"][2] = 0
+
+
+def last_end_not_above(path: Path) -> None:
+    zarr.open_group(path, mode="r+", use_consolidated=False)["meta/episode_ends"][2] = 5
+
+
+def ends_chunk_missing(path: Path) -> None:
+    (path / "meta" / "episode_ends" / "c" / "0").unlink()
+
+
+SHORTENING_DAMAGES = {  # each was once read as a crash tail and cut off by the next writer
+    "last end 0": last_end_zero,
+    "last end not above the one before": last_end_not_above,
+    "ends chunk missing": ends_chunk_missing,
+    "legacy, last end 0": lambda p: (make_legacy(p), last_end_zero(p)),
+    "legacy, last end not above": lambda p: (make_legacy(p), last_end_not_above(p)),
+    "legacy, ends chunk missing": lambda p: (make_legacy(p), ends_chunk_missing(p)),
+}
+
+
+@pytest.mark.parametrize("damage", SHORTENING_DAMAGES.values(), ids=SHORTENING_DAMAGES.keys())
+@pytest.mark.parametrize("mode", ["r", "a"])
+def test_damaged_episode_ends_are_an_error_that_changes_nothing(tmp_path, damage, mode):
+    path = tmp_path / "demos.zarr"
+    three_episode_store(path)
+    damage(path)
+    before = files_of(path)
+    with pytest.raises(StoreError, match="damaged episode store") as error:
+        EpisodeStore.open(path, mode=mode)
+    assert_one_line_error(error, path)
+    assert files_of(path) == before
+
+
+@pytest.mark.parametrize("array", ["data/action", "data/overhead", "meta/seed", "meta/extra"])
+@pytest.mark.parametrize("mode", ["r", "a"])
+def test_a_missing_chunk_is_an_error_naming_the_array_and_its_episodes(tmp_path, array, mode):
+    path = tmp_path / "demos.zarr"
+    three_episode_store(path)
+    chunk = path / array / "c" / "0"
+    shutil.rmtree(chunk) if chunk.is_dir() else chunk.unlink()
+    before = files_of(path)
+    with pytest.raises(StoreError, match=f"chunk file {array}/c/0.* is missing") as error:
+        EpisodeStore.open(path, mode=mode)
+    assert_one_line_error(error, path)
+    assert ("steps 0-8, episodes 0-2" if array.startswith("data/") else "episodes 0-2") in str(error.value)
+    assert files_of(path) == before
+
+
+@pytest.mark.parametrize("array", ["data/action", "data/wrist", "meta/initial_pose"])
+def test_a_flipped_byte_fails_the_chunk_checksum(tmp_path, array):
+    path = tmp_path / "demos.zarr"
+    three_episode_store(path)
+    chunk = next(f for f in (path / array / "c").rglob("*") if f.is_file())
+    flip_a_byte(chunk)
+    before = files_of(path)
+    with pytest.raises(StoreError, match="fails its checksum") as error:  # a writer checks first
+        EpisodeStore.open(path, mode="a")
+    assert_one_line_error(error, path)
+    store = EpisodeStore.open(path)  # a reader finds it when it reads the chunk
+    read = {
+        "data/action": lambda: store.array("action"),
+        "data/wrist": lambda: store.episode(1),
+        "meta/initial_pose": lambda: store.episode_meta(0),
+    }[array]
+    with pytest.raises(StoreError, match=f"damaged chunk 0 of {array}.*checksum") as error:
+        read()
+    assert_one_line_error(error, path)
+    assert files_of(path) == before
+
+
+def test_only_a_genuinely_uncommitted_tail_is_trimmed(tmp_path):
+    path = tmp_path / "demos.zarr"
+    three_episode_store(path)
+    make_legacy(path)  # a format 2 store whose writer died after writing steps, before committing
+    group = zarr.open_group(path, mode="r+", use_consolidated=False)
+    for key in ("action", "agent_pos", "slider_pose", "overhead", "wrist"):
+        group[f"data/{key}"].resize((12, *group[f"data/{key}"].shape[1:]))
+    with EpisodeStore.open(path, mode="a") as store:
+        assert store.n_steps == 9 and raw_lengths(path)["data/action"] == 9
+    metadata = json.loads((path / "zarr.json").read_text())["attributes"]
+    assert metadata["format_version"] == 3 and metadata["committed"] == {"episodes": 3, "steps": 9}
+
+
+def test_a_legacy_store_with_skipped_fill_chunks_opens_and_is_upgraded_on_append(tmp_path):
+    path = tmp_path / "demos.zarr"
+    with new_store(path) as store:
+        store.append_episode(make_episode(2, seed=0), make_meta(0, success=False))
+    make_legacy(path)
+    for key in ("seed", "success"):  # all fill values: format 2 never wrote these chunks
+        (path / "meta" / key / "c" / "0").unlink()
+    reader = EpisodeStore.open(path)
+    assert reader.meta_column("seed").tolist() == [0] and reader.meta_column("success").tolist() == [False]
+    with EpisodeStore.open(path, mode="a") as store:
+        store.append_episode(make_episode(3, seed=1), make_meta(1))
+    assert (path / "meta" / "success" / "c" / "0").is_file()
+    store = EpisodeStore.open(path)
+    assert store.meta_column("success").tolist() == [False, True] and store.episode_ends.tolist() == [2, 5]
+
+
+def test_chunks_holding_only_fill_values_are_written(tmp_path):
+    path = tmp_path / "demos.zarr"
+    with new_store(path) as store:
+        episode = {k: np.zeros_like(v) for k, v in make_episode(2, seed=0).items()}
+        store.append_episode(episode, make_meta(0, success=False))
+    shutil.rmtree(path / "data" / "overhead" / "c")
+    with pytest.raises(StoreError, match="data/overhead/c/0/0/0/0 is missing"):
+        EpisodeStore.open(path)
+
+
+def test_a_full_disk_is_reported_as_such_and_loses_no_committed_episode(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "demos.zarr"
+    three_episode_store(path)
+    store = EpisodeStore.open(path, mode="a")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EpisodeStore, "_write_meta_row", full)
+        with pytest.raises(StoreError, match="no space left on device") as error:
+            store.append_episode(make_episode(5, seed=9), make_meta(9))
+    assert_one_line_error(error, path)
+    store.close()
+    assert EpisodeStore.open(path).episode_ends.tolist() == [2, 5, 9]
+
+
+def test_a_store_being_created_reads_as_locked(tmp_path):
+    from data_gen.episode_store import _WriterLock
+
+    path = tmp_path / "demos.zarr"
+    path.mkdir()
+    lock = _WriterLock.acquire(path)  # the winner of a creation race, before it writes zarr.json
+    try:
+        for mode in ("r", "a"):
+            with pytest.raises(StoreError, match="locked by another writer"):
+                EpisodeStore.open(path, mode=mode)
+        with pytest.raises(StoreError, match="locked by another writer"):
+            EpisodeStore.open_for_writing(path, cameras=CAMERAS, domain_config={}, run=RUN)
+    finally:
+        lock.release()
+    path.mkdir(exist_ok=True)
+    (path / "writer.lock").write_text("pid 999999 on elsewhere")  # its creator died: a new writer creates
+    EpisodeStore.open_for_writing(path, cameras=CAMERAS, domain_config={}, run=RUN).close()
+    assert EpisodeStore.open(path).n_episodes == 0
 
 
 def test_missing_path_and_non_stores_give_store_errors(tmp_path):
