@@ -598,11 +598,15 @@ class EpisodeStore:
         return f"steps {first}-{last}{where}"
 
     def _read(self, key: str, array: zarr.Array, start: int, stop: int) -> np.ndarray:
-        """Rows start:stop of one array; a damaged chunk is a StoreError naming it and what it holds."""
+        """Rows start:stop of one array; a damaged chunk is a StoreError naming it and what it holds.
+
+        Step arrays never hold NaN or inf (appends refuse them), so a read that finds one has decoded a
+        damaged chunk of an array without a checksum (format 1-2): that is an error too.
+        """
+        length = array.chunks[0]
         try:
-            return np.asarray(array[start:stop])
+            values = np.asarray(array[start:stop])
         except Exception:
-            length = array.chunks[0]
             for chunk in range(start // length, (max(stop, start + 1) - 1) // length + 1):
                 try:
                     array[chunk * length : min((chunk + 1) * length, array.shape[0])]
@@ -612,7 +616,14 @@ class EpisodeStore:
                         f"{_one_line(error)}"
                     ) from None
             with _store_errors(self.path, key):
-                return np.asarray(array[start:stop])
+                values = np.asarray(array[start:stop])
+        if key.startswith("data/") and values.dtype.kind == "f" and not np.isfinite(values).all():
+            chunk = (start + int(np.argwhere(~np.isfinite(values))[0][0])) // length
+            raise StoreError(
+                f"{self.path}: damaged chunk {chunk} of {key} ({self._chunk_extent(key, array, chunk)}): "
+                "non-finite values, which no append writes"
+            )
+        return values
 
     def _chunk_files(self, key: str, array: zarr.Array, rows: int) -> Iterator[tuple[int, Path]]:
         """(chunk index along the first axis, file) of every chunk holding the first ``rows`` rows."""

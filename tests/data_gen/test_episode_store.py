@@ -422,6 +422,19 @@ def test_a_flipped_byte_fails_the_chunk_checksum(tmp_path, array):
     assert files_of(path) == before
 
 
+def test_a_chunk_that_decodes_to_non_finite_values_is_damage(tmp_path):
+    """Format 1-2 arrays have no checksum: damaged zstd bytes can decode to NaN, which no append writes."""
+    path = tmp_path / "demos.zarr"
+    three_episode_store(path)
+    zarr.open_group(path, mode="r+", use_consolidated=False)["data/slider_pose"][4, 1] = np.nan
+    store = EpisodeStore.open(path)
+    with pytest.raises(StoreError, match=r"damaged chunk 0 of data/slider_pose \(steps 0-8, episodes 0-2\): non-finite"):
+        store.array("slider_pose")
+    with pytest.raises(StoreError, match="non-finite"):
+        store.episode(1)
+    np.testing.assert_array_equal(store.episode(0)["action"].shape, (2, 2))  # episode 0 has no NaN
+
+
 def test_only_a_genuinely_uncommitted_tail_is_trimmed(tmp_path):
     path = tmp_path / "demos.zarr"
     three_episode_store(path)
