@@ -109,7 +109,7 @@ class Experiment:
         out.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(out / LEDGER_NAME)
         (out / "experiment.yaml").write_text(config.to_yaml())
-        self.cores = os.cpu_count() or 1
+        self.cores = len(os.sched_getaffinity(0))  # the CPUs this run may use (taskset confines it)
 
     # paths -----------------------------------------------------------------------------------------
 
