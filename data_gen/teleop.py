@@ -13,7 +13,7 @@ any `InputDevice`, so tests drive it with a scripted stream instead of a person.
 
 from __future__ import annotations
 
-import argparse
+import shutil
 import sys
 import time
 from collections.abc import Iterable
@@ -23,6 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
+from data_gen.cli import ArgumentParser
 from data_gen.episode_store import EpisodeMeta, EpisodeRecorder, EpisodeStore, StoreError
 from pushing_sim.domains import DomainError
 
@@ -179,7 +180,7 @@ def run(session: TeleopSession, device: InputDevice, view=None, real_time: bool 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_gen.teleop", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m data_gen.teleop", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/target.zarr"))
     parser.add_argument("--domain", default="target")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -191,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
 
+    if args.seed < 0:
+        return fail(f"--seed must be >= 0, got {args.seed}")
+    if args.scale < 1:
+        return fail(f"--scale must be a positive whole zoom factor, got {args.scale}")
     if args.out.exists() and not args.out.is_dir():
         return fail(f"{args.out} exists and is not a directory")
+    created = not args.out.exists()
     import gymnasium
 
     import pushing_sim
@@ -209,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         view = PygameView(env, scale=args.scale)
         run(session, PygameDevice(view), view)
     except WindowError as error:
+        if created and store.n_episodes == 0:  # the store this run created holds nothing: leave no trace
+            store.close()
+            shutil.rmtree(args.out, ignore_errors=True)
         return fail(str(error))
     except KeyboardInterrupt:
         print("interrupted: saved episodes are safe; the unsaved one was dropped", file=sys.stderr)

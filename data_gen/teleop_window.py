@@ -12,6 +12,10 @@ import os
 import numpy as np
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+# Drake's VTK renderer has already made its own GL context current on this display (EGL) when the
+# window opens; SDL's GLX-accelerated window surface then dies with BadAccess on X_GLXMakeCurrent
+# (seen under Xvfb with Mesa). The window is a plain 2-D surface: SDL needs no GL for it.
+os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
 import pygame  # noqa: E402
 
 from data_gen.teleop import TeleopInput, TeleopSession  # noqa: E402

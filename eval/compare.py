@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+
+from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure
 
 
 def load_results(directory: Path) -> dict:
@@ -43,7 +44,7 @@ def bar_plot(rows: list[dict], path: Path, colours: list[str] | None = None, tit
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.compare", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.compare", description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("compare.png"))
     args = parser.parse_args(argv)
@@ -57,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         lo, hi = r["ci95"]
         print(f"{r['name']:{width}} {r['trials']:6d} {100 * r['success_rate']:7.1f}% [{100 * lo:5.1f}, {100 * hi:5.1f}]")
-    bar_plot(rows, args.out)
+    try:
+        with no_empty_dirs_on_failure(args.out.parent):
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            bar_plot(rows, args.out)
+    except (OSError, ValueError) as error:  # matplotlib reports an unwritable path as either
+        print(f"error: cannot write {args.out}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}")
     return 0
 

@@ -14,7 +14,6 @@ same directory starts afresh.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data_gen.cli import ArgumentParser
 from eval.metrics import aggregate
 
 TRIAL_SEED_STREAM = 2  # agents' randomness: a stream apart from the start poses and data generation
@@ -266,7 +266,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.rollout", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.rollout", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, help="checkpoint of a trained policy (runs/NAME/ckpt.pt)")
     parser.add_argument("--policy", choices=["ckpt", "gcs", "random"], default=None,
                         help="what to run (default: ckpt when --ckpt is given)")
@@ -301,18 +301,20 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--max-steps must be >= 1, got {args.max_steps}")
     out = args.out or (args.ckpt.parent / "eval" if policy == "ckpt" else Path("eval_runs") / policy)
     video_dir = out / "videos"
+
+    from eval.agents import AgentError, CheckpointAgent
+    from pushing_sim.domains import DomainError, load_domain
+
+    try:  # everything that can be checked before anything is created
+        domain = load_domain(args.domain, args.overrides)
+        if policy == "ckpt":
+            CheckpointAgent(args.ckpt, args.device)
+    except (DomainError, AgentError) as error:
+        return fail(str(error))
     try:
         video_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         return fail(f"cannot create {out}: {error.strerror or error}")
-
-    from eval.agents import AgentError
-    from pushing_sim.domains import DomainError, load_domain
-
-    try:
-        domain = load_domain(args.domain, args.overrides)
-    except DomainError as error:
-        return fail(str(error))
     spec = RolloutSpec(policy, str(args.ckpt) if args.ckpt else None, args.domain, tuple(args.overrides), args.seed,
                        min(args.videos, args.trials), str(video_dir), args.device, args.max_steps)
     command = " ".join([Path(sys.executable).name, "-m", "eval.rollout", *(argv if argv is not None else sys.argv[1:])])

@@ -16,6 +16,7 @@ Writes go to a temporary file first and are renamed over the old checkpoint.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import zipfile
@@ -49,8 +50,15 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     path = Path(path)
     payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **payload}
     temporary = path.with_name(path.name + ".partial")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write (a full disk) as RuntimeError
+        temporary.unlink(missing_ok=True)  # the previous checkpoint, if any, is untouched
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else " ".join(str(error).split())[:200]
+        if "no space" in reason.lower() or getattr(error, "errno", None) == errno.ENOSPC:
+            reason = "no space left on device"
+        raise CheckpointError(f"{path}: cannot save the checkpoint ({reason}); the previous one is kept") from None
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -75,6 +83,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         payload["run_config"] = RunConfig.from_json(payload["config"])
     except ConfigError as error:
         raise CheckpointError(f"{path}: {error}") from None
+    for weights in ("model", "ema_model"):  # NaN or inf weights would only fail mid-rollout or mid-training
+        for name, tensor in payload[weights].items():
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise CheckpointError(f"{path}: {weights} weight {name!r} holds NaN or infinite values")
     return payload
 
 

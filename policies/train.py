@@ -33,6 +33,7 @@ import torch
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure
 from data_gen.episode_store import StoreError
 from policies.ambient import AdmissionSampler, linear_alpha_schedule
 from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
@@ -276,7 +277,15 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True, on_log: 
     at every metrics record (e.g. to drive a caller's progress display).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with no_empty_dirs_on_failure(out):  # a run that fails before writing anything leaves no directory
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrainingError(f"{out}: cannot create the run directory ({error.strerror or error})") from None
+        return _train(config, out, progress, on_log)
+
+
+def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, int], None] | None) -> TrainResult:
     checkpoint_file = out / CHECKPOINT_NAME
     resumed = load_checkpoint(checkpoint_file) if checkpoint_file.exists() else None
     if resumed is not None:
@@ -433,13 +442,8 @@ def _admission_summary(sampler: AdmissionSampler, admission: dict[str, Any]) -> 
 # Command line
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line on stderr, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _ArgumentParser(prog="python -m policies.train", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m policies.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clean", nargs="+", required=True, metavar="STORE", help="clean episode store(s)")
     parser.add_argument("--corrupt", nargs="+", default=[], metavar="STORE", help="corrupt episode store(s)")
     parser.add_argument("--method", required=True, choices=METHODS)
@@ -523,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (ConfigError, DataError, StoreError, CheckpointError, TrainingError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # e.g. a read-only run directory
+        print(f"{prog}: error: {error.filename or args.out}: {error.strerror or error}", file=sys.stderr)
         return 2
     if result.interrupted:
         return 130

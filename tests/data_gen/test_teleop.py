@@ -1,8 +1,10 @@
 """Teleop without a person: a scripted input stream, real Drake, a real store; the window headless."""
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -12,6 +14,8 @@ from data_gen.episode_store import EpisodeStore
 from data_gen.teleop import ScriptedDevice, TeleopInput, TeleopSession, open_store, run
 from pushing_sim import ENV_ID
 from pushing_sim.demo import straight_push_targets
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -134,3 +138,31 @@ def test_cli_refuses_a_file_as_store(tmp_path):
     result = subprocess.run([sys.executable, "-m", "data_gen.teleop", "--out", str(path)], capture_output=True,
                             text=True, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
     assert result.returncode == 2 and "not a directory" in result.stderr and path.read_text() == "keep"
+
+
+@pytest.mark.skipif(not (shutil.which("xvfb-run") and shutil.which("xdotool")),
+                    reason="needs xvfb-run and xdotool (Debian: apt-get install xvfb xdotool)")
+def test_the_real_window_under_xvfb_records_the_mouse_and_saves(tmp_path):
+    """The real X11 window (not SDL's dummy driver), after Drake has rendered on the same display, driven by
+    synthetic input: record, sweep the mouse right along the view's middle row, save, quit."""
+    from pushing_sim.scene import VIEWER_CAMERA, pixel_to_table
+
+    out = tmp_path / "teleop.zarr"
+    row, columns = 248, list(range(168, 329, 20))  # window pixels; the 480 px view starts at (8, 8)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_") and k != "DISPLAY"}
+    env |= {"PYTHONPATH": str(REPO_ROOT), "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
+    script = Path(__file__).with_name("teleop_xvfb_drive.sh")
+    done = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "bash", str(script), str(out),
+                           str(row), *map(str, columns)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "X Error" not in done.stderr and "1 episodes saved this session" in done.stdout, done.stderr[-3000:]
+
+    store = EpisodeStore.open(out)
+    assert store.n_episodes == 1 and store.episode_meta(0).source == "teleop"
+    actions = store.episode(0)["action"]
+    first, last = (pixel_to_table(VIEWER_CAMERA, 480, c - 8, row - 8) for c in (columns[0], columns[-1]))
+    assert len(actions) > 5
+    np.testing.assert_allclose(actions[0], first, atol=1e-5)  # recording started with the mouse at the left
+    np.testing.assert_allclose(actions[-1], last, atol=1e-5)  # and the sweep ended at the right
+    assert np.all(np.diff(actions[:, 0]) >= 0) and np.ptp(actions[:, 1]) < 1e-6  # rightward along one row

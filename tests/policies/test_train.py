@@ -134,6 +134,47 @@ def test_wrong_observations_and_bad_checkpoints_are_one_line_errors(image_run, t
         load_policy(damaged)
 
 
+@pytest.mark.parametrize("weights, value", [("ema_model", float("nan")), ("model", float("inf"))])
+def test_a_checkpoint_with_non_finite_weights_is_refused_at_load(image_run, tmp_path, weights, value):
+    _, out, _ = image_run
+    payload = torch.load(out / "ckpt.pt", weights_only=True)
+    name = next(k for k, v in payload[weights].items() if v.is_floating_point() and v.numel() > 1)
+    payload[weights][name].view(-1)[1] = value
+    bad = tmp_path / "bad.pt"
+    torch.save(payload, bad)
+    with pytest.raises(PolicyError, match=f"{weights} weight '{name}' holds NaN or infinite values") as error:
+        load_policy(bad)
+    assert str(bad) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, clean_store, monkeypatch, capsys):
+    import errno
+
+    out = tmp_path / "run"
+    real_save, saves = torch.save, []
+
+    def second_save_hits_a_full_disk(payload, path, *args, **kwargs):
+        saves.append(payload["step"])
+        if len(saves) == 1:
+            return real_save(payload, path, *args, **kwargs)
+        with open(path, "wb") as file:  # a partial file, as a real full disk leaves one
+            file.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(torch, "save", second_save_hits_a_full_disk)
+    code = main(["--clean", str(clean_store), "--method", "clean", "--obs", "state", "--preset", "tiny",
+                 "--steps", "20", "--batch-size", "16", "--lr", "1e-3", "--warmup-steps", "5",
+                 "--checkpoint-every", "10", "--device", "cpu", "--out", str(out)])
+    monkeypatch.setattr(torch, "save", real_save)
+    stderr = capsys.readouterr().err
+    assert code == 2 and saves == [10, 20]
+    last = stderr.strip().splitlines()[-1]  # after the progress bar: one line
+    assert last.startswith("python -m policies.train: error:") and "Traceback" not in stderr
+    assert "no space left on device" in last and str(out / "ckpt.pt") in last
+    assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 10  # the previous checkpoint survives
+    assert not (out / "ckpt.pt.partial").exists()
+
+
 def test_resume_continues_the_step_count_and_refuses_another_config(tmp_path, clean_store):
     out = tmp_path / "run"
     first = train(tiny_config(clean_store, steps=3, obs_mode="state"), out, progress=False)

@@ -1,0 +1,84 @@
+"""Every command line, given bad options: exit 2, one line naming the problem, nothing created.
+
+Each case runs the real command in an empty working directory whose outputs all point inside it, with
+real stores made by the generator beside it; afterwards the directory must still be empty and the
+stores unchanged.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.reliability.cli_runs import REPO_ROOT, assert_one_line_failure, run_cli, tree
+
+SMOKE = str(REPO_ROOT / "experiments" / "smoke.yaml")
+
+# (module, arguments, a word the error line must contain). {sim} and {target} are real stores,
+# {file} an existing plain file, {garbage} a file that is not a checkpoint, {bad_yaml} an experiment
+# config with an unknown key; every output goes under out/ in the empty working directory.
+CASES = [
+    ("data_gen.gcs", ["--n", "0", "--out", "out/s.zarr"], "--n"),
+    ("data_gen.gcs", ["--n", "x", "--out", "out/s.zarr"], "--n"),
+    ("data_gen.gcs", ["--n", "2", "--seed", "-1", "--out", "out/s.zarr"], "--seed"),
+    ("data_gen.gcs", ["--n", "2", "--workers", "0", "--out", "out/s.zarr"], "--workers"),
+    ("data_gen.gcs", ["--n", "2", "--image-size", "0", "--out", "out/s.zarr"], "--image-size"),
+    ("data_gen.gcs", ["--n", "2", "--replan-every", "5", "--out", "out/s.zarr"], "--replan-every"),
+    ("data_gen.gcs", ["--n", "2", "--domain", "nosuch.yaml", "--out", "out/s.zarr"], "nosuch"),
+    ("data_gen.gcs", ["--n", "2", "--set", "physics.bogus=1", "--out", "out/s.zarr"], "bogus"),
+    ("data_gen.gcs", ["--n", "2", "--out", "{file}"], "not a directory"),
+    ("data_gen.teleop", ["--scale", "0", "--out", "out/t.zarr"], "--scale"),
+    ("data_gen.teleop", ["--seed", "-1", "--out", "out/t.zarr"], "--seed"),
+    ("policies.train", ["--clean", "out/missing.zarr", "--method", "clean", "--steps", "5", "--out", "out/run"], "no such"),
+    ("policies.train", ["--clean", "{target}", "--method", "clean", "--steps", "0", "--out", "out/run"], "steps"),
+    ("policies.train", ["--clean", "{target}", "--method", "clean", "--steps", "5", "--seed", "-1", "--out", "out/run"], "seed"),
+    ("policies.train", ["--clean", "{target}", "--method", "clean", "--steps", "5", "--batch-size", "0", "--out", "out/run"], "batch"),
+    ("policies.train", ["--clean", "{target}", "--corrupt", "{sim}", "--method", "ambient", "--steps", "5",
+                        "--out", "out/run"], "sigma"),
+    ("policies.train", ["--clean", "{target}", "--corrupt", "{sim}", "--method", "cotrain", "--alpha", "2",
+                        "--steps", "5", "--out", "out/run"], "alpha"),
+    ("policies.train", ["--clean", "{target}", "--method", "clean", "--steps", "5", "--device", "tpu", "--out", "out/run"], "tpu"),
+    ("policies.train", ["--clean", "{target}", "--method", "clean", "--steps", "5", "--out", "{file}"], "file"),
+    ("policies.classify", ["--clean", "{target}", "--corrupt", "{sim}", "--device", "tpu"], "tpu"),
+    ("policies.classify", ["--clean", "{target}", "--corrupt", "{sim}", "--folds", "1"], "folds"),
+    ("policies.classify", ["--clean", "{target}", "--corrupt", "{sim}", "--steps", "0"], "steps"),
+    ("policies.classify", ["--clean", "{target}", "--corrupt", "{sim}", "--seed", "-1"], "seed"),
+    ("policies.classify", ["--clean", "{sim}", "--corrupt", "{sim}"], "twice"),
+    ("policies.classify", ["--clean", "{target}", "--corrupt", "out/missing.zarr"], "no such"),
+    ("eval.rollout", ["--policy", "random", "--trials", "0", "--out", "out/ev"], "--trials"),
+    ("eval.rollout", ["--policy", "random", "--max-steps", "0", "--out", "out/ev"], "--max-steps"),
+    ("eval.rollout", ["--policy", "random", "--max-steps", "-1", "--out", "out/ev"], "--max-steps"),
+    ("eval.rollout", ["--policy", "random", "--seed", "-1", "--out", "out/ev"], "--seed"),
+    ("eval.rollout", ["--policy", "random", "--workers", "0", "--out", "out/ev"], "--workers"),
+    ("eval.rollout", ["--ckpt", "out/missing.pt", "--out", "out/ev"], "missing.pt"),
+    ("eval.rollout", ["--ckpt", "{garbage}", "--out", "out/ev"], "garbage.pt"),
+    ("eval.compare", ["out/no_eval", "--out", "out/c.png"], "no_eval"),
+    ("eval.analyze", ["--store", "out/missing.zarr", "--out", "out/an"], "missing.zarr"),
+    ("eval.analyze", ["--store", "{target}", "--store", "{sim}", "--chunk", "0", "--out", "out/an"], "chunk"),
+    ("eval.analyze", ["--store", "{target}", "--annotation", "nosuch", "--out", "out/an"], "nosuch"),
+    ("eval.experiment", ["out/none.yaml"], "none.yaml"),
+    ("eval.experiment", ["{bad_yaml}", "--out", "out/x"], "bogus"),
+    ("eval.experiment", [SMOKE, "--arms", "nosuch", "--out", "out/x"], "nosuch"),
+    ("eval.experiment", [SMOKE, "--stage", "bogus", "--out", "out/x"], "bogus"),
+]
+
+
+@pytest.mark.parametrize(
+    "module, args, expected", CASES, ids=[f"{m.split('.')[1]}:{' '.join(a)[:60]}" for m, a, _ in CASES]
+)
+def test_a_bad_option_is_one_line_exit_2_and_creates_nothing(made_stores, tmp_path, module, args, expected):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "file").write_text("a plain file where a directory belongs\n")
+    (inputs / "garbage.pt").write_bytes(b"not a checkpoint")
+    (inputs / "bad.yaml").write_text((REPO_ROOT / "experiments" / "smoke.yaml").read_text() + "\nbogus: 1\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    places = {"sim": made_stores / "sim.zarr", "target": made_stores / "target.zarr", "file": inputs / "file",
+              "garbage": inputs / "garbage.pt", "bad_yaml": inputs / "bad.yaml"}
+    before = tree(made_stores), tree(inputs)
+
+    outcome = run_cli(module, [a.format(**places) for a in args], cwd=work)
+
+    assert_one_line_failure(outcome, expected)
+    assert tree(work) == {}, f"left behind: {sorted(tree(work))}"
+    assert (tree(made_stores), tree(inputs)) == before
