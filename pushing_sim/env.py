@@ -68,6 +68,8 @@ class PlanarPushingEnv(gym.Env):
             raise ValueError(f"unknown obs_type {obs_type!r}: use one of {OBS_TYPES}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']} or None")
+        if isinstance(render_size, bool) or not isinstance(render_size, (int, np.integer)) or not 16 <= render_size <= 2048:
+            raise ValueError(f"render_size must be a whole number of pixels in [16, 2048], got {render_size!r}")
         overrides = list(domain_overrides) + ([f"render.image_size={int(image_size)}"] if image_size is not None else [])
         self.domain = load_domain(domain, overrides)
         self.task = task or TaskConfig()
@@ -94,6 +96,8 @@ class PlanarPushingEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options must be a dict (keys 'slider_pose', 'pusher_xy') or None, got {type(options).__name__}")
         options = dict(options or {})
         unknown = set(options) - {"slider_pose", "pusher_xy"}
         if unknown:
@@ -116,7 +120,10 @@ class PlanarPushingEnv(gym.Env):
         return self._observation(info), info
 
     def step(self, action):
-        action = np.asarray(action, dtype=np.float64)
+        raw = np.asarray(action)
+        if raw.dtype.kind not in "iuf":  # bool, complex, strings, objects: not a position
+            raise ValueError(f"action must be real numbers (a pusher xy target), got dtype {raw.dtype}")
+        action = raw.astype(np.float64)
         if action.shape != (2,):
             raise ValueError(f"action must have shape (2,), got {action.shape}")
         if not np.all(np.isfinite(action)):
@@ -128,6 +135,10 @@ class PlanarPushingEnv(gym.Env):
     def render(self):
         if self.render_mode == "rgb_array":
             return self.sim.render_view()
+        gym.logger.warn(  # the wording of gymnasium's own envs
+            "You are calling render method without specifying any render mode. You can specify the render_mode at "
+            'initialization, e.g. gymnasium.make("pushing_sim/PlanarPushing-v0", render_mode="rgb_array")'
+        )
         return None
 
     def _observation(self, info: dict[str, Any]):

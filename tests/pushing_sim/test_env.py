@@ -120,6 +120,10 @@ def test_out_of_range_actions_are_clipped_and_bad_ones_raise():
         env.step(np.array([np.nan, 0.1]))
     with pytest.raises(ValueError, match="shape"):
         env.step(np.zeros(3))
+    for bad in (np.array([True, False]), np.array([0.5 + 1j, 0.1]), np.array(["0.5", "0.1"])):
+        with pytest.raises(ValueError, match=f"real numbers.*{bad.dtype}"):
+            env.step(bad)
+    env.step(np.array([1, 0]))  # integers are numbers: clipped into the workspace like any target
 
 
 def test_reset_options_set_the_start_and_bad_ones_raise(goal):
@@ -138,6 +142,19 @@ def test_reset_options_set_the_start_and_bad_ones_raise(goal):
         env.reset(options={"slider": goal})
     with pytest.raises(ValueError, match="unknown obs_type"):
         gymnasium.make(ENV_ID, obs_type="depth")
+    for options in ([("slider_pose", goal)], "slider_pose"):
+        with pytest.raises(TypeError, match="options must be a dict"):
+            env.reset(options=options)
+    for size in (0, -5, 12.5, True):
+        with pytest.raises(ValueError, match="render_size must be a whole number of pixels"):
+            gymnasium.make(ENV_ID, obs_type="state", render_mode="rgb_array", render_size=size)
+
+
+def test_render_without_a_render_mode_warns_and_returns_none():
+    env = gymnasium.make(ENV_ID, obs_type="state", disable_env_checker=True)
+    env.reset(seed=0)
+    with pytest.warns(UserWarning, match="without specifying any render mode"):
+        assert env.render() is None
 
 
 def test_domains_render_visibly_different_images(goal):
