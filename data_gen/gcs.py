@@ -179,7 +179,7 @@ def generate(config: GenerationConfig, out: Path, workers: int = 1, append: bool
     started = time.perf_counter()
     store = _open_store(out, config, append, overwrite)
     summary = Summary(0, 0, 0, Counter(), [], 0, 0.0, float("nan"))
-    pool = None
+    pool, bar = None, None
     try:
         done, next_attempt = _done_attempts(store, config)
         max_attempt = next_attempt + int(np.ceil((config.n - done) * config.max_attempts_factor)) + 2
@@ -221,10 +221,11 @@ def generate(config: GenerationConfig, out: Path, workers: int = 1, append: bool
             bar.set_postfix(ok=summary.added, failed=sum(summary.failures.values()), refresh=False)
             if stored >= config.n:
                 break
-        bar.close()
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        if bar is not None:
+            bar.close()  # ends the bar's line, so an error message starts on its own
         if pool is not None:
             pool.terminate()
             pool.join()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ FORMAT_NAME = "ambient-push-policy"
 FORMAT_VERSION = 2
 CHECKPOINT_NAME = "ckpt.pt"
 REQUIRED_KEYS = ("config", "cameras", "action_dim", "model", "ema_model", "step")
+FULL_DISK_BYTES = 1 << 20  # free space below which a failed save is reported as a full disk
 
 
 class CheckpointError(Exception):
@@ -53,12 +55,22 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     try:
         torch.save(payload, temporary)
         os.replace(temporary, path)
-    except (OSError, RuntimeError) as error:  # torch reports a failed write (a full disk) as RuntimeError
+    except (OSError, RuntimeError) as error:
+        # torch reports a failed write as a RuntimeError without the errno ("unexpected pos"): a disk
+        # with (almost) nothing free at that moment is the likely cause, and the one to name.
+        full = getattr(error, "errno", None) == errno.ENOSPC or _free_bytes(path.parent) < FULL_DISK_BYTES
         temporary.unlink(missing_ok=True)  # the previous checkpoint, if any, is untouched
         reason = error.strerror if isinstance(error, OSError) and error.strerror else " ".join(str(error).split())[:200]
-        if "no space" in reason.lower() or getattr(error, "errno", None) == errno.ENOSPC:
+        if full:
             reason = "no space left on device"
         raise CheckpointError(f"{path}: cannot save the checkpoint ({reason}); the previous one is kept") from None
+
+
+def _free_bytes(directory: Path) -> int:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return 1 << 62
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:

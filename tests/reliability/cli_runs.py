@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PROGRESS_BAR = re.compile(r"^[^:]{1,80}:\s+\d+%\|")  # tqdm's "desc:  25%|██▌  | 1/4 [...]"
 
 
 @dataclass
@@ -34,7 +36,7 @@ def run_cli(module: str, args: list[str], cwd: Path, timeout: float = 300) -> Ou
 
 def assert_one_line_failure(outcome: Outcome, expected: str) -> str:
     """Exit 2 and exactly one line of error on stderr (after any progress bar), naming ``expected``."""
-    lines = [line for line in outcome.error_lines if not line.startswith(("demos:", "trials:"))]
+    lines = [line for line in outcome.error_lines if not PROGRESS_BAR.match(line)]
     assert outcome.returncode == 2, (outcome.returncode, outcome.stderr[-2000:])
     assert "Traceback" not in outcome.stderr, outcome.stderr[-2000:]
     assert len(lines) == 1, lines
