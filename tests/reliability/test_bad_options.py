@@ -7,6 +7,8 @@ stores unchanged.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.reliability.cli_runs import REPO_ROOT, assert_one_line_failure, run_cli, tree
@@ -14,8 +16,9 @@ from tests.reliability.cli_runs import REPO_ROOT, assert_one_line_failure, run_c
 SMOKE = str(REPO_ROOT / "experiments" / "smoke.yaml")
 
 # (module, arguments, a word the error line must contain). {sim} and {target} are real stores,
-# {file} an existing plain file, {garbage} a file that is not a checkpoint, {bad_yaml} an experiment
-# config with an unknown key; every output goes under out/ in the empty working directory.
+# {file} an existing plain file, {garbage} a file that is not a checkpoint, {results} an evaluation
+# directory, {bad_yaml} an experiment config with an unknown key; every output goes under out/ in the
+# empty working directory.
 CASES = [
     ("data_gen.gcs", ["--n", "0", "--out", "out/s.zarr"], "--n"),
     ("data_gen.gcs", ["--n", "x", "--out", "out/s.zarr"], "--n"),
@@ -52,6 +55,7 @@ CASES = [
     ("eval.rollout", ["--ckpt", "out/missing.pt", "--out", "out/ev"], "missing.pt"),
     ("eval.rollout", ["--ckpt", "{garbage}", "--out", "out/ev"], "garbage.pt"),
     ("eval.compare", ["out/no_eval", "--out", "out/c.png"], "no_eval"),
+    ("eval.compare", ["{results}", "--out", "{file}/c.png"], "cannot write"),
     ("eval.analyze", ["--store", "out/missing.zarr", "--out", "out/an"], "missing.zarr"),
     ("eval.analyze", ["--store", "{target}", "--store", "{sim}", "--chunk", "0", "--out", "out/an"], "chunk"),
     ("eval.analyze", ["--store", "{target}", "--annotation", "nosuch", "--out", "out/an"], "nosuch"),
@@ -70,11 +74,13 @@ def test_a_bad_option_is_one_line_exit_2_and_creates_nothing(made_stores, tmp_pa
     inputs.mkdir()
     (inputs / "file").write_text("a plain file where a directory belongs\n")
     (inputs / "garbage.pt").write_bytes(b"not a checkpoint")
+    (inputs / "eval").mkdir()
+    (inputs / "eval" / "results.json").write_text(json.dumps({"success_rate": 0.5, "ci95": [0.3, 0.7], "trials": 10}))
     (inputs / "bad.yaml").write_text((REPO_ROOT / "experiments" / "smoke.yaml").read_text() + "\nbogus: 1\n")
     work = tmp_path / "work"
     work.mkdir()
     places = {"sim": made_stores / "sim.zarr", "target": made_stores / "target.zarr", "file": inputs / "file",
-              "garbage": inputs / "garbage.pt", "bad_yaml": inputs / "bad.yaml"}
+              "garbage": inputs / "garbage.pt", "bad_yaml": inputs / "bad.yaml", "results": inputs / "eval"}
     before = tree(made_stores), tree(inputs)
 
     outcome = run_cli(module, [a.format(**places) for a in args], cwd=work)
