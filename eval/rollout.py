@@ -73,10 +73,12 @@ class TrialRunner:
         record = index < spec.videos
         frames = [self.env.render()] if record else []
         max_coverage, time_to_success, steps = info["coverage"], None, 0
+        rewards = []
         limit = spec.max_steps or self.task.max_episode_steps
         started = time.perf_counter()
         while steps < limit:
-            obs, _, terminated, truncated, info = self.env.step(self.agent.act(obs, info))
+            obs, reward, terminated, truncated, info = self.env.step(self.agent.act(obs, info))
+            rewards.append(float(reward))
             steps += 1
             max_coverage = max(max_coverage, info["coverage"])
             if record:
@@ -101,6 +103,8 @@ class TrialRunner:
             "final_position_error": float(info["goal_pos_error"]),
             "final_angle_error_deg": float(np.degrees(info["goal_angle_error"])),
             "max_coverage": float(max_coverage),
+            "sum_reward": float(sum(rewards)),
+            "max_reward": max(rewards, default=0.0),
             "wall_time": time.perf_counter() - started,
             "video": video,
         }
@@ -235,7 +239,8 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
         results = run_trials(spec, trials, workers, progress, runner=runner, done=done, on_result=save)
     new = [r for r in results if r["index"] not in done]
     # wall_time: this call's; trial_seconds: all trials' own times, resumed ones included.
-    summary = {**aggregate(results), "wall_time": time.perf_counter() - started,
+    wall_time = time.perf_counter() - started
+    summary = {**aggregate(results), "wall_time": wall_time, "eval_s": wall_time,  # eval_s: LeRobot's name
                "trial_seconds": float(sum(r["wall_time"] for r in results))}  # fmt: skip
     report = {
         "command": command,

@@ -251,8 +251,10 @@ class BatchStream:
         self._thread.join(timeout=5)
 
 
-def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tensor], step: int, autocast) -> float:
-    """One optimiser step (the ``step``-th) on a batch already on the model's device; returns the loss."""
+def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tensor], step: int, autocast,
+                  grad_norms: list[float] | None = None) -> float:
+    """One optimiser step (the ``step``-th) on a batch already on the model's device; returns the loss
+    and, given a list, appends the gradients' global L2 norm to it (measured, never clipped)."""
     with autocast:
         loss = model.loss(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"], batch["contraction_noise"]).mean()
     value = loss.item()
@@ -260,6 +262,8 @@ def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tenso
         raise NonFiniteLossError(f"non-finite loss ({value}) at step {step}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if grad_norms is not None:
+        grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))))
     optimizer.step()
     scheduler.step()
     ema.update(model, step)
@@ -354,7 +358,7 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
     )  # fmt: skip
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     bar = tqdm(total=total, initial=step, disable=not progress, dynamic_ncols=True, desc=out.name)
-    window_losses, window_clean, window_start = [], [], time.perf_counter()
+    window_losses, window_clean, window_norms, window_start = [], [], [], time.perf_counter()
     model.train()
     stop = _StopOnInterrupt()
     try:
@@ -363,7 +367,7 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
                 host_batch = stream.next()
                 batch = {key: value.to(device, non_blocking=True) for key, value in host_batch.items()}
                 try:
-                    value = training_step(model, ema, optimizer, scheduler, batch, step + 1, autocast)
+                    value = training_step(model, ema, optimizer, scheduler, batch, step + 1, autocast, window_norms)
                 except NonFiniteLossError as error:
                     kept = f"{checkpoint_file} keeps the last good state" if checkpoint_file.exists() else "nothing saved"
                     raise NonFiniteLossError(f"{error}: stopped; {kept}") from None
@@ -382,12 +386,16 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
                         "clean_fraction": float(np.mean(window_clean)),
                         "time": time.time(),
                     }
+                    # The same figures under LeRobot's training-log names (README, "Training").
+                    record |= {"train/loss": record["loss"], "train/lr": record["lr"],
+                               "train/grad_norm": float(np.mean(window_norms)),
+                               "train/update_s": elapsed / len(window_losses)}
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
                     bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
                     if on_log is not None:
                         on_log(step, total)
-                    window_losses, window_clean, window_start = [], [], time.perf_counter()
+                    window_losses, window_clean, window_norms, window_start = [], [], [], time.perf_counter()
                 if step % training.checkpoint_every == 0:
                     save()
     except KeyboardInterrupt:  # a second Ctrl-C, or train() called off the main thread

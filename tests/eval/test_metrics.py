@@ -39,3 +39,18 @@ def test_aggregate():
     assert summary["ci95"] == pytest.approx(list(wilson_interval(1, 2)))
     assert summary["mean_final_position_error"] == pytest.approx(0.03)
     assert summary["mean_time_to_success"] == 10.0
+
+
+def test_aggregate_also_speaks_lerobot_and_diffusion_policy():
+    trials = [
+        {"success": True, "time_to_success": 3.0, "final_position_error": 0.01, "final_angle_error_deg": 1.0,
+         "max_coverage": 0.95, "sum_reward": 20.0, "max_reward": 0.95},
+        {"success": False, "time_to_success": None, "final_position_error": 0.05, "final_angle_error_deg": 9.0,
+         "max_coverage": 0.45, "sum_reward": 30.0, "max_reward": 0.4},
+    ]
+    summary = aggregate(trials)
+    assert summary["pc_success"] == 50.0 and summary["n_episodes"] == 2
+    assert summary["avg_sum_reward"] == pytest.approx(25.0) and summary["avg_max_reward"] == pytest.approx(0.675)
+    assert summary["test/mean_score"] == pytest.approx(0.7) == summary["mean_max_coverage"]
+    older = [{k: v for k, v in t.items() if k not in ("sum_reward", "max_reward")} for t in trials]
+    assert aggregate(older)["avg_sum_reward"] is None  # trials recorded before the field existed: unknown

@@ -47,6 +47,9 @@ def test_a_few_training_steps_reduce_the_loss(image_run):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(5, STEPS + 1, 5))
     assert all(r["samples_per_s"] > 0 and 0 <= r["clean_fraction"] <= 1 for r in records)
+    # LeRobot's names for the same figures, and the gradient norm measured before each update
+    assert all(r["train/loss"] == r["loss"] and r["train/lr"] == r["lr"] and r["train/grad_norm"] > 0
+               and 0 < r["train/update_s"] < 5 for r in records)
 
 
 def test_checkpoint_loads_without_code_and_gives_the_same_outputs(image_run):
