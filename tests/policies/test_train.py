@@ -379,3 +379,24 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path, clean_store, capsys, monkeypatch):
                        "--out", str(out), "--steps", "10", "--device", "cpu"], capsys)  # fmt: skip
     assert code == 130
     assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 3
+
+
+def test_training_curves_plot_from_metrics(image_run, tmp_path, capsys):
+    from policies.plot import main as plot_main, read_metrics
+
+    _, out, _ = image_run
+    records = read_metrics(out)
+    assert [r["step"] for r in records] == list(range(5, STEPS + 1, 5))
+    resumed = tmp_path / "metrics.jsonl"  # a resumed run repeats steps: the later record wins
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    resumed.write_text("\n".join(lines + [json.dumps({**json.loads(lines[-1]), "loss": 123.0})]) + "\n")
+    assert read_metrics(resumed)[-1]["loss"] == 123.0 and len(read_metrics(resumed)) == len(records)
+
+    png = tmp_path / "curves.png"
+    assert plot_main([str(out), str(resumed), "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
+    assert f"step {STEPS}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_code:
+        plot_main([str(tmp_path / "no_run")])
+    err = capsys.readouterr().err
+    assert exit_code.value.code == 2 and err.count("\n") == 1 and "no metrics.jsonl" in err
