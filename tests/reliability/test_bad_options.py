@@ -47,6 +47,7 @@ CASES = [
     ("policies.classify", ["--clean", "{target}", "--corrupt", "{sim}", "--seed", "-1"], "seed"),
     ("policies.classify", ["--clean", "{sim}", "--corrupt", "{sim}"], "twice"),
     ("policies.classify", ["--clean", "{target}", "--corrupt", "out/missing.zarr"], "no such"),
+    ("policies.plot", ["out/no_run", "--out", "out/curves.png"], "no metrics.jsonl"),
     ("eval.rollout", ["--policy", "random", "--trials", "0", "--out", "out/ev"], "--trials"),
     ("eval.rollout", ["--policy", "random", "--max-steps", "0", "--out", "out/ev"], "--max-steps"),
     ("eval.rollout", ["--policy", "random", "--max-steps", "-1", "--out", "out/ev"], "--max-steps"),
