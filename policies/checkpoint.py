@@ -95,11 +95,17 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         payload["run_config"] = RunConfig.from_json(payload["config"])
     except ConfigError as error:
         raise CheckpointError(f"{path}: {error}") from None
-    for weights in ("model", "ema_model"):  # NaN or inf weights would only fail mid-rollout or mid-training
+    check_finite_weights(path, payload, ("model", "ema_model"))
+    return payload
+
+
+def check_finite_weights(path: str | os.PathLike, payload: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """CheckpointError naming the first weight that holds NaN or inf: such a policy would only fail
+    mid-rollout (or keep training on garbage)."""
+    for weights in keys:
         for name, tensor in payload[weights].items():
             if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise CheckpointError(f"{path}: {weights} weight {name!r} holds NaN or infinite values")
-    return payload
 
 
 def model_from_checkpoint(payload: dict[str, Any], weights: str = "ema_model", path: str = "checkpoint") -> DiffusionModel:

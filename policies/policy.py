@@ -19,6 +19,7 @@ import torch
 from policies.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, model_from_checkpoint
 from policies.config import RunConfig
 from policies.dataset import center_crop
+from policies.export import is_export, load_export
 from policies.model import STATE_DIM, DiffusionModel, resolve_device
 
 
@@ -128,13 +129,20 @@ class DiffusionPolicy:
 
 
 def load_policy(path: str | os.PathLike, device: str = "auto", weights: str = "ema") -> DiffusionPolicy:
-    """The policy saved in a run directory or checkpoint file; weights "ema" (default) or "raw"."""
+    """The policy saved in a run directory, a checkpoint file or an export directory
+    (``python -m policies.export``); weights "ema" (default) or "raw" (not in an export)."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     try:
         torch_device = resolve_device(device)
-        payload = load_checkpoint(path, device="cpu")
-        model = model_from_checkpoint(payload, "ema_model" if weights == "ema" else "model", str(checkpoint_path(path)))
+        if is_export(path):  # python -m policies.export: the EMA weights alone
+            if weights != "ema":
+                raise ValueError(f"{path}: an exported policy holds only the EMA weights")
+            payload = load_export(path)
+            model = model_from_checkpoint(payload, "ema_model", str(path))
+        else:
+            payload = load_checkpoint(path, device="cpu")
+            model = model_from_checkpoint(payload, "ema_model" if weights == "ema" else "model", str(checkpoint_path(path)))
     except (CheckpointError, ValueError) as error:
         raise PolicyError(str(error)) from None
     return DiffusionPolicy(model, torch_device, payload["run_config"])

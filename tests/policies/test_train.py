@@ -400,3 +400,30 @@ def test_training_curves_plot_from_metrics(image_run, tmp_path, capsys):
         plot_main([str(tmp_path / "no_run")])
     err = capsys.readouterr().err
     assert exit_code.value.code == 2 and err.count("\n") == 1 and "no metrics.jsonl" in err
+
+
+def test_an_exported_policy_is_the_ema_weights_alone_and_acts_the_same(image_run, tmp_path, capsys):
+    from policies.export import main as export_main
+
+    _, out, _ = image_run
+    export = tmp_path / "shared"
+    assert export_main([str(out), "--out", str(export)]) == 0
+    assert sorted(p.name for p in export.iterdir()) == ["model.safetensors", "policy.json"]
+    assert (export / "model.safetensors").stat().st_size < 0.4 * (out / "ckpt.pt").stat().st_size
+    obs = {"overhead": np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8),
+           "agent_pos": np.array([0.55, 0.0], np.float32)}
+    actions = []
+    for source in (out, export):
+        policy = load_policy(source, device="cpu")
+        policy.reset(seed=3)
+        actions.append(np.stack([policy.act(obs) for _ in range(3)]))
+    np.testing.assert_array_equal(actions[0], actions[1])
+    with pytest.raises(PolicyError, match="only the EMA weights"):
+        load_policy(export, weights="raw")
+
+    with pytest.raises(SystemExit) as exit_code:  # never over an existing directory
+        export_main([str(out), "--out", str(export)])
+    assert exit_code.value.code == 2 and "exists" in capsys.readouterr().err
+    (export / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(PolicyError, match="damaged or not an exported policy"):
+        load_policy(export)
