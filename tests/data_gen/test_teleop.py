@@ -1,7 +1,9 @@
 """Teleop without a person: a scripted input stream, real Drake, a real store; the window headless."""
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +142,16 @@ def test_cli_refuses_a_file_as_store(tmp_path):
     assert result.returncode == 2 and "not a directory" in result.stderr and path.read_text() == "keep"
 
 
+@pytest.mark.parametrize("scale", ["0", "-2"])
+def test_cli_refuses_a_scale_below_one_before_creating_anything(tmp_path, scale):
+    result = subprocess.run([sys.executable, "-m", "data_gen.teleop", "--scale", scale, "--out", "t.zarr"],
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "SDL_VIDEODRIVER": "dummy"})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"error: --scale must be a positive whole zoom factor, got {scale}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(not (shutil.which("xvfb-run") and shutil.which("xdotool")),
                     reason="needs xvfb-run and xdotool (Debian: apt-get install xvfb xdotool)")
 def test_the_real_window_under_xvfb_records_the_mouse_and_saves(tmp_path):
@@ -152,15 +164,22 @@ def test_the_real_window_under_xvfb_records_the_mouse_and_saves(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_") and k != "DISPLAY"}
     env |= {"PYTHONPATH": str(REPO_ROOT), "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
     script = Path(__file__).with_name("teleop_xvfb_drive.sh")
-    done = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "bash", str(script), str(out),
-                           str(row), *map(str, columns)], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "X Error" not in done.stderr and "1 episodes saved this session" in done.stdout, done.stderr[-3000:]
+    # Its own process group, so that an overrun takes Xvfb, the driver and teleop down with xvfb-run.
+    driver = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "bash", str(script), str(out),
+                               str(row), *map(str, columns)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = driver.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert driver.returncode == 0, stderr[-3000:]
+    assert "X Error" not in stderr and "1 episodes saved this session" in stdout, stderr[-3000:]
 
-    store = EpisodeStore.open(out)
-    assert store.n_episodes == 1 and store.episode_meta(0).source == "teleop"
-    actions = store.episode(0)["action"]
+    with EpisodeStore.open(out) as store:
+        assert store.n_episodes == 1 and store.episode_meta(0).source == "teleop"
+        actions = store.episode(0)["action"]
     first, last = (pixel_to_table(VIEWER_CAMERA, 480, c - 8, row - 8) for c in (columns[0], columns[-1]))
     assert len(actions) > 5
     np.testing.assert_allclose(actions[0], first, atol=1e-5)  # recording started with the mouse at the left
