@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("compare.png"))
     args = parser.parse_args(argv)
+    if args.out.is_dir():
+        print(f"error: cannot write {args.out}: is a directory (give a file, e.g. {args.out / 'compare.png'})", file=sys.stderr)
+        return 2
+    out = args.out if args.out.suffix else args.out.with_suffix(".png")  # the file matplotlib writes
     try:
         rows = [load_results(d) for d in args.dirs]
     except ValueError as error:
@@ -59,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = r["ci95"]
         print(f"{r['name']:{width}} {r['trials']:6d} {100 * r['success_rate']:7.1f}% [{100 * lo:5.1f}, {100 * hi:5.1f}]")
     try:
-        with no_empty_dirs_on_failure(args.out.parent):
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            bar_plot(rows, args.out)
+        with no_empty_dirs_on_failure(out.parent):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            bar_plot(rows, out)
     except (OSError, ValueError) as error:  # matplotlib reports an unwritable path as either
-        print(f"error: cannot write {args.out}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+        print(f"error: cannot write {out}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 

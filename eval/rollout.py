@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_gen.cli import ArgumentParser
+from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure
 from eval.metrics import aggregate
 
 TRIAL_SEED_STREAM = 2  # agents' randomness: a stream apart from the start poses and data generation
@@ -219,15 +219,16 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
     Raises AgentError for an agent that cannot run here (before any trial), KeyboardInterrupt with
     the finished trials kept in ``out/trials.jsonl``.
     """
-    out.mkdir(parents=True, exist_ok=True)
     identity = evaluation_identity(spec)
     trials_path = out / TRIALS_NAME
     done = {i: r for i, r in load_finished_trials(trials_path, identity).items() if i < trials}
+    started = time.perf_counter()
+    # Built first: a checkpoint that does not fit the env fails before anything is written (an earlier
+    # evaluation's trials in ``out`` included) or any worker starts, and one worker reuses it.
+    runner = TrialRunner(spec) if len(done) < trials and (spec.policy == "ckpt" or workers == 1) else None
+    out.mkdir(parents=True, exist_ok=True)
     if not done:
         trials_path.write_text(json.dumps({"evaluation": identity}) + "\n")
-    started = time.perf_counter()
-    # Built here first: a bad checkpoint fails before any worker starts, and one worker reuses it.
-    runner = TrialRunner(spec) if len(done) < trials and (spec.policy == "ckpt" or workers == 1) else None
     with open(trials_path, "a") as log:
 
         def save(result: dict) -> None:
@@ -304,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--seed must be >= 0, got {args.seed}")
     if args.max_steps is not None and args.max_steps < 1:
         return fail(f"--max-steps must be >= 1, got {args.max_steps}")
+    from policies.model import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except ValueError as error:
+        return fail(f"--device: {error}")
     out = args.out or (args.ckpt.parent / "eval" if policy == "ckpt" else Path("eval_runs") / policy)
     video_dir = out / "videos"
 
@@ -316,17 +323,17 @@ def main(argv: list[str] | None = None) -> int:
             CheckpointAgent(args.ckpt, args.device)
     except (DomainError, AgentError) as error:
         return fail(str(error))
-    try:
-        video_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        return fail(f"cannot create {out}: {error.strerror or error}")
     spec = RolloutSpec(policy, str(args.ckpt) if args.ckpt else None, args.domain, tuple(args.overrides), args.seed,
                        min(args.videos, args.trials), str(video_dir), args.device, args.max_steps)
     command = " ".join([Path(sys.executable).name, "-m", "eval.rollout", *(argv if argv is not None else sys.argv[1:])])
     try:
-        report = evaluate(spec, args.trials, out, args.workers, command=command, domain_config=domain.model_dump(mode="json"))
+        with no_empty_dirs_on_failure(video_dir):  # an evaluation refused before its first trial leaves no directory
+            video_dir.mkdir(parents=True, exist_ok=True)
+            report = evaluate(spec, args.trials, out, args.workers, command=command, domain_config=domain.model_dump(mode="json"))
     except AgentError as error:
         return fail(str(error))
+    except OSError as error:  # a file where a directory belongs, a read-only place
+        return fail(f"cannot write {error.filename or out}: {error.strerror or error}")
     except KeyboardInterrupt:
         print(f"interrupted: finished trials kept in {out / TRIALS_NAME}; run the same command to resume", file=sys.stderr)
         return 130

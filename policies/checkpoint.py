@@ -63,7 +63,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else " ".join(str(error).split())[:200]
         if full:
             reason = "no space left on device"
-        raise CheckpointError(f"{path}: cannot save the checkpoint ({reason}); the previous one is kept") from None
+        kept = "the previous one is kept" if path.exists() else "none saved yet"
+        raise CheckpointError(f"{path}: cannot save the checkpoint ({reason}); {kept}") from None
 
 
 def _free_bytes(directory: Path) -> int:

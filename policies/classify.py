@@ -61,7 +61,7 @@ LEVELS_PER_PASS = 8  # noise levels scored together while scanning for sigma_min
 class ClassifierConfig(BaseModel):
     """The classifier, its cross-fitted training and the sigma_min estimate."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # an infinite lr passes gt=0
 
     horizon: int = Field(16, ge=2)
     with_agent_pos: bool = False  # condition on the pusher position at the chunk's first step

@@ -53,7 +53,7 @@ class ConfigError(Exception):
 class PolicyConfig(BaseModel):
     """The model and its diffusion process: everything evaluation needs besides the weights."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     preset: Literal["tiny", "default"] = "default"
     obs_mode: Literal["image", "state"] = "image"
@@ -102,7 +102,8 @@ class PolicyConfig(BaseModel):
 class TrainingConfig(BaseModel):
     """The training method (science.md §3) and the optimiser (science.md §2)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or NaN in any float: an infinite lr or image cache passes a bound check and fails mid-run.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     method: Literal["clean", "cotrain", "ambient"] = "clean"
     # Clean weight per batch element (cotrain, ambient); DEFAULT_ALPHA when neither it nor a schedule is given.
@@ -181,7 +182,7 @@ class TrainingConfig(BaseModel):
 class DataConfig(BaseModel):
     """The episode stores a run trains on, and how much memory decoded images may take."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     clean: tuple[str, ...] = Field(min_length=1)
     corrupt: tuple[str, ...] = ()

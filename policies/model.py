@@ -123,9 +123,15 @@ class DiffusionModel(nn.Module):
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a ValueError."""
+    """'auto' -> cuda when available, else cpu; a name torch does not know, or a GPU it does not see, is a ValueError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no GPU")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:  # torch's message lists every backend it was built to know; name the ones we run on
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch sees no GPU")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} requested but torch sees {torch.cuda.device_count()} GPU(s)")
+    return resolved

@@ -70,6 +70,7 @@ def test_results_json_schema_video_and_compare(tmp_path, capsys):
         ([], "give --ckpt"),
         (["--policy", "random", "--trials", "0"], "must be positive"),
         (["--policy", "random", "--domain", "moon"], "unknown domain"),
+        (["--policy", "random", "--trials", "1", "--max-steps", "1", "--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(args, message, tmp_path):
@@ -77,11 +78,23 @@ def test_bad_inputs_are_one_line_errors(args, message, tmp_path):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_compare_refuses_a_directory_without_results(tmp_path, capsys):
     assert compare_main([str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_compare_writes_the_file_it_names(tmp_path, capsys):
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    (evaluation / "results.json").write_text(json.dumps({"success_rate": 0.5, "ci95": [0.3, 0.7], "trials": 10}))
+    assert compare_main([str(evaluation), "--out", str(evaluation)]) == 2  # a directory is no file name
+    err = capsys.readouterr().err
+    assert "is a directory" in err and err.count("\n") == 1 and not (tmp_path / "eval.png").exists()
+    assert compare_main([str(evaluation), "--out", str(tmp_path / "plot")]) == 0  # matplotlib adds .png: say so
+    assert f"wrote {tmp_path / 'plot.png'}" in capsys.readouterr().out and (tmp_path / "plot.png").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +124,31 @@ def test_a_checkpoint_for_other_image_sizes_or_a_damaged_one_is_a_clear_error(ti
                             capture_output=True, text=True)
     assert result.returncode == 2 and "(96, 96, 3)" in result.stderr and "(32, 32, 3)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+    # Into a directory holding another evaluation: its trials survive the refusal.
+    from eval import rollout
+
+    rollout.evaluate(_spec("random", max_steps=2), 1, tmp_path / "earlier", workers=1, progress=False)
+    before = (tmp_path / "earlier" / "trials.jsonl").read_bytes()
+    result = subprocess.run(CLI + ["--ckpt", str(tiny_checkpoint), "--trials", "1", "--out", str(tmp_path / "earlier")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and (tmp_path / "earlier" / "trials.jsonl").read_bytes() == before
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(tiny_checkpoint.read_bytes()[:5000])
     result = subprocess.run(CLI + ["--ckpt", str(damaged), "--trials", "1", "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "damaged" in result.stderr and "weights_only" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    import torch
+
+    payload = torch.load(tiny_checkpoint, weights_only=True)  # trained weights gone NaN: refused at load, not mid-rollout
+    name = next(k for k, v in payload["ema_model"].items() if v.is_floating_point())
+    payload["ema_model"][name].view(-1)[0] = float("nan")
+    torch.save(payload, tmp_path / "nan.pt")
+    result = subprocess.run(CLI + ["--ckpt", str(tmp_path / "nan.pt"), "--trials", "1", "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {tmp_path / 'nan.pt'}: ema_model weight {name!r} holds NaN or infinite values"
 
 
 def test_an_interrupted_evaluation_resumes_with_the_missing_trials_only(tmp_path, monkeypatch):

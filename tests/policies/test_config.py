@@ -61,6 +61,8 @@ def test_round_trip_through_json_and_yaml(tmp_path, suffix):
         (lambda: TrainingConfig(method="ambient", sigma_min=0.2, sigma_max=0.1, sigma_max_from="c"), "sigma_max or sigma_max_from"),
         (lambda: TrainingConfig(method="ambient", sigma_min=0.2, admission="random"), "admission"),
         (lambda: TrainingConfig(seed=-1), "seed"),
+        (lambda: TrainingConfig(lr=float("inf")), "(?s)lr.*finite number"),  # passes gt=0, then every loss is NaN
+        (lambda: DataConfig(clean=("a",), image_cache_gb=float("inf")), "(?s)image_cache_gb.*finite number"),
         (lambda: TrainingConfig(method="cotrain", corrupt_loss="ambient"), "corrupt_loss"),
         (lambda: TrainingConfig(method="ambient", alpha=0.5, alpha_schedule=(0.1, 0.2)), "not both"),
         (lambda: TrainingConfig(method="bogus"), "method"),

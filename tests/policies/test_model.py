@@ -9,7 +9,7 @@ import torch
 
 from policies.config import PolicyConfig
 from policies.ema import EMA, ema_decay
-from policies.model import DiffusionModel
+from policies.model import DiffusionModel, resolve_device
 from policies.unet import ConditionalUnet1D
 from policies.vision import ImageEncoder, ResNet18Trunk, SpatialSoftmax
 
@@ -87,3 +87,11 @@ def test_cos_sin_state_angle_is_continuous_across_the_wrap():
     assert model.encode_obs(just_below).shape == (1, 2 * 6)
     torch.testing.assert_close(model.encode_obs(just_below), model.encode_obs(just_above), atol=1e-3, rtol=0)
     assert (raw.encode_obs(just_below) - raw.encode_obs(just_above)).abs().max() > 1.9  # the raw angle jumps
+
+
+def test_a_device_torch_does_not_know_or_cannot_see_is_a_value_error():
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="'cuda:99' requested but torch sees"):
+        resolve_device("cuda:99")

@@ -173,7 +173,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, clean_
     assert code == 2 and saves == [10, 20]
     last = stderr.strip().splitlines()[-1]  # after the progress bar: one line
     assert last.startswith("python -m policies.train: error:") and "Traceback" not in stderr
-    assert "no space left on device" in last and str(out / "ckpt.pt") in last
+    assert "no space left on device" in last and str(out / "ckpt.pt") in last and "the previous one is kept" in last
     assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 10  # the previous checkpoint survives
     assert not (out / "ckpt.pt.partial").exists()
 
@@ -340,10 +340,13 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, clean_store, capsys):
         (["--clean", str(clean_store), "--corrupt", str(clean_store), "--method", "ambient", "--sigma-min", "0.1",
           "--sigma-min-from", "classifier"], "not allowed with argument"),
         (["--clean", str(clean_store), "--method", "clean", "--seed", "-1"], "seed"),
+        (["--clean", str(clean_store), "--method", "clean", "--lr", "inf"], "lr: Input should be a finite number"),
+        (["--clean", str(clean_store), "--method", "clean", "--image-cache-gb", "inf"], "image_cache_gb: Input should be a finite"),
     ]
     for args, message in cases:
         code, err = run_cli(args + common, capsys)
         assert code == 2 and message in err and len(err.splitlines()) == 1, (args, err)
+        assert not (tmp_path / "run").exists(), args
     code, err = run_cli(["--clean", str(clean_store), "--out", str(tmp_path / "x")], capsys)  # no --method
     assert code == 2 and err.splitlines()[-1].startswith("python -m policies.train: error:") and "--method" in err
 
