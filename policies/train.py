@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import queue
 import signal
 import sys
@@ -43,6 +44,7 @@ from policies.ema import EMA
 from policies.model import DiffusionModel, resolve_device
 from policies.noise import PREDICTION_TYPES
 from policies.normalizer import MinMaxNormalizer
+from policies.tracking import TrackingError, WandbTracker, check_available
 
 CONFIG_NAME = "config.json"
 ADMISSION_NAME = "admission.json"
@@ -274,22 +276,27 @@ def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tenso
 # The run
 
 
-def train(config: RunConfig, out: str | Path, *, progress: bool = True, on_log: Callable[[int, int], None] | None = None) -> TrainResult:
+def train(config: RunConfig, out: str | Path, *, progress: bool = True, on_log: Callable[[int, int], None] | None = None,
+          wandb_project: str | None = None) -> TrainResult:
     """Train (or resume) the run in ``out``; returns the final step and this call's losses.
 
     Ctrl-C saves a checkpoint and returns with ``interrupted`` set. on_log(step, total) is called
-    at every metrics record (e.g. to drive a caller's progress display).
+    at every metrics record (e.g. to drive a caller's progress display). wandb_project also sends
+    every metrics record to that Weights & Biases project (policies/tracking.py; offline by default).
     """
+    if wandb_project is not None:
+        check_available()  # before anything is created
     out = Path(out)
     with no_empty_dirs_on_failure(out):  # a run that fails before writing anything leaves no directory
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise TrainingError(f"{out}: cannot create the run directory ({error.strerror or error})") from None
-        return _train(config, out, progress, on_log)
+        return _train(config, out, progress, on_log, wandb_project)
 
 
-def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, int], None] | None) -> TrainResult:
+def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, int], None] | None,
+           wandb_project: str | None) -> TrainResult:
     checkpoint_file = out / CHECKPOINT_NAME
     resumed = load_checkpoint(checkpoint_file) if checkpoint_file.exists() else None
     if resumed is not None:
@@ -358,6 +365,7 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
     )  # fmt: skip
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     bar = tqdm(total=total, initial=step, disable=not progress, dynamic_ncols=True, desc=out.name)
+    tracker = WandbTracker(out, json.loads(config.to_json()), wandb_project) if wandb_project is not None else None
     window_losses, window_clean, window_norms, window_start = [], [], [], time.perf_counter()
     model.train()
     stop = _StopOnInterrupt()
@@ -392,6 +400,8 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
                                "train/update_s": elapsed / len(window_losses)}
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
+                    if tracker is not None:
+                        tracker.log(record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
                     if on_log is not None:
                         on_log(step, total)
@@ -404,6 +414,8 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
         result.interrupted |= stop.requested
         stream.close()
         bar.close()
+        if tracker is not None:
+            tracker.close()
     result.step = step
     if step % training.checkpoint_every or not checkpoint_file.exists():
         save()  # else the loop has just saved this very step
@@ -481,6 +493,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log to Weights & Biases (the wandb extra; offline unless WANDB_MODE is set)")
+    parser.add_argument("--wandb-project", default="ambient-push", metavar="NAME", help="wandb project (with --wandb)")
     parser.add_argument("--image-cache-gb", type=float, help="memory for decoded images (default: half the free memory)")
     return parser.parse_args(argv)
 
@@ -529,11 +544,11 @@ def main(argv: list[str] | None = None) -> int:
     prog = "python -m policies.train"
     try:
         config = config_from_args(args)
-        result = train(config, args.out)
+        result = train(config, args.out, wandb_project=args.wandb_project if args.wandb else None)
     except NonFiniteLossError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
-    except (ConfigError, DataError, StoreError, CheckpointError, TrainingError) as error:
+    except (ConfigError, DataError, StoreError, CheckpointError, TrainingError, TrackingError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # e.g. a read-only run directory
@@ -542,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     if result.interrupted:
         return 130
     print(f"trained to step {result.step}; checkpoint {Path(args.out) / CHECKPOINT_NAME}")
+    if args.wandb and os.environ.get("WANDB_MODE", "offline") == "offline":
+        print(f"wandb: offline run in {Path(args.out) / 'wandb'}; upload it with: wandb sync {Path(args.out) / 'wandb'}/offline-run-*")
     return 0
 
 
