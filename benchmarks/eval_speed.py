@@ -52,7 +52,7 @@ def measure(ckpt: Path, steps: int) -> dict:
         start = time.perf_counter()
         images = sim.render()
         render_time += time.perf_counter() - start
-        obs = {**images, "agent_pos": sim.pusher_xy().astype(np.float32)}
+        obs = {"pixels": images, "agent_pos": sim.pusher_xy().astype(np.float32)}
     total = policy_time + physics_time + render_time
     return {"ms_per_step": 1e3 * total / steps, "policy": policy_time / total, "physics": physics_time / total,
             "render": render_time / total}

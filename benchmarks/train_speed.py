@@ -87,7 +87,7 @@ def measure(preset: str, store: Path, batch_size: int, steps: int, device: torch
     policy = DiffusionPolicy(ema.model, device)
     with EpisodeStore.open(store) as reader:
         episode = reader.episode(0)
-    observation = {**{c: episode[c][0] for c in CAMERAS}, "agent_pos": episode["agent_pos"][0]}
+    observation = {"pixels": {c: episode[c][0] for c in CAMERAS}, "agent_pos": episode["agent_pos"][0]}
     repeats = 3 if preset == "default" and device.type == "cpu" else 10
     for repeat in range(repeats + 1):  # the first is a warm-up
         if repeat == 1:

@@ -121,8 +121,7 @@ class TeleopSession:
             return True  # the scene holds still until the operator saves or discards
         action = self.target.astype(np.float32)
         if self.state == "recording":
-            cameras = {name: self.obs[name] for name in self.env.unwrapped.sim.camera_names}
-            self.recorder.add(cameras, self.info["agent_pos"], self.info["slider_pose"], action)
+            self.recorder.add(self.obs["pixels"], self.info["agent_pos"], self.info["slider_pose"], action)
         self.obs, _, terminated, _, self.info = self.env.step(action)
         if self.state == "recording" and terminated:
             self.state = "done"

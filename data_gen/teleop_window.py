@@ -67,7 +67,7 @@ class PygameView:
         pygame.draw.circle(self.screen, (255, 255, 255), (MARGIN + column, MARGIN + row), 6, width=2)
         left = self.view_size + 2 * MARGIN
         for i, name in enumerate(self.cameras):
-            image = pygame.surfarray.make_surface(np.ascontiguousarray(session.obs[name].swapaxes(0, 1)))
+            image = pygame.surfarray.make_surface(np.ascontiguousarray(session.obs["pixels"][name].swapaxes(0, 1)))
             image = pygame.transform.scale(image, (self.camera_size, self.camera_size))
             self.screen.blit(image, (left, MARGIN + i * (self.camera_size + MARGIN)))
         status = session.status()

@@ -19,7 +19,7 @@ def domains_figure(path: Path) -> None:
         goal = np.array(env.unwrapped.task.goal_pose)
         obs, _ = env.reset(options={"slider_pose": goal + [0.06, 0.05, 0.6], "pusher_xy": [0.56, 0.08]})
         gap = np.full((288, 6, 3), 255, np.uint8)
-        big = [np.repeat(np.repeat(obs[name], 3, 0), 3, 1) for name in ("overhead", "wrist")]
+        big = [np.repeat(np.repeat(obs["pixels"][name], 3, 0), 3, 1) for name in ("overhead", "wrist")]
         rows.append(np.concatenate([big[0], gap, big[1], gap, env.render()], axis=1))
     separator = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
     iio.imwrite(path, np.concatenate([rows[0], separator, rows[1]], axis=0))

@@ -1,8 +1,10 @@
 """The policy API evaluation uses: ``load_policy(path)``, ``policy.reset(seed=...)``, ``policy.act(obs)``.
 
-``act`` takes one env observation at a time (the ``pixels_agent_pos`` dict of one uint8 (H, W, 3)
-image per camera plus ``agent_pos``, or the (5,) ``state`` vector) and returns one absolute pusher
-xy target. Inside, the last ``n_obs_steps`` observations are queued (the first one repeated at the
+``act`` takes one env observation at a time and returns one absolute pusher xy target. An image
+policy takes the ``pixels_agent_pos`` dict, ``{"pixels": {camera: uint8 (H, W, 3)}, "agent_pos": (2,)}``;
+a state policy the (5,) ``state`` vector or the ``environment_state_agent_pos`` dict,
+``{"environment_state": (3,), "agent_pos": (2,)}``. Inside, observations are flat, as in a training
+batch: one key per camera, plus ``agent_pos`` or ``state``. Inside, the last ``n_obs_steps`` observations are queued (the first one repeated at the
 start of an episode); when the action queue is empty, the model samples a horizon-long chunk by DDIM
 with the EMA weights and the ``n_action_steps`` actions from the current step on are queued.
 """
@@ -83,39 +85,56 @@ class DiffusionPolicy:
 
         Duck-typed: a Dict space has ``spaces``, a Box has ``shape`` and ``dtype``.
         """
-        if self.config.obs_mode == "state":
-            if getattr(space, "spaces", None) is not None or tuple(getattr(space, "shape", ())) != (STATE_DIM,):
-                raise PolicyError(f"this policy takes the ({STATE_DIM},) state vector; the env gives {space}")
-            return
         spaces = getattr(space, "spaces", None)
-        expected = {**{name: ((h, w, 3), np.uint8) for name, (h, w) in self.cameras.items()}, "agent_pos": ((2,), None)}
-        if not isinstance(spaces, Mapping) or set(spaces) != set(expected):
-            keys = sorted(spaces) if isinstance(spaces, Mapping) else type(space).__name__
-            raise PolicyError(f"env observations {keys} differ from training: cameras {sorted(self.cameras)} + agent_pos")
-        for key, (shape, dtype) in expected.items():
-            box = spaces[key]
-            if tuple(box.shape) != shape or (dtype is not None and np.dtype(box.dtype) != dtype):
-                raise PolicyError(f"env observation {key!r} is {box.dtype} {tuple(box.shape)}, trained on {shape}")
+        if self.config.obs_mode == "state":
+            if spaces is None and tuple(getattr(space, "shape", ())) == (STATE_DIM,):
+                return
+            if isinstance(spaces, Mapping) and set(spaces) == {"environment_state", "agent_pos"}:
+                if tuple(spaces["environment_state"].shape) == (STATE_DIM - 2,) and tuple(spaces["agent_pos"].shape) == (2,):
+                    return
+            raise PolicyError(
+                f"this policy takes the ({STATE_DIM},) state vector or environment_state (3,) + agent_pos (2,); "
+                f"the env gives {space}"
+            )
+        pixels = spaces.get("pixels") if isinstance(spaces, Mapping) else None
+        pixels = getattr(pixels, "spaces", None)
+        if not isinstance(pixels, Mapping) or set(spaces) != {"pixels", "agent_pos"} or set(pixels) != set(self.cameras):
+            keys = _keys(spaces) if isinstance(spaces, Mapping) else type(space).__name__
+            raise PolicyError(f"env observations {keys} differ from training: {self._expected_keys()}")
+        for name, (height, width) in self.cameras.items():
+            box = pixels[name]
+            if tuple(box.shape) != (height, width, 3) or np.dtype(box.dtype) != np.uint8:
+                raise PolicyError(f"env camera {name!r} is {box.dtype} {tuple(box.shape)}, trained on uint8 {(height, width, 3)}")
+        if tuple(spaces["agent_pos"].shape) != (2,):
+            raise PolicyError(f"env observation 'agent_pos' has shape {tuple(spaces['agent_pos'].shape)}, trained on (2,)")
 
     def _checked(self, obs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
-        """The observation as {key: array}, or PolicyError naming what differs from training."""
+        """The observation as the flat {key: array} of a training batch, or PolicyError naming what differs."""
         if self.config.obs_mode == "state":
             if isinstance(obs, Mapping):
-                raise PolicyError(f"this policy takes the (5,) state vector, got a dict with keys {sorted(obs)}")
+                if set(obs) != {"environment_state", "agent_pos"}:
+                    raise PolicyError(
+                        f"this policy takes the ({STATE_DIM},) state vector or a dict of environment_state and "
+                        f"agent_pos, got a dict with keys {sorted(obs)}"
+                    )
+                parts = [np.asarray(obs["agent_pos"], dtype=np.float32), np.asarray(obs["environment_state"], dtype=np.float32)]
+                if parts[0].shape != (2,) or parts[1].shape != (STATE_DIM - 2,):
+                    raise PolicyError(
+                        f"agent_pos (2,) and environment_state ({STATE_DIM - 2},) expected, got {parts[0].shape} and {parts[1].shape}"
+                    )
+                obs = np.concatenate(parts)
             state = np.asarray(obs, dtype=np.float32)
             if state.shape != (STATE_DIM,) or not np.all(np.isfinite(state)):
                 raise PolicyError(f"state observation must be a finite ({STATE_DIM},) vector, got shape {state.shape}")
             return {"state": state}
         if not isinstance(obs, Mapping):
-            raise PolicyError(f"this policy takes a dict of images {sorted(self.cameras)} + agent_pos, got {type(obs).__name__}")
-        cameras = {key for key in obs if key != "agent_pos"}
-        if cameras != set(self.cameras) or "agent_pos" not in obs:
-            raise PolicyError(
-                f"observation keys {sorted(obs)} differ from training: cameras {sorted(self.cameras)} + agent_pos"
-            )
+            raise PolicyError(f"this policy takes {self._expected_keys()}, got {type(obs).__name__}")
+        pixels = obs.get("pixels")
+        if not isinstance(pixels, Mapping) or set(obs) != {"pixels", "agent_pos"} or set(pixels) != set(self.cameras):
+            raise PolicyError(f"observation keys {_keys(obs)} differ from training: {self._expected_keys()}")
         checked = {}
         for name, (height, width) in self.cameras.items():
-            image = np.asarray(obs[name])
+            image = np.asarray(pixels[name])
             if image.shape != (height, width, 3) or image.dtype != np.uint8:
                 raise PolicyError(
                     f"camera {name!r}: got {image.dtype} {image.shape}, trained on uint8 {(height, width, 3)}"
@@ -126,6 +145,19 @@ class DiffusionPolicy:
             raise PolicyError(f"agent_pos must be a finite (2,) vector, got shape {agent_pos.shape}")
         checked["agent_pos"] = agent_pos
         return checked
+
+    def _expected_keys(self) -> str:
+        return f"{{'pixels': {{{', '.join(repr(c) for c in sorted(self.cameras))}}}, 'agent_pos'}}"
+
+
+def _keys(observation: Mapping) -> str:
+    """The keys of an observation (or a Dict space's spaces), one level of nesting shown."""
+    parts = []
+    for key in sorted(observation, key=str):
+        value = observation[key]
+        inner = getattr(value, "spaces", value)  # a nested Dict space, or a nested dict
+        parts.append(f"{key!r}: {sorted(inner, key=str)}" if isinstance(inner, Mapping) else repr(key))
+    return "{" + ", ".join(parts) + "}"
 
 
 def load_policy(path: str | os.PathLike, device: str = "auto", weights: str = "ema") -> DiffusionPolicy:

@@ -34,7 +34,7 @@ def run_domain(domain: str, out: Path, offset_y: float = 0.06) -> dict:
     env = gymnasium.make(ENV_ID, domain=domain, render_mode="rgb_array")
     goal = np.array(env.unwrapped.task.goal_pose)
     obs, info = env.reset(seed=0, options={"slider_pose": goal + [0.0, offset_y, 0.0]})
-    frames, cameras = [env.render()], {name: obs[name] for name in env.unwrapped.sim.camera_names}
+    frames, cameras = [env.render()], obs["pixels"]
     start = time.perf_counter()
     steps = 0
     for action in tqdm(straight_push_targets(goal, offset_y), desc=f"push ({domain})", unit="step", leave=False):

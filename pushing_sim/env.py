@@ -12,7 +12,7 @@ from pushing_sim.domains import DomainConfig, load_domain
 from pushing_sim.simulation import PushingSim
 from pushing_sim.task import TaskConfig, wrap_angle, coverage, is_success, is_valid_initial_condition, pose_errors, sample_initial_pose
 
-OBS_TYPES = ("pixels_agent_pos", "pixels", "state")
+OBS_TYPES = ("pixels_agent_pos", "pixels", "environment_state_agent_pos", "state")
 
 
 class PlanarPushingEnv(gym.Env):
@@ -24,10 +24,17 @@ class PlanarPushingEnv(gym.Env):
     target (at most `max_speed`). Out-of-range actions are clipped to the workspace; NaN raises ValueError.
 
     ## Observation Space
-    - `obs_type="pixels_agent_pos"` (default): a Dict with one uint8 (H, W, 3) image per camera
-      (`overhead`, `wrist` in the built-in domains) and `agent_pos`, the pusher's xy (float32, (2,)).
-    - `obs_type="pixels"`: the camera images alone.
-    - `obs_type="state"`: float32 (5,) = pusher x, y, slider x, y, theta (theta in [-pi, pi)).
+    The multi-camera layout of gym-aloha and LeRobot (whose `preprocess_observation` turns `pixels`
+    into `observation.images.<camera>`, `agent_pos` into `observation.state` and `environment_state`
+    into `observation.environment_state`):
+    - `obs_type="pixels_agent_pos"` (default): `{"pixels": {camera: uint8 (H, W, 3)}, "agent_pos":
+      float32 (2,)}`, one image per camera (`overhead`, `wrist` in the built-in domains) and the
+      pusher's xy.
+    - `obs_type="pixels"`: `{"pixels": {camera: uint8 (H, W, 3)}}`, the images alone.
+    - `obs_type="environment_state_agent_pos"`: `{"environment_state": float32 (3,), "agent_pos":
+      float32 (2,)}`, the slider's pose (x, y, theta) and the pusher's xy.
+    - `obs_type="state"`: float32 (5,) = pusher x, y, slider x, y, theta, as in gym-pusht.
+    Theta is in [-pi, pi).
 
     ## Rewards
     The fraction of the T's area that overlaps the goal T (`coverage`, 0 to 1), as in gym-pusht.
@@ -81,17 +88,22 @@ class PlanarPushingEnv(gym.Env):
         lo, hi = self.task.workspace()
         self.action_space = spaces.Box(lo.astype(np.float32), hi.astype(np.float32), shape=(2,), dtype=np.float32)
         size = self.domain.render.image_size
-        images = {name: spaces.Box(0, 255, (size, size, 3), np.uint8) for name in self.sim.camera_names}
-        # The PD-tracked pusher can overshoot its clipped target by a little.
-        agent_pos = spaces.Box((lo - 0.05).astype(np.float32), (hi + 0.05).astype(np.float32), shape=(2,), dtype=np.float32)
+        pixels = spaces.Dict({name: spaces.Box(0, 255, (size, size, 3), np.uint8) for name in self.sim.camera_names})
+        # The PD-tracked pusher can overshoot its clipped target by a little; physics may push the T a
+        # little past the workspace. So both bounds are loose.
+        agent_lo, agent_hi = (lo - 0.05).astype(np.float32), (hi + 0.05).astype(np.float32)
+        slider_lo = np.array([*(lo - 0.5), -np.pi], dtype=np.float32)
+        slider_hi = np.array([*(hi + 0.5), np.pi], dtype=np.float32)
+        agent_pos = spaces.Box(agent_lo, agent_hi, shape=(2,), dtype=np.float32)
+        environment_state = spaces.Box(slider_lo, slider_hi, shape=(3,), dtype=np.float32)
         if obs_type == "pixels_agent_pos":
-            self.observation_space = spaces.Dict({**images, "agent_pos": agent_pos})
+            self.observation_space = spaces.Dict({"pixels": pixels, "agent_pos": agent_pos})
         elif obs_type == "pixels":
-            self.observation_space = spaces.Dict(images)
+            self.observation_space = spaces.Dict({"pixels": pixels})
+        elif obs_type == "environment_state_agent_pos":
+            self.observation_space = spaces.Dict({"environment_state": environment_state, "agent_pos": agent_pos})
         else:
-            # Physics may push the T a little past the workspace, so state bounds are loose.
-            low = np.array([*(lo - 0.05), *(lo - 0.5), -np.pi], dtype=np.float32)
-            high = np.array([*(hi + 0.05), *(hi + 0.5), np.pi], dtype=np.float32)
+            low, high = np.concatenate([agent_lo, slider_lo]), np.concatenate([agent_hi, slider_hi])
             self.observation_space = spaces.Box(low, high, shape=(5,), dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -142,11 +154,15 @@ class PlanarPushingEnv(gym.Env):
         return None
 
     def _observation(self, info: dict[str, Any]):
+        agent_pos = info["agent_pos"].astype(np.float32)
+        environment_state = info["slider_pose"].astype(np.float32)
         if self.obs_type == "state":
-            return np.concatenate([info["agent_pos"], info["slider_pose"]]).astype(np.float32)
-        observation = self.sim.render()
+            return np.concatenate([agent_pos, environment_state])
+        if self.obs_type == "environment_state_agent_pos":
+            return {"environment_state": environment_state, "agent_pos": agent_pos}
+        observation = {"pixels": self.sim.render()}
         if self.obs_type == "pixels_agent_pos":
-            observation["agent_pos"] = info["agent_pos"].astype(np.float32)
+            observation["agent_pos"] = agent_pos
         return observation
 
     def _info(self) -> dict[str, Any]:

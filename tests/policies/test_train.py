@@ -74,7 +74,7 @@ def test_checkpoint_loads_without_code_and_gives_the_same_outputs(image_run):
 def episode_observations(store_path, episode=0):
     with EpisodeStore.open(store_path) as store:
         data = store.episode(episode)
-    return [{"overhead": data["overhead"][i], "agent_pos": data["agent_pos"][i]} for i in range(len(data["action"]))]
+    return [{"pixels": {"overhead": data["overhead"][i]}, "agent_pos": data["agent_pos"][i]} for i in range(len(data["action"]))]
 
 
 def test_act_returns_finite_actions_in_the_data_range_deterministically(image_run, clean_store, corrupt_store):
@@ -110,21 +110,32 @@ def test_act_replans_every_n_action_steps(image_run, clean_store, monkeypatch):
 def test_wrong_observations_and_bad_checkpoints_are_one_line_errors(image_run, tmp_path):
     _, out, _ = image_run
     policy = load_policy(out, device="cpu")
-    good = {"overhead": np.zeros((32, 32, 3), np.uint8), "agent_pos": np.zeros(2, np.float32)}
+    image = np.zeros((32, 32, 3), np.uint8)
+    good = {"pixels": {"overhead": image}, "agent_pos": np.zeros(2, np.float32)}
+    policy.act(good)
     for bad, match in [
-        ({**good, "wrist": good["overhead"]}, "differ from training"),
-        ({"front": good["overhead"], "agent_pos": good["agent_pos"]}, "differ from training"),
-        ({**good, "overhead": np.zeros((96, 96, 3), np.uint8)}, "trained on uint8"),
+        ({"overhead": image, "agent_pos": good["agent_pos"]}, "differ from training"),  # the flat layout of before
+        ({**good, "pixels": {"overhead": image, "wrist": image}}, "differ from training"),
+        ({**good, "pixels": {"front": image}}, "differ from training"),
+        ({**good, "environment_state": np.zeros(3, np.float32)}, "differ from training"),
+        ({**good, "pixels": image}, "differ from training"),
+        ({**good, "pixels": {"overhead": np.zeros((96, 96, 3), np.uint8)}}, "trained on uint8"),
+        ({**good, "pixels": {"overhead": image.astype(np.float32)}}, "trained on uint8"),
         ({**good, "agent_pos": np.zeros(3)}, "agent_pos"),
+        (np.zeros(5, np.float32), "takes"),
     ]:
         with pytest.raises(PolicyError, match=match) as error:
             policy.act(bad)
         assert "\n" not in str(error.value)
-    image = Box(0, 255, (32, 32, 3), np.uint8)
-    policy.check_observation_space(Dict({"overhead": image, "agent_pos": Box(-1, 1, (2,), np.float32)}))
+    box = Box(0, 255, (32, 32, 3), np.uint8)
+    agent_pos = Box(-1, 1, (2,), np.float32)
+    policy.check_observation_space(Dict({"pixels": Dict({"overhead": box}), "agent_pos": agent_pos}))
     for space in [
-        Dict({"overhead": image, "wrist": image, "agent_pos": Box(-1, 1, (2,), np.float32)}),
-        Dict({"overhead": Box(0, 255, (96, 96, 3), np.uint8), "agent_pos": Box(-1, 1, (2,), np.float32)}),
+        Dict({"overhead": box, "agent_pos": agent_pos}),
+        Dict({"pixels": Dict({"overhead": box, "wrist": box}), "agent_pos": agent_pos}),
+        Dict({"pixels": Dict({"overhead": Box(0, 255, (96, 96, 3), np.uint8)}), "agent_pos": agent_pos}),
+        Dict({"pixels": Dict({"overhead": box})}),
+        Dict({"pixels": box, "agent_pos": agent_pos}),
         Box(-1, 1, (5,), np.float32),
     ]:
         with pytest.raises(PolicyError):
@@ -198,11 +209,22 @@ def test_state_policy_acts_on_the_state_vector(tmp_path, clean_store):
     policy.reset(seed=0)
     action = policy.act(np.array([0.55, 0.5, 0.5, 0.0, 0.3], np.float32))
     assert action.shape == (2,) and np.all(np.isfinite(action))
+    # The same state as LeRobot's environment_state + agent_pos gives the same action.
+    policy.reset(seed=0)
+    split = {"environment_state": np.array([0.5, 0.0, 0.3], np.float32), "agent_pos": np.array([0.55, 0.5], np.float32)}
+    np.testing.assert_array_equal(policy.act(split), action)
     with pytest.raises(PolicyError, match=r"\(5,\)"):
         policy.act(np.zeros(4, np.float32))
+    with pytest.raises(PolicyError, match="environment_state"):
+        policy.act({"agent_pos": split["agent_pos"]})
+    with pytest.raises(PolicyError, match="environment_state"):
+        policy.act({**split, "environment_state": np.zeros(5, np.float32)})
     policy.check_observation_space(Box(-1, 1, (5,), np.float32))
+    policy.check_observation_space(Dict({"environment_state": Box(-1, 1, (3,), np.float32), "agent_pos": Box(-1, 1, (2,), np.float32)}))
     with pytest.raises(PolicyError, match="state vector"):
         policy.check_observation_space(Dict({"agent_pos": Box(-1, 1, (2,), np.float32)}))
+    with pytest.raises(PolicyError, match="state vector"):
+        policy.check_observation_space(Dict({"environment_state": Box(-1, 1, (5,), np.float32), "agent_pos": Box(-1, 1, (2,), np.float32)}))
 
 
 def normalizer_attrs(dataset):
@@ -413,7 +435,7 @@ def test_an_exported_policy_is_the_ema_weights_alone_and_acts_the_same(image_run
     assert export_main([str(out), "--out", str(export)]) == 0
     assert sorted(p.name for p in export.iterdir()) == ["model.safetensors", "policy.json"]
     assert (export / "model.safetensors").stat().st_size < 0.4 * (out / "ckpt.pt").stat().st_size
-    obs = {"overhead": np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8),
+    obs = {"pixels": {"overhead": np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)},
            "agent_pos": np.array([0.55, 0.0], np.float32)}
     actions = []
     for source in (out, export):

@@ -9,24 +9,138 @@ from pushing_sim import ENV_ID, geometry
 from pushing_sim.demo import straight_push_targets
 from pushing_sim.domains import TARGET_COM_OFFSET_Y
 
-@pytest.mark.parametrize("obs_type", ["pixels_agent_pos", "pixels", "state"])
+@pytest.mark.parametrize("obs_type", ["pixels_agent_pos", "pixels", "environment_state_agent_pos", "state"])
 def test_check_env_passes(obs_type):
     env = gymnasium.make(ENV_ID, obs_type=obs_type, image_size=32, render_mode="rgb_array", render_size=64)
     check_env(env.unwrapped, skip_render_check=False)
     env.close()
 
 
-def test_observation_contract_and_time_limit():
+def test_observation_contract():
     env = gymnasium.make(ENV_ID)
-    assert env.spec.max_episode_steps == 750
     assert env.metadata["render_fps"] == 10
     obs, info = env.reset(seed=0)
-    assert set(obs) == {"overhead", "wrist", "agent_pos"}
-    assert obs["overhead"].shape == (96, 96, 3) and obs["overhead"].dtype == np.uint8
-    assert obs["agent_pos"].dtype == np.float32
+    assert set(obs) == {"pixels", "agent_pos"} and set(obs["pixels"]) == {"overhead", "wrist"}
+    for image in obs["pixels"].values():
+        assert image.shape == (96, 96, 3) and image.dtype == np.uint8
+    assert obs["agent_pos"].shape == (2,) and obs["agent_pos"].dtype == np.float32
     np.testing.assert_allclose(obs["agent_pos"], [0.587, 0.15], atol=1e-6)
     assert set(info) >= {"is_success", "slider_pose", "goal_pos_error", "goal_angle_error", "coverage"}
     assert obs in env.observation_space
+    obs, *_ = env.step(np.array([0.6, 0.1]))
+    assert obs in env.observation_space
+
+
+
+def test_every_obs_type_is_a_view_of_the_same_state(goal):
+    start = {"slider_pose": goal + [0.05, 0.02, 1.0], "pusher_xy": [0.45, 0.18]}
+    obs = {}
+    for obs_type in ("pixels_agent_pos", "pixels", "environment_state_agent_pos", "state"):
+        env = gymnasium.make(ENV_ID, obs_type=obs_type, image_size=32)
+        obs[obs_type], info = env.reset(seed=0, options=start)
+        assert obs[obs_type] in env.observation_space
+        obs[obs_type], _, _, _, info = env.step(np.array([0.46, 0.17]))
+        assert obs[obs_type] in env.observation_space
+        env.close()
+    assert set(obs["pixels"]) == {"pixels"} and set(obs["pixels"]["pixels"]) == {"overhead", "wrist"}
+    for name, image in obs["pixels"]["pixels"].items():
+        assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+        np.testing.assert_array_equal(image, obs["pixels_agent_pos"]["pixels"][name])  # deterministic physics and render
+    assert set(obs["environment_state_agent_pos"]) == {"environment_state", "agent_pos"}
+    environment_state = obs["environment_state_agent_pos"]["environment_state"]
+    assert environment_state.shape == (3,) and environment_state.dtype == np.float32
+    np.testing.assert_allclose(environment_state, info["slider_pose"], atol=1e-6)
+    np.testing.assert_allclose(environment_state[:2], start["slider_pose"][:2], atol=0.01)  # the pusher never reached it
+    agent_pos = obs["environment_state_agent_pos"]["agent_pos"]
+    np.testing.assert_array_equal(agent_pos, obs["pixels_agent_pos"]["agent_pos"])
+    state = obs["state"]
+    assert state.shape == (5,) and state.dtype == np.float32
+    np.testing.assert_array_equal(state, np.concatenate([agent_pos, environment_state]))
+
+
+def lerobot_preprocess(observation: dict) -> dict:
+    """LeRobot's `preprocess_observation` in small: what a LeRobot policy would be fed from this env."""
+    import torch
+
+    batch = {}
+    for camera, image in observation.get("pixels", {}).items():
+        image = torch.from_numpy(image)
+        if image.ndim == 3:
+            image = image.unsqueeze(0)
+        _, h, w, c = image.shape
+        assert c < h and c < w and image.dtype == torch.uint8  # channel-last uint8, as LeRobot asserts
+        batch[f"observation.images.{camera}"] = image.permute(0, 3, 1, 2).contiguous().float() / 255
+    for key, name in (("environment_state", "observation.environment_state"), ("agent_pos", "observation.state")):
+        if key in observation:
+            value = torch.from_numpy(observation[key]).float()
+            batch[name] = value.unsqueeze(0) if value.ndim == 1 else value
+    return batch
+
+
+def test_lerobot_preprocessing_gives_images_per_camera_and_the_state():
+    env = gymnasium.make(ENV_ID, image_size=48)
+    obs, _ = env.reset(seed=3)
+    batch = lerobot_preprocess(obs)
+    assert set(batch) == {"observation.images.overhead", "observation.images.wrist", "observation.state"}
+    for camera in ("overhead", "wrist"):
+        image = batch[f"observation.images.{camera}"]
+        assert image.shape == (1, 3, 48, 48) and str(image.dtype) == "torch.float32"
+        assert 0.0 <= image.min() and image.max() <= 1.0 and image.max() > 0.5
+        np.testing.assert_allclose(image[0].permute(1, 2, 0).numpy() * 255, obs["pixels"][camera], atol=1e-3)
+    np.testing.assert_allclose(batch["observation.state"].numpy(), obs["agent_pos"][None])
+
+    env = gymnasium.make(ENV_ID, obs_type="environment_state_agent_pos")
+    obs, info = env.reset(seed=3)
+    batch = lerobot_preprocess(obs)
+    assert set(batch) == {"observation.environment_state", "observation.state"}
+    np.testing.assert_allclose(batch["observation.environment_state"].numpy()[0], info["slider_pose"], atol=1e-6)
+
+    # A vector env batches the nested dict the same way, which is what LeRobot's evaluation steps.
+    envs = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make(ENV_ID, image_size=32) for _ in range(2)])
+    obs, _ = envs.reset(seed=[0, 1])
+    assert lerobot_preprocess(obs)["observation.images.wrist"].shape == (2, 3, 32, 32)
+    envs.close()
+
+
+def test_registration_truncates_at_the_task_length(goal):
+    from gymnasium.wrappers import TimeLimit
+
+    from pushing_sim.task import TaskConfig
+
+    env = gymnasium.make(ENV_ID, obs_type="state")
+    assert env.spec.max_episode_steps == TaskConfig().max_episode_steps == 750
+    wrapper, wrappers = env, []
+    while wrapper is not env.unwrapped:
+        wrappers.append(type(wrapper))
+        wrapper = wrapper.env
+    assert TimeLimit in wrappers
+    _, info = env.reset(seed=0, options={"slider_pose": goal + [0.1, 0.05, 0.5]})
+    hold = np.array(env.unwrapped.task.pusher_start)  # the pusher stays home: the T never moves
+    for step in range(1, 751):
+        _, _, terminated, truncated, info = env.step(hold)
+        assert not terminated and not info["is_success"]
+        assert truncated == (step == 750), step
+
+
+@pytest.mark.parametrize(
+    "offset, success",
+    [
+        ([0.0, 0.0, 0.0], True),
+        ([0.01, 0.0, 0.03], True),  # inside 0.015 m and 3.5 degrees (0.061 rad)
+        ([0.02, 0.0, 0.0], False),  # too far
+        ([0.0, 0.0, 0.07], False),  # turned too much
+    ],
+)
+def test_is_success_reports_the_task_check(goal, task, offset, success):
+    from pushing_sim.task import is_success
+
+    env = gymnasium.make(ENV_ID, obs_type="state")
+    _, info = env.reset(seed=0, options={"slider_pose": goal + offset})
+    assert info["is_success"] is success
+    for _ in range(3):  # the pusher stays home, so the T stays where it was put
+        _, _, terminated, truncated, info = env.step(np.array(task.pusher_start))
+        assert info["is_success"] is success is is_success(task, info["slider_pose"])
+        assert terminated is success and not truncated
 
 
 def test_same_seed_same_episode():
@@ -34,10 +148,10 @@ def test_same_seed_same_episode():
         env = gymnasium.make(ENV_ID, obs_type="pixels_agent_pos", image_size=48)
         env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)
-        frames, poses = [obs["overhead"]], []
+        frames, poses = [obs["pixels"]["overhead"]], []
         for _ in range(15):
             obs, _, _, _, info = env.step(env.action_space.sample())
-            frames.append(obs["overhead"])
+            frames.append(obs["pixels"]["overhead"])
             poses.append(info["slider_pose"])
         return np.array(frames), np.array(poses)
 
@@ -162,7 +276,7 @@ def test_domains_render_visibly_different_images(goal):
     for domain in ("target", "sim"):
         env = gymnasium.make(ENV_ID, domain=domain)
         obs, _ = env.reset(options={"slider_pose": goal + [0.03, 0.02, 0.5]})
-        images[domain] = obs
+        images[domain] = obs["pixels"]
     for camera in ("overhead", "wrist"):
         difference = np.abs(images["target"][camera].astype(int) - images["sim"][camera].astype(int)).mean()
         assert difference > 20, camera
@@ -189,7 +303,7 @@ def test_render_shows_the_goal_that_policy_cameras_do_not_see(goal):
     r, g, b = view[row - 1 : row + 2, col - 1 : col + 2].reshape(-1, 3).mean(0)
     assert g > r + 30 and g > b + 30  # the green goal T in the viewer
     row, col = _pixel(env.unwrapped.domain.render.cameras["overhead"], 96, arm)
-    r, g, b = obs["overhead"][row - 1 : row + 2, col - 1 : col + 2].reshape(-1, 3).astype(int).mean(0)
+    r, g, b = obs["pixels"]["overhead"][row - 1 : row + 2, col - 1 : col + 2].reshape(-1, 3).astype(int).mean(0)
     assert not g > r  # bare (warm) table in the policy's image
 
 
@@ -237,7 +351,7 @@ def test_vector_envs(make_vector):
     make_env = functools.partial(gymnasium.make, f"pushing_sim:{ENV_ID}", image_size=32)
     envs = make_vector([make_env for _ in range(2)])
     obs, info = envs.reset(seed=[1, 2])
-    assert obs["overhead"].shape == (2, 32, 32, 3) and obs["agent_pos"].shape == (2, 2)
+    assert obs["pixels"]["overhead"].shape == (2, 32, 32, 3) and obs["agent_pos"].shape == (2, 2)
     obs, reward, terminated, truncated, info = envs.step(np.array([[0.6, 0.1], [0.5, 0.1]], dtype=np.float32))
     assert reward.shape == (2,)
     assert not np.allclose(info["slider_pose"][0], info["slider_pose"][1])
