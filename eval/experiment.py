@@ -14,6 +14,13 @@ whether it finished. A finished stage with the same section is skipped; an unfin
 (after Ctrl-C or kill -9, run the same command again); a changed section is refused with a one-line
 error naming what changed, so stale outputs are never reused. Arms with ``sigma_min: best`` are
 trained after the dataset-level sigma_min sweep has been evaluated.
+
+Arms are trained ``training.parallel`` at a time and each batch is evaluated as soon as it is
+trained, so whole arms finish early. A run directory can be carried to another machine without its
+data, checkpoints and videos (the ledger, configs, metrics and trials are a few MB): the data are
+generated again and must match the digest recorded in the ledger, the classifier runs again if an
+arm still needs it, and an arm whose checkpoint is gone is trained again only if it still has
+evaluations to run.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from __future__ import annotations
 import ctypes
 import json
 import multiprocessing
+import hashlib
 import os
+import shutil
 import signal
 import sys
 import time
@@ -30,6 +39,7 @@ from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from data_gen.cli import ArgumentParser
@@ -129,24 +139,38 @@ class Experiment:
         started = time.perf_counter()
         if "data" in stages:
             self.data()
-        if "sigma_min" in stages and self.config.needs_classifier:
-            self.sigma_min()
-        ready, later = [a for a in self.arms if a.sigma_min != "best"], [a for a in self.arms if a.sigma_min == "best"]
+        if "sigma_min" in stages and "train" not in stages and self.config.needs_classifier:
+            self.sigma_min()  # with training, it runs just before the first arm that needs it
+        ready = [a for a in self.arms if a.sigma_min not in ("best", "classifier")] + [a for a in self.arms if a.sigma_min == "classifier"]
+        later = [a for a in self.arms if a.sigma_min == "best"]
         for group in (ready, later):
-            if group is later and later:
-                resolvable = self.best_sigma_min() is not None
-                if not resolvable:
-                    if "train" in stages or "eval" in stages:
-                        print(f"skipping {[a.name for a in later]}: sigma_min 'best' needs the evaluated sigma_min sweep")
-                    break
-            if "train" in stages:
-                self.train([a for a in group if a.trained])
-            if "eval" in stages:
-                self.evaluate(group)
+            if group is later and later and self.best_sigma_min() is None:
+                if "train" in stages or "eval" in stages:
+                    print(f"skipping {[a.name for a in later]}: sigma_min 'best' needs the evaluated sigma_min sweep")
+                break
+            self.run_arms(group, stages)
         report = self.report() if "report" in stages else None
         print(f"experiment {self.config.name}: stages {', '.join(stages)} done in {(time.perf_counter() - started) / 60:.1f} min; "
               f"compute recorded in {self.out / LEDGER_NAME}: {self.total_seconds() / 3600:.2f} h")  # fmt: skip
         return report
+
+    def run_arms(self, arms: list[Arm], stages: tuple[str, ...]) -> None:
+        """Train ``training.parallel`` arms at a time and evaluate them as soon as they are trained.
+
+        So a run stopped for good (a machine that is gone) keeps whole arms, trained and evaluated,
+        rather than many half-trained ones; the small files of finished arms are all a later run needs.
+        """
+        if "train" in stages:
+            todo = [arm for arm in arms if arm.trained and not self.train_done(arm)]
+            parallel = self.config.training.parallel
+            for chunk in [todo[i : i + parallel] for i in range(0, len(todo), parallel)]:
+                if "sigma_min" in stages and any(arm.sigma_min == "classifier" for arm in chunk):
+                    self.sigma_min()
+                self.train(chunk)
+                if "eval" in stages:
+                    self.evaluate(chunk)
+        if "eval" in stages:
+            self.evaluate(arms)
 
     def data(self) -> None:
         from data_gen.gcs import GenerationConfig, generate
@@ -160,7 +184,11 @@ class Experiment:
                 continue
             section = source.model_dump(mode="json")
             if self.ledger.is_done(key, section):
-                continue
+                if path.is_dir():
+                    self._record_digest(key, path)
+                    continue
+                print(f"{path}: gone; generating it again (it must come out the same as before)")
+                self.ledger.entries[key]["done"] = False
             try:
                 domain = load_domain(source.domain, list(source.overrides))
             except DomainError as error:
@@ -175,7 +203,22 @@ class Experiment:
                 raise KeyboardInterrupt
             if summary.stored < source.n:
                 raise ExperimentError(f"{path}: only {summary.stored} of {source.n} episodes could be generated")
+            digest = self.ledger.result(key).get("digest")
             self.ledger.finish(key, 0.0, {"episodes": summary.stored, "attempts": summary.attempts})
+            self._record_digest(key, path, expected=digest)
+
+    def _record_digest(self, key: str, path: Path, expected: str | None = None) -> None:
+        """Record the store's digest; a regenerated store must match the one the finished arms used."""
+        result = self.ledger.result(key)
+        if "digest" in result and expected is None:
+            return
+        digest = store_digest(path)
+        if expected is not None and digest != expected:
+            raise ExperimentError(
+                f"{path}: generated again, it differs from the data the finished arms used (digest {digest[:12]} != "
+                f"{expected[:12]}); remove {self.out / 'arms'} to train every arm on the new data"
+            )
+        self.ledger.finish(key, 0.0, {**result, "digest": digest})
 
     def _check_existing_store(self, key: str, path: Path) -> None:
         from data_gen.episode_store import EpisodeStore
@@ -196,9 +239,13 @@ class Experiment:
         key = "sigma_min"
         section = {"classifier": self.config.classifier.model_dump(mode="json"), "data": self.data_sections(),
                    "annotation": self.annotation_name()}  # fmt: skip
-        if self.ledger.is_done(key, section):
-            return
         corrupt = self.store("corrupt")
+        if self.ledger.is_done(key, section):
+            with EpisodeStore.open(corrupt) as store:
+                if self.annotation_name() in store.annotation_names:
+                    return
+            print(f"{corrupt}: annotation set {self.annotation_name()!r} gone with the store; running the classifier again")
+            self.ledger.entries[key]["done"] = False
         ours = key in self.ledger.entries  # an unfinished run of ours may have written the set
         with EpisodeStore.open(corrupt) as store:
             if self.annotation_name() in store.annotation_names and not ours:
@@ -246,13 +293,35 @@ class Experiment:
         return RunConfig(policy=self.config.policy, training=TrainingConfig(**training), data=data)
 
     def train_section(self, arm: Arm) -> dict:
+        """The arm's training config, with the output directory written as ``<out>`` so a run may move."""
         section = {"run": self.run_config(arm).model_dump(mode="json"), "data": self.data_sections()}
         if arm.sigma_min == "classifier":
             section["sigma_min"] = self.ledger.entries.get("sigma_min", {}).get("section")
-        return section
+        return json.loads(json.dumps(section).replace(json.dumps(str(self.out))[1:-1], "<out>"))
+
+    def train_done(self, arm: Arm) -> bool:
+        """Trained with this config, and its checkpoint is here or no longer needed (every evaluation done).
+
+        A finished arm whose checkpoint is gone (a run carried to another machine without its
+        checkpoints) and still has evaluations to run is trained again from the start.
+        """
+        key = f"train/{arm.name}"
+        if not self.ledger.is_done(key, self.train_section(arm)):
+            return False
+        run = self.arm_dir(arm) / "train"
+        if (run / "ckpt.pt").is_file() or all(self._eval_done(arm, domain) for domain in arm.domains(self.config.evaluation.domain)):
+            return True
+        print(f"{arm.name}: trained, but its checkpoint is gone and it still has evaluations to run; training it again")
+        del self.ledger.entries[key]
+        if run.is_dir():
+            shutil.rmtree(run)
+        return False
+
+    def _eval_done(self, arm: Arm, domain: str) -> bool:
+        return bool(self.ledger.entries.get(f"eval/{arm.name}/{domain}", {}).get("done"))
 
     def train(self, arms: list[Arm]) -> None:
-        todo = [arm for arm in arms if not self.ledger.is_done(f"train/{arm.name}", self.train_section(arm))]
+        todo = [arm for arm in arms if arm.trained and not self.train_done(arm)]
         if not todo:
             return
         budget = self.config.training
@@ -316,7 +385,7 @@ class Experiment:
         todo = []
         for arm, domain in self.eval_jobs(arms):
             if arm.trained and not self.ledger.entries.get(f"train/{arm.name}", {}).get("done"):
-                print(f"skipping evaluation of {arm.name}: not trained yet")
+                print(f"skipping evaluation of {arm.name} in {domain}: not trained yet")
                 continue
             if not self.ledger.is_done(f"eval/{arm.name}/{domain}", self.eval_section(arm, domain)):
                 todo.append((arm, domain))
@@ -394,7 +463,7 @@ class Experiment:
             "config": self.config.model_dump(mode="json"),
             "sigma_min": self.ledger.result("sigma_min"),
             "best_sigma_min": self.best_sigma_min(),
-            "compute_hours": self.total_seconds() / 3600,
+            "compute_hours": self.compute_seconds() / 3600,
         }
         report = build_report(rows, self.config.evaluation.domain, meta)
         write_report(report, self.out)
@@ -403,6 +472,15 @@ class Experiment:
 
     def total_seconds(self) -> float:
         return float(sum(entry["seconds"] for entry in self.ledger.entries.values()))
+
+    def compute_seconds(self) -> float:
+        """Process time of the whole experiment: the ledger's stages, training measured from metrics.jsonl."""
+        seconds = sum(entry["seconds"] for key, entry in self.ledger.entries.items() if not key.startswith("train/"))
+        for arm in self.config.arms:
+            run = self.arm_dir(arm) / "train"
+            if arm.trained and (run / "metrics.jsonl").is_file() and (run / "config.json").is_file():
+                seconds += _train_seconds(run)
+        return float(seconds)
 
     def _stage_header(self, stage: str, what: str) -> None:
         if self.progress:
@@ -439,6 +517,20 @@ def _train_arm(name: str, config_json: str, out: str, queue) -> tuple[str, int, 
     return name, result.step, result.interrupted, time.perf_counter() - started
 
 
+def store_digest(path: Path) -> str:
+    """SHA-256 of a store's episodes: ends, seeds, actions and states (images follow from the states)."""
+    from data_gen.episode_store import EpisodeStore
+
+    digest = hashlib.sha256()
+    with EpisodeStore.open(path) as store:
+        digest.update(np.ascontiguousarray(store.episode_ends, dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(store.meta_column("seed"), dtype=np.int64).tobytes())
+        for key in store.step_keys:
+            if key not in store.cameras:
+                digest.update(key.encode() + np.ascontiguousarray(store.array(key), dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
 def _checkpoint_step(run: Path) -> int:
     metrics = run / "metrics.jsonl"
     if not metrics.is_file():
@@ -451,19 +543,22 @@ def _checkpoint_step(run: Path) -> int:
 
 
 def _train_seconds(run: Path) -> float:
-    """Training time from metrics.jsonl (each record's steps over its measured rate): counts resumed runs too."""
+    """Training time of a run from metrics.jsonl: its steps at the median of its windows' measured rates.
+
+    It counts resumed and killed runs too (the ledger sees only calls that returned), and a window
+    in which the process was paused (or shared its cores) does not inflate it.
+    """
     config = json.loads((run / "config.json").read_text())
     batch = config["training"]["batch_size"]
-    seconds, previous = 0.0, 0
+    steps, rates = 0, []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if record["step"] > previous:
-            seconds += (record["step"] - previous) * batch / max(record["samples_per_s"], 1e-9)
-        previous = record["step"]
-    return seconds
+        steps = max(steps, int(record["step"]))
+        rates.append(float(record["samples_per_s"]))
+    return steps * batch / max(float(np.median(rates)), 1e-9) if rates else 0.0
 
 
 # --------------------------------------------------------------------------------------------------

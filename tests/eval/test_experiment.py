@@ -1,6 +1,7 @@
 """The experiment runner on experiments/smoke.yaml: every stage and arm kind, skipping, refusing stale outputs, resuming."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,34 @@ def test_paired_comparison_statistics():
     assert same["mcnemar_p"] == 1.0 and same["ci95"] == [0.0, 0.0]
     with pytest.raises(ValueError):
         paired_comparison(arm, arm[:3])
+
+
+def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retrains_only_unevaluated_arms(smoke, tmp_path, capsys):
+    # What survives a machine that is gone: the ledger, configs, metrics and evaluation results.
+    carried = tmp_path / "carried"
+    shutil.copytree(smoke, carried, ignore=shutil.ignore_patterns("data", "ckpt.pt", "videos"))
+    ledger = json.loads((carried / "ledger.json").read_text())
+    digest = ledger["data/clean"]["result"]["digest"]
+    assert len(digest) == 64 and ledger["data/corrupt"]["result"]["digest"] != digest
+    ledger["eval/cotrain_a0.5/target"]["done"] = False  # killed before its evaluation finished
+    ledger["data/clean"]["result"]["digest"] = "0" * 64  # as if the generator had changed since
+    (carried / "ledger.json").write_text(json.dumps(ledger))
+    kept = (carried / "arms" / "clean" / "train" / "metrics.jsonl").read_text()
+
+    assert main([str(SMOKE), "--out", str(carried)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the regeneration's progress bar
+    assert error.startswith("python -m eval.experiment: error:") and "differs from the data the finished arms used" in error
+
+    ledger = json.loads((carried / "ledger.json").read_text())
+    ledger["data/clean"]["result"]["digest"] = digest
+    (carried / "ledger.json").write_text(json.dumps(ledger))
+    assert main([str(SMOKE), "--out", str(carried)]) == 0
+    printed = capsys.readouterr().out
+    assert "training it again" in printed and "== sigma_min" not in printed  # the classifier arm is finished
+    ledger = json.loads((carried / "ledger.json").read_text())
+    assert ledger["data/clean"]["result"]["digest"] == digest and all(entry["done"] for entry in ledger.values())
+    assert (carried / "arms" / "cotrain_a0.5" / "train" / "ckpt.pt").is_file()  # retrained, then evaluated
+    assert not (carried / "arms" / "clean" / "train" / "ckpt.pt").exists()  # finished: left alone
+    assert (carried / "arms" / "clean" / "train" / "metrics.jsonl").read_text() == kept
+    report = json.loads((carried / "results.json").read_text())
+    assert {row["arm"] for row in report["arms"]} == {arm.name for arm in ExperimentConfig.load(SMOKE).arms}
