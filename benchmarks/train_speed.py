@@ -57,7 +57,7 @@ def measure(preset: str, store: Path, batch_size: int, steps: int, device: torch
     model = DiffusionModel(config.policy, dataset.cameras, dataset.action_dim)
     model.normalizer.load_state_dict(dataset.fit_normalizer().state_dict())
     model.to(device).train()
-    sampler = admission_sampler(config.training, dataset, model.schedule.sigmas)
+    sampler, _ = admission_sampler(config.training, dataset, model.schedule.sigmas, model.normalizer)
     stream = BatchStream(dataset, sampler, model.crops, batch_size, seed=0, start=0)
     stream.close()  # only its make() is timed here, on this thread
     ema = EMA(model)
