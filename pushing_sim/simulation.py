@@ -23,10 +23,10 @@ class PushingSim:
     """Drake simulation of the T and the pusher in one domain."""
 
     def __init__(self, domain: DomainConfig | str = "target", task: TaskConfig | None = None,
-                 viewer_size: int | None = 384):
+                 viewer_size: int | None = 384, policy_cameras: bool = True):
         self.domain = load_domain(domain)
         self.task = task or TaskConfig()
-        self.scene = build_scene(self.domain, self.task, viewer_size=viewer_size)
+        self.scene = build_scene(self.domain, self.task, viewer_size=viewer_size, policy_cameras=policy_cameras)
         self.control_period = 1.0 / self.task.control_hz
         self.substeps = max(1, int(round(self.control_period / self.domain.physics.time_step)))
         diagram = self.scene.diagram
@@ -109,6 +109,8 @@ class PushingSim:
 
     def render(self) -> dict[str, np.ndarray]:
         """RGB uint8 (H, W, 3) images from every policy camera."""
+        if not self.scene.cameras:
+            raise RuntimeError("this simulation was built without policy cameras (policy_cameras=False)")
         return {name: self._render(sensor, self._camera_contexts[name]) for name, sensor in self.scene.cameras.items()}
 
     def render_view(self) -> np.ndarray:
