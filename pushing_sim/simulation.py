@@ -57,7 +57,8 @@ class PushingSim:
         self._set_positions(slider_pose, pusher_xy)
         self.scene.plant.SetVelocities(self._plant_context, np.zeros(self.scene.plant.num_velocities()))
         self._command = np.asarray(pusher_xy, dtype=float).copy()
-        self._desired_state_port.FixValue(self._plant_context, np.concatenate([self._command, np.zeros(2)]))
+        desired = np.concatenate([self._command, np.zeros(2)])
+        self._desired_state = self._desired_state_port.FixValue(self._plant_context, desired)
         self._simulator.Initialize()
 
     def set_state(self, slider_pose: np.ndarray, pusher_xy: np.ndarray) -> None:
@@ -86,9 +87,12 @@ class PushingSim:
         velocity = delta / self.control_period
         t0 = self._context.get_time()
         dt = self.control_period / self.substeps
+        desired = np.concatenate([start, velocity])
         for k in range(1, self.substeps + 1):
-            setpoint = start + delta * (k / self.substeps)
-            self._desired_state_port.FixValue(self._plant_context, np.concatenate([setpoint, velocity]))
+            desired[:2] = start + delta * (k / self.substeps)
+            # Overwrite the fixed value in place: re-fixing the port each substep cost a third of the
+            # physics time. GetMutableData() tells the plant the value changed; call it every time.
+            self._desired_state.GetMutableData().get_mutable_value().SetFromVector(desired)
             self._simulator.AdvanceTo(t0 + k * dt)
         self._command = start + delta
 
