@@ -90,8 +90,8 @@ class PushingSim:
         desired = np.concatenate([start, velocity])
         for k in range(1, self.substeps + 1):
             desired[:2] = start + delta * (k / self.substeps)
-            # Overwrite the fixed value in place: re-fixing the port each substep cost a third of the
-            # physics time. GetMutableData() tells the plant the value changed; call it every time.
+            # Overwrite the fixed value in place (re-fixing the port allocates a new value each substep,
+            # about 5-10% of the physics time). GetMutableData() tells the plant it changed: call it each time.
             self._desired_state.GetMutableData().get_mutable_value().SetFromVector(desired)
             self._simulator.AdvanceTo(t0 + k * dt)
         self._command = start + delta
