@@ -34,7 +34,8 @@ class PlanarPushingEnv(gym.Env):
     - `obs_type="environment_state_agent_pos"`: `{"environment_state": float32 (3,), "agent_pos":
       float32 (2,)}`, the slider's pose (x, y, theta) and the pusher's xy.
     - `obs_type="state"`: float32 (5,) = pusher x, y, slider x, y, theta, as in gym-pusht.
-    Theta is in [-pi, pi).
+    Theta is in [-pi, pi). The two state layouts build no policy cameras and never render (only
+    `render()` does, with `render_mode="rgb_array"`), so they step at the physics' speed.
 
     ## Rewards
     The fraction of the T's area that overlaps the goal T (`coverage`, 0 to 1), as in gym-pusht.
@@ -82,7 +83,9 @@ class PlanarPushingEnv(gym.Env):
         self.task = task or TaskConfig()
         self.obs_type = obs_type
         self.render_mode = render_mode
-        self.sim = PushingSim(self.domain, self.task, viewer_size=render_size if render_mode == "rgb_array" else None)
+        # State observations build no policy cameras and no renderer for them: they never render.
+        self.sim = PushingSim(self.domain, self.task, viewer_size=render_size if render_mode == "rgb_array" else None,
+                              policy_cameras=obs_type in ("pixels_agent_pos", "pixels"))
         self.metadata = {**self.metadata, "render_fps": int(self.task.control_hz)}
 
         lo, hi = self.task.workspace()

@@ -83,7 +83,7 @@ class Scene:
     slider: object  # RigidBody
     pusher_joints: tuple[PrismaticJoint, PrismaticJoint]
     pusher_instance: object  # ModelInstanceIndex
-    cameras: dict[str, RgbdSensor]
+    cameras: dict[str, RgbdSensor]  # empty when built without policy cameras
     viewer: RgbdSensor | None  # the larger view for people; None when not asked for
 
 
@@ -278,11 +278,13 @@ def pixel_to_table(camera: CameraConfig, size: int, column: float, row: float) -
     return np.array([camera.position[0] + (column - size / 2) / scale, camera.position[1] - (row - size / 2) / scale])
 
 
-def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_size: int | None = 384) -> Scene:
+def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_size: int | None = 384,
+                policy_cameras: bool = True) -> Scene:
     """Build the Diagram for `domain` (once per env).
 
     `viewer_size=None` leaves out the viewer camera and its renderer: every renderer pays for each
-    pose update, so envs that never call render() skip it.
+    pose update, so envs that never call render() skip it. `policy_cameras=False` leaves out the
+    policy's cameras and their renderer the same way (state observations need no images).
     """
     task = task or TaskConfig()
     physics = domain.physics
@@ -304,14 +306,16 @@ def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_siz
         CollisionFilterDeclaration().ExcludeBetween(GeometrySet(table), GeometrySet(pusher_geometry))
     )
 
-    scene_graph.AddRenderer(POLICY_RENDERER, MakeRenderEngineVtk(_renderer_params(domain, for_viewer=False)))
-    size = domain.render.image_size
-    cameras = {
-        name: _add_camera(builder, scene_graph, plant, pusher, camera, size, POLICY_RENDERER)
-        for name, camera in domain.render.cameras.items()
-    }
-    for name, sensor in cameras.items():
-        sensor.set_name(f"camera_{name}")
+    cameras = {}
+    if policy_cameras:
+        scene_graph.AddRenderer(POLICY_RENDERER, MakeRenderEngineVtk(_renderer_params(domain, for_viewer=False)))
+        size = domain.render.image_size
+        cameras = {
+            name: _add_camera(builder, scene_graph, plant, pusher, camera, size, POLICY_RENDERER)
+            for name, camera in domain.render.cameras.items()
+        }
+        for name, sensor in cameras.items():
+            sensor.set_name(f"camera_{name}")
     viewer = None
     if viewer_size is not None:
         scene_graph.AddRenderer(VIEWER_RENDERER, MakeRenderEngineVtk(_renderer_params(domain, for_viewer=True)))

@@ -23,10 +23,10 @@ class PushingSim:
     """Drake simulation of the T and the pusher in one domain."""
 
     def __init__(self, domain: DomainConfig | str = "target", task: TaskConfig | None = None,
-                 viewer_size: int | None = 384):
+                 viewer_size: int | None = 384, policy_cameras: bool = True):
         self.domain = load_domain(domain)
         self.task = task or TaskConfig()
-        self.scene = build_scene(self.domain, self.task, viewer_size=viewer_size)
+        self.scene = build_scene(self.domain, self.task, viewer_size=viewer_size, policy_cameras=policy_cameras)
         self.control_period = 1.0 / self.task.control_hz
         self.substeps = max(1, int(round(self.control_period / self.domain.physics.time_step)))
         diagram = self.scene.diagram
@@ -57,7 +57,8 @@ class PushingSim:
         self._set_positions(slider_pose, pusher_xy)
         self.scene.plant.SetVelocities(self._plant_context, np.zeros(self.scene.plant.num_velocities()))
         self._command = np.asarray(pusher_xy, dtype=float).copy()
-        self._desired_state_port.FixValue(self._plant_context, np.concatenate([self._command, np.zeros(2)]))
+        desired = np.concatenate([self._command, np.zeros(2)])
+        self._desired_state = self._desired_state_port.FixValue(self._plant_context, desired)
         self._simulator.Initialize()
 
     def set_state(self, slider_pose: np.ndarray, pusher_xy: np.ndarray) -> None:
@@ -86,9 +87,12 @@ class PushingSim:
         velocity = delta / self.control_period
         t0 = self._context.get_time()
         dt = self.control_period / self.substeps
+        desired = np.concatenate([start, velocity])
         for k in range(1, self.substeps + 1):
-            setpoint = start + delta * (k / self.substeps)
-            self._desired_state_port.FixValue(self._plant_context, np.concatenate([setpoint, velocity]))
+            desired[:2] = start + delta * (k / self.substeps)
+            # Overwrite the fixed value in place (re-fixing the port allocates a new value each substep,
+            # about 5-10% of the physics time). GetMutableData() tells the plant it changed: call it each time.
+            self._desired_state.GetMutableData().get_mutable_value().SetFromVector(desired)
             self._simulator.AdvanceTo(t0 + k * dt)
         self._command = start + delta
 
@@ -109,6 +113,8 @@ class PushingSim:
 
     def render(self) -> dict[str, np.ndarray]:
         """RGB uint8 (H, W, 3) images from every policy camera."""
+        if not self.scene.cameras:
+            raise RuntimeError("this simulation was built without policy cameras (policy_cameras=False)")
         return {name: self._render(sensor, self._camera_contexts[name]) for name, sensor in self.scene.cameras.items()}
 
     def render_view(self) -> np.ndarray:

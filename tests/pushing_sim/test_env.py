@@ -271,6 +271,39 @@ def test_render_without_a_render_mode_warns_and_returns_none():
         assert env.render() is None
 
 
+@pytest.mark.parametrize("obs_type", ["state", "environment_state_agent_pos", "pixels_agent_pos"])
+def test_state_observations_never_render_and_pixels_render_each_camera_once_per_step(obs_type, monkeypatch):
+    from pushing_sim.simulation import PushingSim
+
+    renders = []
+    render = PushingSim._render
+    monkeypatch.setattr(PushingSim, "_render", staticmethod(lambda sensor, context: renders.append(sensor.get_name()) or render(sensor, context)))
+    env = gymnasium.make(ENV_ID, obs_type=obs_type, image_size=32)
+    sim = env.unwrapped.sim
+    pixels = obs_type.startswith("pixels")
+    # Drake itself: a state env holds no camera and no renderer, so nothing in it can render.
+    assert sim.scene.scene_graph.RendererCount() == (1 if pixels else 0)
+    assert list(sim.scene.cameras) == (["overhead", "wrist"] if pixels else [])
+    env.reset(seed=0)
+    for target in ([0.6, 0.1], [0.55, 0.12], [0.5, 0.1]):
+        env.step(np.array(target))
+    assert renders == (4 * ["camera_overhead", "camera_wrist"] if pixels else [])
+    env.close()
+
+    # With render_mode the viewer exists, yet a state env's steps leave its image uncomputed (Drake's cache).
+    env = gymnasium.make(ENV_ID, obs_type=obs_type, image_size=32, render_mode="rgb_array", render_size=64)
+    sim = env.unwrapped.sim
+    viewer_image = sim.scene.viewer.color_image_output_port().cache_entry()
+    renders.clear()
+    env.reset(seed=0)
+    env.step(np.array([0.6, 0.1]))
+    assert viewer_image.is_out_of_date(sim._viewer_context)
+    assert renders == (2 * ["camera_overhead", "camera_wrist"] if pixels else [])
+    env.render()
+    assert not viewer_image.is_out_of_date(sim._viewer_context) and renders[-1] == "camera_viewer"
+    env.close()
+
+
 def test_domains_render_visibly_different_images(goal):
     images = {}
     for domain in ("target", "sim"):
