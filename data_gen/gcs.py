@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from data_gen.backends import BACKENDS, BackendError, check_backend, ordered_map
 from data_gen.cli import ArgumentParser
 from data_gen.episode_store import EpisodeMeta, EpisodeStore, StoreError
 from data_gen.planner import PlannerConfig, PlanningError, plan_push
@@ -126,7 +127,8 @@ def _quiet_drake() -> None:
 
 def _init_worker(config_json: str) -> None:
     global _ATTEMPTER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    if multiprocessing.parent_process() is not None:  # a pool worker: Ctrl-C is the parent's to handle
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("LP_NUM_THREADS", "1")
     _quiet_drake()
     _ATTEMPTER = Attempter(GenerationConfig.model_validate_json(config_json))
@@ -174,23 +176,22 @@ def _done_attempts(store: EpisodeStore, config: GenerationConfig) -> tuple[int, 
 
 
 def generate(config: GenerationConfig, out: Path, workers: int = 1, append: bool = False,
-             overwrite: bool = False, progress: bool = True) -> Summary:
-    """Fill `out` with `config.n` episodes from this run (resuming a previous one); see the module doc."""
+             overwrite: bool = False, progress: bool = True, backend: str = "local", address: str | None = None) -> Summary:
+    """Fill `out` with `config.n` episodes from this run (resuming a previous one); see the module doc.
+
+    backend "local" (a process pool of ``workers``, or this process for one) or "ray" (``workers``
+    actors, on the cluster at ``address`` or a local Ray instance): the same episodes either way.
+    """
+    check_backend(backend)
     started = time.perf_counter()
     store = _open_store(out, config, append, overwrite)
     summary = Summary(0, 0, 0, Counter(), [], 0, 0.0, float("nan"))
-    pool, bar = None, None
+    results, bar = None, None
     try:
         done, next_attempt = _done_attempts(store, config)
         max_attempt = next_attempt + int(np.ceil((config.n - done) * config.max_attempts_factor)) + 2
         attempts = range(next_attempt, max_attempt)
-        if workers > 1:
-            pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (config.model_dump_json(),))
-            results = pool.imap(_run_in_worker, attempts)
-        else:
-            _quiet_drake()
-            attempter = Attempter(config)
-            results = map(attempter, attempts)
+        results = ordered_map(_init_worker, (config.model_dump_json(),), _run_in_worker, attempts, workers, backend, address)
         stored = done
         bar = tqdm(total=config.n, initial=done, unit="demo", desc="demos", disable=not progress)
         for result in results:
@@ -226,9 +227,8 @@ def generate(config: GenerationConfig, out: Path, workers: int = 1, append: bool
     finally:
         if bar is not None:
             bar.close()  # ends the bar's line, so an error message starts on its own
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if results is not None:
+            results.close()  # stops the workers (pool terminated, Ray actors killed)
         summary.stored = store.n_episodes
         cameras = len(store.cameras)
         summary.bytes_per_frame = store.disk_bytes() / max(1, store.n_steps * cameras)
@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="local: a process pool of --workers; ray: --workers Ray actors (pip install 'ambient-push[ray]')")
+    parser.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: RAY_ADDRESS, else a local instance)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--append", action="store_true", help="add to a store made by another run")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing store")
@@ -288,13 +291,19 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--replan-every needs a positive K and --replay physics")
     if args.out.exists() and not args.out.is_dir():
         return fail(f"{args.out} exists and is not a directory")
+    if args.address is not None and args.backend != "ray":
+        return fail("--address needs --backend ray")
+    try:
+        check_backend(args.backend)
+    except BackendError as error:
+        return fail(str(error))
     try:
         overrides = args.overrides + ([f"render.image_size={args.image_size}"] if args.image_size is not None else [])
         domain = load_domain(args.domain, overrides)
         config = GenerationConfig(n=args.n, seed=args.seed, domain=domain, replay=args.replay,
                                   replan_every=args.replan_every, keep=args.keep)
-        summary = generate(config, args.out, args.workers, args.append, args.overwrite)
-    except (DomainError, StoreError) as error:
+        summary = generate(config, args.out, args.workers, args.append, args.overwrite, backend=args.backend, address=args.address)
+    except (DomainError, StoreError, BackendError) as error:
         return fail(str(error))
     except OSError as error:
         return fail(f"{args.out}: {error.strerror or error}")

@@ -197,7 +197,8 @@ class Experiment:
                                           replan_every=source.replan_every, keep=source.keep)  # fmt: skip
             self.ledger.start(key, section)
             self._stage_header(f"data {pool}", f"{source.n} episodes in {source.domain} -> {path}")
-            summary = generate(generation, path, workers=self.config.data_workers, progress=self.progress)
+            summary = generate(generation, path, workers=self.config.data_workers, progress=self.progress,
+                               backend=self.config.backend, address=self.config.ray_address)
             self.ledger.add_seconds(key, summary.wall_time)
             if summary.interrupted:
                 raise KeyboardInterrupt
@@ -416,6 +417,7 @@ class Experiment:
                 started = time.perf_counter()
                 try:
                     report = evaluate(spec, evaluation.trials, out, evaluation.workers, progress=False,
+                                      backend=self.config.backend, address=self.config.ray_address,
                                       command=f"python -m eval.experiment ({arm.name} in {domain})", on_result=tick)  # fmt: skip
                 except AgentError as error:
                     raise ExperimentError(f"arm {arm.name}: {error}") from None
@@ -586,13 +588,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # the stages' own one-line errors (store, data, training, checkpoint)
+        from data_gen.backends import BackendError
         from data_gen.episode_store import StoreError
         from policies.checkpoint import CheckpointError
         from policies.config import ConfigError
         from policies.dataset import DataError
         from policies.train import TrainingError
 
-        if isinstance(error, (StoreError, DataError, TrainingError, CheckpointError, ConfigError, OSError)):
+        if isinstance(error, (StoreError, DataError, TrainingError, CheckpointError, ConfigError, BackendError, OSError)):
             print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
             return 2
         raise

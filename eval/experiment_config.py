@@ -133,11 +133,17 @@ class ExperimentConfig(_Strict):
     classifier: ClassifierConfig = ClassifierConfig()
     evaluation: Evaluation = Evaluation()
     data_workers: int = Field(2, ge=1)
+    # Where data generation and evaluation run: local processes, or Ray actors (on the cluster at
+    # ray_address, else RAY_ADDRESS, else a local instance). Same results either way, so no fingerprint holds it.
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
     arms: tuple[Arm, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_arms(self) -> ExperimentConfig:
         names = [arm.name for arm in self.arms]
+        if self.ray_address is not None and self.backend != "ray":
+            raise ValueError("ray_address needs backend: ray")
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"arm names must be unique: {duplicated}")

@@ -28,10 +28,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data_gen.backends import BACKENDS, BackendError, check_backend, ordered_map
 from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure
 from eval.metrics import aggregate
 
 TRIAL_SEED_STREAM = 2  # agents' randomness: a stream apart from the start poses and data generation
+VIDEO_BYTES = "_video_bytes"  # a worker's encoded video, written to disk by the driver
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,12 @@ class TrialRunner:
                 break
             if truncated:
                 break
-        video = None
-        if record:
+        video, video_bytes = None, None
+        if record:  # encoded here, written by the driver (a Ray worker may run on another machine)
             video = str(Path(spec.video_dir) / f"trial_{index:03d}.mp4")
             import imageio.v3 as iio
 
-            iio.imwrite(video, np.stack(frames), fps=int(self.task.control_hz))
+            video_bytes = iio.imwrite("<bytes>", np.stack(frames), extension=".mp4", fps=int(self.task.control_hz))
         return {
             "index": index,
             "initial_pose": [float(v) for v in start_pose],
@@ -107,6 +109,7 @@ class TrialRunner:
             "max_reward": max(rewards, default=0.0),
             "wall_time": time.perf_counter() - started,
             "video": video,
+            VIDEO_BYTES: video_bytes,
         }
 
 
@@ -124,7 +127,8 @@ _RUNNER: TrialRunner | None = None
 
 def _init_worker(spec: RolloutSpec) -> None:
     global _RUNNER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    if multiprocessing.parent_process() is not None:  # a pool worker: Ctrl-C is the parent's to handle
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("LP_NUM_THREADS", "1")
     try:
         import torch
@@ -141,8 +145,11 @@ def _run_trial(job):
 
 def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool = True,
                runner: TrialRunner | None = None, done: dict[int, dict] | None = None,
-               on_result=None) -> list[dict]:
+               on_result=None, backend: str = "local", address: str | None = None) -> list[dict]:
     """Run trials 0 .. trials-1 (in index order) and return their per-trial results.
+
+    backend "local" (``workers`` processes, or this one) or "ray" (``workers`` Ray actors on the
+    cluster at ``address``, else a local instance): the same per-trial results either way.
 
     runner: an already built runner for `spec`, used when the trials run in this process.
     done: results already at hand by index (a resumed evaluation): those trials are not run again.
@@ -157,15 +164,21 @@ def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool 
     bar = tqdm(total=trials, initial=len(results), unit="trial", desc="trials", disable=not progress)
 
     def collect(result: dict) -> None:
+        video_bytes = result.pop(VIDEO_BYTES, None)
+        if video_bytes is not None:
+            Path(result["video"]).write_bytes(video_bytes)
         results.append(result)
         if on_result is not None:
             on_result(result)
         _update(bar, results)
 
-    if jobs and workers > 1:
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)), _init_worker, (spec,)) as pool:
-            for result in pool.imap(_run_trial, jobs):
+    if jobs and (workers > 1 or backend == "ray"):
+        results_in_order = ordered_map(_init_worker, (spec,), _run_trial, jobs, workers, backend, address)
+        try:
+            for result in results_in_order:
                 collect(result)
+        finally:
+            results_in_order.close()  # stops the workers at once on Ctrl-C
     elif jobs:
         runner = runner or TrialRunner(spec)
         for job in jobs:
@@ -211,7 +224,8 @@ def load_finished_trials(path: Path, identity: dict) -> dict[int, dict]:
 
 
 def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progress: bool = True,
-             command: str | None = None, on_result=None, domain_config: dict | None = None) -> dict:
+             command: str | None = None, on_result=None, domain_config: dict | None = None,
+             backend: str = "local", address: str | None = None) -> dict:
     """Run (or resume) an evaluation into ``out`` and write ``out/results.json``; returns the report.
 
     on_result: called with each newly finished trial's result, after it is saved.
@@ -225,6 +239,7 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
     started = time.perf_counter()
     # Built first: a checkpoint that does not fit the env fails before anything is written (an earlier
     # evaluation's trials in ``out`` included) or any worker starts, and one worker reuses it.
+    check_backend(backend)
     runner = TrialRunner(spec) if len(done) < trials and (spec.policy == "ckpt" or workers == 1) else None
     out.mkdir(parents=True, exist_ok=True)
     if not done:
@@ -237,7 +252,7 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
             if on_result is not None:
                 on_result(result)
 
-        results = run_trials(spec, trials, workers, progress, runner=runner, done=done, on_result=save)
+        results = run_trials(spec, trials, workers, progress, runner=runner, done=done, on_result=save, backend=backend, address=address)
     new = [r for r in results if r["index"] not in done]
     # wall_time: this call's; trial_seconds: all trials' own times, resumed ones included.
     wall_time = time.perf_counter() - started
@@ -285,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: next to the checkpoint, or eval_runs/POLICY")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-steps", type=int, default=None, help="cut trials short (default: the task's 750)")
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="local: --workers processes; ray: --workers Ray actors (pip install 'ambient-push[ray]')")
+    parser.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: RAY_ADDRESS, else a local instance)")
     args = parser.parse_args(argv)
 
     def fail(message: str) -> int:
@@ -305,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--seed must be >= 0, got {args.seed}")
     if args.max_steps is not None and args.max_steps < 1:
         return fail(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.address is not None and args.backend != "ray":
+        return fail("--address needs --backend ray")
+    try:
+        check_backend(args.backend)
+    except BackendError as error:
+        return fail(str(error))
     from policies.model import resolve_device
 
     try:
@@ -329,8 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with no_empty_dirs_on_failure(video_dir):  # an evaluation refused before its first trial leaves no directory
             video_dir.mkdir(parents=True, exist_ok=True)
-            report = evaluate(spec, args.trials, out, args.workers, command=command, domain_config=domain.model_dump(mode="json"))
-    except AgentError as error:
+            report = evaluate(spec, args.trials, out, args.workers, command=command, domain_config=domain.model_dump(mode="json"),
+                              backend=args.backend, address=args.address)
+    except (AgentError, BackendError) as error:
         return fail(str(error))
     except OSError as error:  # a file where a directory belongs, a read-only place
         return fail(f"cannot write {error.filename or out}: {error.strerror or error}")

@@ -93,6 +93,7 @@ def test_an_unfinished_evaluation_resumes_its_missing_trials(smoke):
         (lambda v: v["arms"].append({"name": "x", "method": "ambient"}), "needs sigma_min"),
         (lambda v: v["arms"].append({"name": "y", "method": "clean", "alpha": 0.3}), "alpha applies"),
         (lambda v: v["clean"].update(store="a.zarr"), "either store"),
+        (lambda v: v.update(ray_address="127.0.0.1:6379"), "ray_address needs backend: ray"),
     ],
 )
 def test_bad_configs_are_one_line_errors(tmp_path, capsys, edit, message):

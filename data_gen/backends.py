@@ -1,0 +1,93 @@
+"""Where simulation work runs: in this process, in a local process pool, or on a Ray cluster.
+
+Data generation (one GCS attempt per item) and evaluation (one trial per item) both map a worker
+function over items whose results depend only on the item, and the driver alone writes what comes
+back (the episode store's atomic commits, ``trials.jsonl``). ``ordered_map`` hides where the work
+runs and always yields results in item order, so the same seed gives the same store and the same
+per-trial results whatever the backend and the number of workers.
+
+Ray (an optional extra, ``pip install 'ambient-push[ray]'``): one actor per worker builds its
+Drake plant (and policy) once with ``init(*init_args)`` and runs items as tasks; a task whose
+worker dies is retried on a restarted actor (results depend only on the item, so a retry is
+exact); Ctrl-C in the driver kills the actors, and what the driver committed resumes as usual.
+``address`` (or ``RAY_ADDRESS``) joins a running cluster; without one, a local Ray instance with
+``workers`` CPUs is started and shut down afterwards.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+BACKENDS = ("local", "ray")
+TASK_RETRIES = 3  # a task on a worker that died runs again on a restarted actor, this many times
+
+
+class BackendError(Exception):
+    """A backend that cannot run here (Ray not installed, a cluster that cannot be reached); one line."""
+
+
+def check_backend(backend: str) -> None:
+    """BackendError unless ``backend`` is known and can run here (before any work starts)."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise BackendError("--backend ray needs Ray: pip install 'ambient-push[ray]'") from None
+
+
+def ordered_map(init: Callable[..., None], init_args: tuple, work: Callable[[Any], Any], items: Iterable[Any],
+                workers: int = 1, backend: str = "local", address: str | None = None) -> Iterator[Any]:
+    """Yield ``work(item)`` for each item, in item order, after ``init(*init_args)`` in each worker.
+
+    init and work are module-level functions (picklable): init builds the worker's state in a
+    module global, work uses it. local with one worker runs everything in this process.
+    """
+    check_backend(backend)
+    items = list(items)
+    if backend == "ray":
+        yield from _ray_map(init, init_args, work, items, workers, address)
+    elif workers > 1 and len(items) > 1:
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(items)), init, init_args) as pool:
+            yield from pool.imap(work, items)
+    elif items:
+        init(*init_args)
+        yield from map(work, items)
+
+
+def _ray_map(init, init_args, work, items, workers, address) -> Iterator[Any]:
+    import ray
+    from ray.util import ActorPool
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        address = address or os.environ.get("RAY_ADDRESS")
+        try:
+            if address:
+                ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise BackendError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {' '.join(str(error).split())[:200]}") from None
+
+    @ray.remote(num_cpus=1, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
+    class Worker:
+        def __init__(self):
+            init(*init_args)
+
+        def run(self, item):
+            return work(item)
+
+    actors = [Worker.remote() for _ in range(max(1, min(workers, len(items))))] if items else []
+    try:
+        if actors:
+            yield from ActorPool(actors).map(lambda actor, item: actor.run.remote(item), items)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if started_here:
+            ray.shutdown()

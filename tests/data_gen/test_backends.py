@@ -1,0 +1,138 @@
+"""The Ray backend against the local one, on a real local 2-CPU Ray instance: same episodes, same
+trials, retried tasks, Ctrl-C that leaves a store which resumes, and one-line errors."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from data_gen.backends import ordered_map
+from data_gen.episode_store import EpisodeStore
+from data_gen.gcs import GenerationConfig, generate
+from eval.rollout import RolloutSpec, run_trials
+from pushing_sim.domains import load_domain
+
+ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' extra (installed by `make test`)")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local 2-CPU Ray instance for the module (ordered_map joins it instead of starting its own)."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _digest(path) -> str:
+    digest = hashlib.sha256()
+    with EpisodeStore.open(path) as store:
+        digest.update(store.episode_ends.tobytes())
+        for key in store.step_keys:
+            digest.update(key.encode() + np.ascontiguousarray(store.array(key)).tobytes())
+        for name in ("seed", "success", "initial_pose", "extra"):
+            digest.update(np.asarray(store.meta_column(name)).tobytes())
+    return digest.hexdigest()
+
+
+def _config(n: int) -> GenerationConfig:
+    return GenerationConfig(n=n, seed=3, domain=load_domain("sim", ["render.image_size=32"]))
+
+
+def test_ray_generates_the_same_store_as_the_local_backend(tmp_path, local_ray):
+    local = generate(_config(3), tmp_path / "local.zarr", workers=1, progress=False)
+    remote = generate(_config(3), tmp_path / "ray.zarr", workers=2, progress=False, backend="ray")
+    assert local.stored == remote.stored == 3 and not remote.interrupted
+    assert _digest(tmp_path / "local.zarr") == _digest(tmp_path / "ray.zarr")  # actions, states, images, meta
+
+
+def test_ray_evaluates_the_same_trials_as_the_local_backend(tmp_path, local_ray):
+    spec = RolloutSpec(policy="random", ckpt=None, domain="target", domain_overrides=(), seed=0, videos=1,
+                       video_dir=str(tmp_path), device="cpu", max_steps=10)  # fmt: skip
+    local = run_trials(spec, trials=3, workers=1, progress=False)
+    video = (tmp_path / "trial_000.mp4").read_bytes()
+    (tmp_path / "trial_000.mp4").unlink()
+    remote = run_trials(spec, trials=3, workers=2, progress=False, backend="ray")
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_time"} for r in rs]  # noqa: E731
+    assert strip(local) == strip(remote) and len({r["final_position_error"] for r in remote}) == 3
+    assert (tmp_path / "trial_000.mp4").read_bytes() == video  # encoded by the actor, written by the driver
+
+
+def test_a_task_whose_worker_dies_is_retried(tmp_path, local_ray):
+    marker = tmp_path / "died"
+
+    def init(offset):
+        globals()["OFFSET"] = offset
+
+    def work(item):
+        if item == 2 and not marker.exists():
+            marker.write_text("once")
+            os._exit(1)  # the actor's process dies mid-task
+        return item * item + globals()["OFFSET"]
+
+    assert list(ordered_map(init, (7,), work, range(5), workers=2, backend="ray")) == [7, 8, 11, 16, 23]
+    assert marker.exists()
+
+
+def test_an_interrupted_ray_run_leaves_a_store_that_resumes_to_the_same_episodes(tmp_path, local_ray, monkeypatch):
+    out = tmp_path / "ray.zarr"
+    appended = []
+    original = EpisodeStore.append_episode
+
+    def append_then_interrupt(self, episode, meta):
+        index = original(self, episode, meta)
+        appended.append(index)
+        if len(appended) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the driver, just after a commit
+        return index
+
+    monkeypatch.setattr(EpisodeStore, "append_episode", append_then_interrupt)
+    first = generate(_config(4), out, workers=2, progress=False, backend="ray")
+    assert first.interrupted and first.stored == 2
+    monkeypatch.setattr(EpisodeStore, "append_episode", original)
+    resumed = generate(_config(4), out, workers=2, progress=False, backend="ray")
+    assert resumed.stored == 4 and resumed.added == 2
+    generate(_config(4), tmp_path / "local.zarr", workers=1, progress=False)
+    assert _digest(out) == _digest(tmp_path / "local.zarr")
+
+
+def test_ctrl_c_on_the_ray_cli_exits_cleanly_and_the_run_resumes(tmp_path):
+    out = tmp_path / "sim.zarr"
+    args = [sys.executable, "-m", "data_gen.gcs", "--n", "4", "--workers", "2", "--image-size", "32",
+            "--backend", "ray", "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 180
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.3)
+        try:
+            with EpisodeStore.open(out) as store:
+                if store.n_episodes >= 1:
+                    break
+        except Exception:  # noqa: BLE001 - not created yet
+            continue
+    os.kill(process.pid, signal.SIGINT)  # Ctrl-C to the driver
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode in (0, 130), output  # 0: it had finished all 4 by then
+    assert "Traceback" not in output
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    with EpisodeStore.open(out) as store:
+        attempts = [store.episode_meta(i).extra["attempt"] for i in range(store.n_episodes)]
+    assert len(attempts) == 4 and attempts == sorted(set(attempts))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data_gen.gcs", "--n", "2", "--address", "127.0.0.1:1"], "--address needs --backend ray"),
+    (["data_gen.gcs", "--n", "2", "--backend", "dask"], "invalid choice: 'dask'"),
+    (["eval.rollout", "--policy", "random", "--address", "127.0.0.1:1"], "--address needs --backend ray"),
+])  # fmt: skip
+def test_bad_backend_options_are_one_line_errors(tmp_path, argv, message):
+    result = subprocess.run([sys.executable, "-m", *argv, "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    err = result.stderr.strip()
+    assert result.returncode == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "x").exists()
