@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_gen.cli import no_empty_dirs_on_failure
-from data_gen.episode_store import META_COLUMNS, Annotation, EpisodeMeta, EpisodeStore, StoreError
+from data_gen.episode_store import META_COLUMNS, RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError
 
 FORMATS = ("lerobot", "diffusion-policy")
 # The env and every generator step at the task's control rate (pushing_sim.task.TaskConfig.control_hz,
@@ -230,13 +230,12 @@ def foreign_run(fmt: str, source: Path, **details: Any) -> dict[str, Any]:
 
 def camera_name(key: str, taken: Iterable[str]) -> str:
     """A store camera name for a foreign image key: an identifier, unique, not a reserved step key."""
-    from data_gen.episode_store import RESERVED_NAMES
-
+    taken = set(taken)
     name = "".join(c if c.isalnum() or c == "_" else "_" for c in key) or "camera"
     if name[0].isdigit():
         name = f"camera_{name}"
     base, n = name, 1
-    while name in RESERVED_NAMES or name in set(taken):
+    while name in RESERVED_NAMES or name in taken:
         name, n = f"{base}_{n}", n + 1
     return name
 

@@ -342,7 +342,7 @@ def _read(path: Path) -> Contents:
         success = _column(frames, "next.success")[order].astype(bool)
 
     def episode_stream():
-        cursors: dict[tuple[str, int, int], _VideoCursor] = {}
+        cursors: dict[str, _VideoCursor] = {}  # one open file per camera: episodes come in file order
         try:
             for i, episode in enumerate(episode_ids.tolist()):
                 steps_slice = slice(int(offsets[i]), int(offsets[i + 1]))
@@ -355,11 +355,13 @@ def _read(path: Path) -> Contents:
                         continue
                     chunk = int(episodes.column(f"videos/{key}/chunk_index")[i].as_py())
                     file = int(episodes.column(f"videos/{key}/file_index")[i].as_py())
-                    if (key, chunk, file) not in cursors:
-                        video = path / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
-                        cursors[(key, chunk, file)] = _VideoCursor(video)
+                    video = path / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
+                    if key not in cursors or cursors[key].path != video:
+                        if key in cursors:
+                            cursors[key].close()
+                        cursors[key] = _VideoCursor(video)
                     start = int(round(episodes.column(f"videos/{key}/from_timestamp")[i].as_py() * fps))
-                    steps[camera] = cursors[(key, chunk, file)].read(start, int(lengths[i]))
+                    steps[camera] = cursors[key].read(start, int(lengths[i]))
                 if ours:
                     meta = meta_from_columns(columns, i)
                 else:
