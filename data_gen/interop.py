@@ -248,3 +248,32 @@ def to_uint8_images(path: Path, key: str, images: np.ndarray) -> np.ndarray:
             and np.array_equal(images, np.round(images)):
         return images.astype(np.uint8)
     raise InteropError(f"{path}: {key} holds {images.dtype} images that are not whole values in 0-255")
+
+
+def store_differences(a: EpisodeStore, b: EpisodeStore) -> list[str]:
+    """What differs between two stores, bit for bit (empty when a round trip was lossless)."""
+    found = [
+        f"{what} {x!r} != {y!r}"
+        for what, x, y in [("cameras", a.cameras, b.cameras), ("action_dim", a.action_dim, b.action_dim),
+                           ("domain_config", a.domain_config, b.domain_config), ("run", a.run, b.run),
+                           ("annotation sets", a.annotation_names, b.annotation_names)]
+        if x != y
+    ]
+    if found:
+        return found
+    if not np.array_equal(a.episode_ends, b.episode_ends):
+        return ["episode_ends"]
+    for key in a.step_keys:
+        x, y = a.array(key), b.array(key)
+        if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+            found.append(f"data/{key}")
+    for index in range(a.n_episodes):
+        if a.episode_meta(index).model_dump_json() != b.episode_meta(index).model_dump_json():
+            found.append(f"metadata of episode {index}")
+    for name in a.annotation_names:
+        x, y = a.annotation(name), b.annotation(name)
+        same = x.attrs == y.attrs and x.sigma_min.tobytes() == y.sigma_min.tobytes() and \
+            (x.sigma_max is None) == (y.sigma_max is None) and (x.sigma_max is None or x.sigma_max.tobytes() == y.sigma_max.tobytes())
+        if not same:
+            found.append(f"annotation set {name}")
+    return found

@@ -6,7 +6,7 @@ with zarr 2, so the export is written in zarr format 2 (zarr-python 3 writes it 
 
     DIR/
       .zgroup, .zattrs            root attributes: format, cameras, action_dim, domain_config, run, keys
-      data/<camera>               (N, H, W, 3) uint8, one per camera (Blosc zstd, 128-frame chunks)
+      data/<camera>               (N, H, W, 3) uint8, one per camera (zstd 9, 128-frame chunks, as the store)
       data/state                  (N, 2) float32    agent_pos (pusher xy), DP's low-dim observation
       data/action                 (N, A) float32
       data/slider_pose            (N, 3) float32    extra: x, y, theta of the T
@@ -43,7 +43,7 @@ from data_gen.interop import Contents, InteropError, foreign_meta, foreign_run, 
 FORMAT = "diffusion-policy"
 STATE_KEY = "state"  # DP's name for the low-dim observation; ours is agent_pos
 LOW_DIM_CHUNK_STEPS = 4096
-IMAGE_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.NOSHUFFLE)
+IMAGE_COMPRESSOR = numcodecs.Zstd(level=9)  # as the store: a rendered 96x96 frame takes a few KB
 LOW_DIM_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
 
 
