@@ -42,6 +42,7 @@ bench: setup
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/admission.py
 	$(PY) benchmarks/analyze_speed.py
+	$(PY) benchmarks/interop_roundtrip.py
 
 clean:
 	rm -rf $(VENV) out *.egg-info

@@ -12,7 +12,7 @@ Layout (a zarr v3 directory store; N steps in E episodes, all episodes concatena
       data/slider_pose          (N, 3) float32   x, y, theta of the T
       data/<camera>             (N, H, W, 3) uint8, one array per camera (e.g. overhead, wrist)
       meta/episode_ends         (E,) int64       exclusive end index of each episode
-      meta/source               (E,) string      gcs | teleop | expert
+      meta/source               (E,) string      gcs | teleop | expert | import (data_gen.interop)
       meta/domain               (E,) string      domain name the episode was generated in
       meta/seed                 (E,) int64
       meta/initial_pose         (E, 3) float64   x, y, theta of the T at the start
@@ -130,7 +130,7 @@ class EpisodeMeta(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["gcs", "teleop", "expert"]
+    source: Literal["gcs", "teleop", "expert", "import"]
     domain: str = Field(min_length=1)
     seed: int
     initial_pose: tuple[float, float, float]

@@ -1,0 +1,279 @@
+"""Exchange with LeRobot and Diffusion Policy: what `data_gen.export` and `data_gen.import` share.
+
+Most imitation-learning code reads one of two layouts: a LeRobot dataset (v3.0: parquet tables plus
+one mp4 per camera) or Diffusion Policy's zarr ReplayBuffer. Exporting a store to either lets that
+code train on our demonstrations; importing a push-T dataset in either lets ours use it as clean
+data. Each layout lives in its own module (`interop_lerobot`, `interop_diffusion_policy`); this one
+holds what both need: the output written whole (into a hidden sibling directory renamed at the end,
+so a failed or interrupted run leaves nothing behind), the store writer of an import, the metadata
+columns, the defaults for a foreign dataset, and the one-line summary.
+
+A round trip store -> export -> import is lossless: the same step arrays bit for bit, the same
+episode ends, per-episode metadata, annotation sets and root attributes (cameras, action_dim,
+domain_config, run). A foreign dataset has none of our metadata; it imports with ``source``
+"import", ``domain`` "import", ``seed`` its episode index, ``initial_pose`` its first slider pose,
+``success`` from its own success flag where it has one (True otherwise: demonstrations), NaN
+planning time and cost, and ``extra`` naming where it came from. Without a slider pose it gets
+zeros (the store refuses NaN steps); see each layout's module for where it finds one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from data_gen.cli import no_empty_dirs_on_failure
+from data_gen.episode_store import META_COLUMNS, RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError
+
+FORMATS = ("lerobot", "diffusion-policy")
+# The env and every generator step at the task's control rate (pushing_sim.task.TaskConfig.control_hz,
+# 10 Hz); a store does not record it, so an export says it used this default.
+DEFAULT_FPS = 10
+IMPORT_SOURCE = "import"
+INSTALL_HINT = "pip install 'ambient-push[interop]'"
+
+
+class InteropError(Exception):
+    """A problem with an export or import; the message is one line and names the path."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a run wrote, for its one-line report."""
+
+    episodes: int
+    frames: int
+    bytes: int
+    seconds: float
+
+    def describe(self) -> str:
+        return f"{self.episodes} episodes, {self.frames} frames, {self.bytes / 1e6:.1f} MB on disk, {self.seconds:.1f} s"
+
+
+@dataclass
+class Contents:
+    """What an import writes into a new store: its root attributes, episodes (read lazily) and annotation sets."""
+
+    source: Path
+    cameras: dict[str, tuple[int, int]]
+    action_dim: int
+    domain_config: dict[str, Any]
+    run: dict[str, Any]
+    n_episodes: int
+    episodes: Iterable[tuple[dict[str, np.ndarray], EpisodeMeta]]
+    annotations: list[Annotation] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------
+# The two directions
+
+
+def export_store(store: str | os.PathLike, out: str | os.PathLike, fmt: str, progress: bool = False) -> Summary:
+    """Write the committed episodes of ``store`` into the new directory ``out`` in format ``fmt``."""
+    writer = _module(fmt).write
+    start = time.perf_counter()
+    opened = EpisodeStore.open(store)
+    if opened.n_episodes == 0:
+        raise InteropError(f"{store}: the store holds no episodes; nothing to export")
+    out = Path(out)
+    with staged_output(out) as staging:
+        writer(opened, staging, progress)
+    return Summary(opened.n_episodes, opened.n_steps, tree_bytes(out), time.perf_counter() - start)
+
+
+def import_dataset(source: str | os.PathLike, out: str | os.PathLike, fmt: str, progress: bool = False) -> Summary:
+    """Write the dataset in directory ``source`` (format ``fmt``) into the new episode store ``out``."""
+    reader = _module(fmt).read
+    start = time.perf_counter()
+    source, out = Path(source), Path(out)
+    if not source.is_dir():
+        raise InteropError(f"{source}: no such dataset directory")
+    with staged_output(out) as staging:
+        write_store(reader(source), staging, progress)
+    store = EpisodeStore.open(out)
+    return Summary(store.n_episodes, store.n_steps, store.disk_bytes(), time.perf_counter() - start)
+
+
+def _module(fmt: str):
+    if fmt == "lerobot":
+        require_pyarrow()
+        from data_gen import interop_lerobot
+
+        return interop_lerobot
+    if fmt == "diffusion-policy":
+        from data_gen import interop_diffusion_policy
+
+        return interop_diffusion_policy
+    raise InteropError(f"unknown format {fmt!r}; formats are {', '.join(FORMATS)}")
+
+
+def require_pyarrow() -> None:
+    """LeRobot's tables are parquet; pyarrow is an optional dependency, so say how to get it."""
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise InteropError(f"--format lerobot needs pyarrow, which is not installed: {INSTALL_HINT}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing whole or not at all
+
+
+@contextlib.contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """A fresh hidden sibling of ``out`` to write into, renamed to ``out`` if the body succeeds.
+
+    ``out`` must not exist or be an empty directory. On any failure (Ctrl-C included) the sibling is
+    removed, and so are the parents this created: nothing is left behind.
+    """
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise InteropError(f"{out}: exists and is not an empty directory (choose a new --out)")
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    with no_empty_dirs_on_failure(out.parent):
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            yield staging
+            if out.exists():
+                out.rmdir()
+            os.replace(staging, out)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise InteropError(f"{error.filename or out}: {error.strerror or error}") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def write_store(contents: Contents, path: Path, progress: bool = False) -> None:
+    """Create a store at ``path`` holding ``contents``: every episode appended in order, then the sets."""
+    with EpisodeStore.create(
+        path, cameras=contents.cameras, domain_config=contents.domain_config, run=contents.run,
+        action_dim=contents.action_dim,
+    ) as store:
+        with tqdm(total=contents.n_episodes, unit="episode", desc="importing", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for steps, meta in _read_all(contents):
+                store.append_episode(steps, meta)
+                bar.update()
+        for annotation in contents.annotations:
+            store.write_annotation(annotation.name, annotation.sigma_min, annotation.sigma_max, annotation.attrs)
+
+
+def _read_all(contents: Contents) -> Iterator[tuple[dict[str, np.ndarray], EpisodeMeta]]:
+    """The episodes, with any failure of the foreign reader (a damaged file) as one InteropError line."""
+    episodes = iter(contents.episodes)
+    while True:
+        try:
+            yield next(episodes)
+        except StopIteration:
+            return
+        except (InteropError, StoreError):
+            raise
+        except Exception as error:
+            detail = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+            raise InteropError(f"{contents.source}: damaged or unreadable dataset ({detail})") from None
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-episode metadata as columns
+
+
+def meta_columns(store: EpisodeStore) -> dict[str, np.ndarray]:
+    """The store's metadata columns, ``extra`` as the JSON string it stores (so it round-trips exactly)."""
+    return {name: store.meta_column(name) for name in META_COLUMNS}
+
+
+def meta_from_columns(columns: dict[str, np.ndarray], index: int) -> EpisodeMeta:
+    """Row ``index`` of metadata columns as an EpisodeMeta."""
+    return EpisodeMeta(
+        source=str(columns["source"][index]),
+        domain=str(columns["domain"][index]),
+        seed=int(columns["seed"][index]),
+        initial_pose=tuple(float(x) for x in columns["initial_pose"][index]),
+        success=bool(columns["success"][index]),
+        planning_time=float(columns["planning_time"][index]),
+        plan_cost=float(columns["plan_cost"][index]),
+        extra=json.loads(str(columns["extra"][index])),
+    )
+
+
+def foreign_meta(index: int, slider_pose: np.ndarray, success: bool, extra: dict[str, Any]) -> EpisodeMeta:
+    """The metadata a foreign episode gets (see the module docstring)."""
+    return EpisodeMeta(
+        source=IMPORT_SOURCE, domain=IMPORT_SOURCE, seed=index,
+        initial_pose=tuple(float(x) for x in slider_pose[0]), success=bool(success), extra=extra,
+    )
+
+
+def foreign_run(fmt: str, source: Path, **details: Any) -> dict[str, Any]:
+    """The run identity of an imported foreign dataset."""
+    return {"generator": IMPORT_SOURCE, "format": fmt, "source": str(source), **details}
+
+
+def camera_name(key: str, taken: Iterable[str]) -> str:
+    """A store camera name for a foreign image key: an identifier, unique, not a reserved step key."""
+    taken = set(taken)
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in key) or "camera"
+    if name[0].isdigit():
+        name = f"camera_{name}"
+    base, n = name, 1
+    while name in RESERVED_NAMES or name in taken:
+        name, n = f"{base}_{n}", n + 1
+    return name
+
+
+def to_uint8_images(path: Path, key: str, images: np.ndarray) -> np.ndarray:
+    """Images as uint8: Diffusion Policy's push-T keeps float 0-255 values; anything else is refused."""
+    if images.dtype == np.uint8:
+        return images
+    if np.issubdtype(images.dtype, np.floating) and images.size and images.min() >= 0 and images.max() <= 255 \
+            and np.array_equal(images, np.round(images)):
+        return images.astype(np.uint8)
+    raise InteropError(f"{path}: {key} holds {images.dtype} images that are not whole values in 0-255")
+
+
+def store_differences(a: EpisodeStore, b: EpisodeStore) -> list[str]:
+    """What differs between two stores, bit for bit (empty when a round trip was lossless)."""
+    found = [
+        f"{what} {x!r} != {y!r}"
+        for what, x, y in [("cameras", a.cameras, b.cameras), ("action_dim", a.action_dim, b.action_dim),
+                           ("domain_config", a.domain_config, b.domain_config), ("run", a.run, b.run),
+                           ("annotation sets", a.annotation_names, b.annotation_names)]
+        if x != y
+    ]
+    if found:
+        return found
+    if not np.array_equal(a.episode_ends, b.episode_ends):
+        return ["episode_ends"]
+    for key in a.step_keys:
+        x, y = a.array(key), b.array(key)
+        if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+            found.append(f"data/{key}")
+    for index in range(a.n_episodes):
+        if a.episode_meta(index).model_dump_json() != b.episode_meta(index).model_dump_json():
+            found.append(f"metadata of episode {index}")
+    for name in a.annotation_names:
+        x, y = a.annotation(name), b.annotation(name)
+        same = x.attrs == y.attrs and x.sigma_min.tobytes() == y.sigma_min.tobytes() and \
+            (x.sigma_max is None) == (y.sigma_max is None) and (x.sigma_max is None or x.sigma_max.tobytes() == y.sigma_max.tobytes())
+        if not same:
+            found.append(f"annotation set {name}")
+    return found
