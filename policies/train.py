@@ -355,10 +355,8 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
         scheduler.load_state_dict(resumed["lr_scheduler"])
         step = int(resumed["step"])
     saved_step = step if resumed is not None else None  # the step the checkpoint file holds
-    # Gradients are averaged over the processes; the buffers (the normaliser) are equal on all of them.
-    net = torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
-    ) if ranks.distributed else None  # fmt: skip
+    # Averages the gradients over the processes (and re-sends rank 0's few normaliser buffers, equal anyway).
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.distributed else None
     if ranks.is_main:
         config.save(out / CONFIG_NAME)
         (out / ADMISSION_NAME).write_text(json.dumps(admission, indent=1))
@@ -553,6 +551,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=500)
     parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--log-every", type=int, default=10, help="steps per metrics.jsonl record")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wandb", action="store_true",
@@ -594,6 +593,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                 seed=args.seed,
                 device=args.device,
                 checkpoint_every=args.checkpoint_every,
+                log_every=args.log_every,
             ),
             data=DataConfig(clean=tuple(args.clean), corrupt=tuple(args.corrupt), image_cache_gb=args.image_cache_gb),
         )
