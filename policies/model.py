@@ -98,6 +98,17 @@ class DiffusionModel(nn.Module):
         prediction = self.unet(x_t, t, cond)
         return ((prediction.float() - target) ** 2).mean(dim=(1, 2))
 
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        t: torch.Tensor,
+        ambient_sigma_min: torch.Tensor,
+        noise: torch.Tensor,
+        contraction_noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """The training loss (``loss``): DistributedDataParallel synchronises the gradients of what forward computes."""
+        return self.loss(batch, t, ambient_sigma_min, noise, contraction_noise)
+
     # ----------------------------------------------------------------------------------------------
     # Inference
 

@@ -10,12 +10,18 @@ contraction of the chunk to its own sigma_min.
 A run directory holds config.json, admission.json (the resolved clean weights, sigma_min source
 and the induced P(clean | t)), ckpt.pt (the last checkpoint) and metrics.jsonl. Starting a run
 in a directory that has a checkpoint resumes it, if the config matches (steps and device may change).
-Batch b of a run depends only on (seed, b), so a resumed run draws the batches it would have drawn.
+Batch b of a run depends only on (seed, b), and the initial weights on the seed, so a resumed run
+draws the batches it would have drawn.
+
+``torchrun --nproc-per-node N -m policies.train ...`` trains on N processes (policies/distributed.py):
+each keeps its share of every global batch of ``batch_size`` rows, DistributedDataParallel averages
+the gradients, and only rank 0 writes the run's files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -40,6 +46,7 @@ from policies.ambient import AdmissionSampler, linear_alpha_schedule
 from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from policies.config import DEFAULT_ALPHA, METHODS, PRESETS, ConfigError, DataConfig, PolicyConfig, RunConfig, TrainingConfig, one_line
 from policies.dataset import CorruptAnnotation, DataError, WindowDataset
+from policies.distributed import DistributedError, Ranks
 from policies.ema import EMA
 from policies.model import DiffusionModel, resolve_device
 from policies.noise import PREDICTION_TYPES
@@ -187,6 +194,8 @@ class BatchStream:
 
     Batch b uses only numpy's Generator seeded by (seed, b): the admission draw, the random crops
     and the diffusion noise, so a run is reproducible and resumable whatever the device.
+    share: the rows of each batch this process keeps (``Ranks.share``). Every process draws the whole
+    batch and keeps its rows, so the shares together are exactly the batch one process trains on.
     """
 
     def __init__(
@@ -199,9 +208,11 @@ class BatchStream:
         start: int,
         ambient_loss: bool = False,
         pin: bool = False,
+        share: slice | None = None,
     ):
         self.dataset, self.sampler, self.crops = dataset, sampler, crops
         self.batch_size, self.seed, self.ambient_loss, self.pin = batch_size, seed, ambient_loss, pin
+        self.share = share
         self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
         self._next = start
         self._stop = threading.Event()
@@ -220,6 +231,8 @@ class BatchStream:
         ambient_sigma_min = draw.ambient_sigma_min if self.ambient_loss else np.zeros(self.batch_size)
         arrays["ambient_sigma_min"] = ambient_sigma_min.astype(np.float32)
         arrays["is_clean"] = draw.is_clean
+        if self.share is not None:
+            arrays = {key: value[self.share] for key, value in arrays.items()}
         tensors = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in arrays.items()}
         if self.pin:
             tensors = {key: value.pin_memory() for key, value in tensors.items()}
@@ -254,12 +267,17 @@ class BatchStream:
 
 
 def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tensor], step: int, autocast,
-                  grad_norms: list[float] | None = None) -> float:
+                  grad_norms: list[float] | None = None, *, net: torch.nn.Module | None = None,
+                  ranks: Ranks | None = None) -> float:
     """One optimiser step (the ``step``-th) on a batch already on the model's device; returns the loss
-    and, given a list, appends the gradients' global L2 norm to it (measured, never clipped)."""
+    and, given a list, appends the gradients' global L2 norm to it (measured, never clipped).
+
+    Under torchrun: net is the model wrapped in DistributedDataParallel (which averages the gradients
+    over the processes), and the loss returned is the mean over ranks, checked before any of them steps.
+    """
     with autocast:
-        loss = model.loss(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"], batch["contraction_noise"]).mean()
-    value = loss.item()
+        loss = (model if net is None else net)(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"], batch["contraction_noise"]).mean()
+    value = loss.item() if ranks is None else ranks.mean([loss.item()])[0]
     if not math.isfinite(value):
         raise NonFiniteLossError(f"non-finite loss ({value}) at step {step}")
     optimizer.zero_grad(set_to_none=True)
@@ -283,7 +301,17 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True, on_log: 
     Ctrl-C saves a checkpoint and returns with ``interrupted`` set. on_log(step, total) is called
     at every metrics record (e.g. to drive a caller's progress display). wandb_project also sends
     every metrics record to that Weights & Biases project (policies/tracking.py; offline by default).
+
+    In a process torchrun started (policies/distributed.py) this trains the process's share of every
+    batch; only rank 0 writes files, shows progress, calls on_log and sends to wandb, and a Ctrl-C or
+    SIGTERM that reaches any process stops all of them after the same step.
     """
+    try:
+        ranks = Ranks.from_env()
+        share = ranks.share(config.training.batch_size)
+        device = ranks.device(resolve_device(config.training.device))
+    except (DistributedError, ValueError) as error:
+        raise TrainingError(str(error)) from None
     if wandb_project is not None:
         check_available()  # before anything is created
     out = Path(out)
@@ -292,25 +320,26 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True, on_log: 
             out.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise TrainingError(f"{out}: cannot create the run directory ({error.strerror or error})") from None
-        return _train(config, out, progress, on_log, wandb_project)
+        with ranks.joined(device):
+            main_only = ranks.is_main
+            return _train(config, out, device, ranks, share, progress and main_only, on_log if main_only else None,
+                          wandb_project if main_only else None)  # fmt: skip
 
 
-def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, int], None] | None,
-           wandb_project: str | None) -> TrainResult:
+def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, share: slice, progress: bool,
+           on_log: Callable[[int, int], None] | None, wandb_project: str | None) -> TrainResult:
     checkpoint_file = out / CHECKPOINT_NAME
     resumed = load_checkpoint(checkpoint_file) if checkpoint_file.exists() else None
     if resumed is not None:
         differences = config.resume_differences(resumed["run_config"])
         if differences:
             raise TrainingError(f"{out}: holds a run with another config ({'; '.join(differences)}); use a new --out")
-    try:
-        device = resolve_device(config.training.device)
-    except ValueError as error:
-        raise TrainingError(str(error)) from None
 
     dataset = open_dataset(config)
     training = config.training
-    model = DiffusionModel(config.policy, dataset.cameras, dataset.action_dim)
+    with torch.random.fork_rng(devices=[]):  # the initial weights from the run's seed, the caller's RNG untouched
+        torch.manual_seed(training.seed)
+        model = DiffusionModel(config.policy, dataset.cameras, dataset.action_dim)
     model.normalizer.load_state_dict(dataset.fit_normalizer().state_dict())
     sampler, admission = admission_sampler(training, dataset, model.schedule.sigmas, model.normalizer)
     total = total_steps(training, dataset)
@@ -325,30 +354,47 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["lr_scheduler"])
         step = int(resumed["step"])
-    config.save(out / CONFIG_NAME)
-    (out / ADMISSION_NAME).write_text(json.dumps(admission, indent=1))
+    saved_step = step if resumed is not None else None  # the step the checkpoint file holds
+    # Averages the gradients over the processes (and re-sends rank 0's few normaliser buffers, equal anyway).
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.distributed else None
+    if ranks.is_main:
+        config.save(out / CONFIG_NAME)
+        (out / ADMISSION_NAME).write_text(json.dumps(admission, indent=1))
 
-    def save() -> None:
-        save_checkpoint(
-            checkpoint_file,
-            {
-                "config": config.to_json(),
-                "cameras": {name: list(hw) for name, hw in model.cameras.items()},
-                "action_dim": dataset.action_dim,
-                "model": model.state_dict(),
-                "ema_model": ema.model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "lr_scheduler": scheduler.state_dict(),
-                "step": step,
-                "data": {
-                    "sigma_min_source": json.dumps(admission["sources"].get("sigma_min")),
-                    "windows_clean": dataset.num_clean,
-                    "windows_corrupt": dataset.num_corrupt,
-                    "episodes_clean": dataset.episode_counts["clean"],
-                    "episodes_corrupt": dataset.episode_counts["corrupt"],
-                },
+    def save(together: bool = True) -> None:
+        """Rank 0 writes the checkpoint (from the unwrapped model); with ``together`` every process
+        waits for it and fails with it."""
+        nonlocal saved_step
+        failure = None
+        if ranks.is_main:
+            try:
+                save_checkpoint(checkpoint_file, checkpoint())
+            except CheckpointError as error:
+                failure = error
+        saved = ranks.all(failure is None) if together else failure is None  # every process learns whether rank 0 saved
+        if not saved:
+            raise failure or CheckpointError(f"{checkpoint_file}: rank 0 could not save the checkpoint")
+        saved_step = step
+
+    def checkpoint() -> dict[str, Any]:
+        return {
+            "config": config.to_json(),
+            "cameras": {name: list(hw) for name, hw in model.cameras.items()},
+            "action_dim": dataset.action_dim,
+            "model": model.state_dict(),
+            "ema_model": ema.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "lr_scheduler": scheduler.state_dict(),
+            "step": step,
+            "world_size": ranks.world_size,
+            "data": {
+                "sigma_min_source": json.dumps(admission["sources"].get("sigma_min")),
+                "windows_clean": dataset.num_clean,
+                "windows_corrupt": dataset.num_corrupt,
+                "episodes_clean": dataset.episode_counts["clean"],
+                "episodes_corrupt": dataset.episode_counts["corrupt"],
             },
-        )
+        }
 
     result = TrainResult(step=step, model=model, ema_model=ema.model)
     if step >= total:
@@ -357,32 +403,42 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
         return result
     if progress:
         print(dataset.describe())
-        print(f"method {training.method}: {_admission_summary(sampler, admission)}; {total} steps on {device}")
+        where = str(device)
+        if ranks.distributed:
+            where = f"{ranks.world_size} processes ({device.type}; {share.stop - share.start} rows of each batch of {training.batch_size} on each)"
+        print(f"method {training.method}: {_admission_summary(sampler, admission)}; {total} steps on {where}")
 
     stream = BatchStream(
         dataset, sampler, model.crops, training.batch_size, training.seed, step,
         ambient_loss=training.corrupt_loss == "ambient", pin=device.type == "cuda",
+        share=share if ranks.distributed else None,
     )  # fmt: skip
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     bar = tqdm(total=total, initial=step, disable=not progress, dynamic_ncols=True, desc=out.name)
     tracker = WandbTracker(out, json.loads(config.to_json()), wandb_project) if wandb_project is not None else None
     window_losses, window_clean, window_norms, window_start = [], [], [], time.perf_counter()
     model.train()
-    stop = _StopOnInterrupt()
+    # torchrun passes a Ctrl-C on to its processes as SIGINT, and stops them with SIGTERM.
+    stop = _StopOnInterrupt((signal.SIGINT, signal.SIGTERM) if ranks.distributed else (signal.SIGINT,))
+    stopping, forced = False, False
     try:
-        with stop, open(out / METRICS_NAME, "a") as metrics:
-            while step < total and not stop.requested:
+        with stop, (open(out / METRICS_NAME, "a") if ranks.is_main else contextlib.nullcontext()) as metrics:
+            while step < total and not stopping:
                 host_batch = stream.next()
                 batch = {key: value.to(device, non_blocking=True) for key, value in host_batch.items()}
                 try:
-                    value = training_step(model, ema, optimizer, scheduler, batch, step + 1, autocast, window_norms)
+                    value = training_step(model, ema, optimizer, scheduler, batch, step + 1, autocast, window_norms,
+                                          net=net, ranks=ranks if ranks.distributed else None)  # fmt: skip
                 except NonFiniteLossError as error:
-                    kept = f"{checkpoint_file} keeps the last good state" if checkpoint_file.exists() else "nothing saved"
+                    kept = f"{checkpoint_file} keeps the last good state" if saved_step is not None else "nothing saved"
                     raise NonFiniteLossError(f"{error}: stopped; {kept}") from None
                 step += 1
+                # One collective: the batch's clean fraction, and whether any process was asked to stop.
+                clean_fraction, stop_votes = ranks.mean([float(host_batch["is_clean"].float().mean()), float(stop.requested)])
+                stopping = stop_votes > 0
                 result.losses.append(value)
                 window_losses.append(value)
-                window_clean.append(float(host_batch["is_clean"].float().mean()))
+                window_clean.append(clean_fraction)
                 bar.update(1)
                 if step % training.log_every == 0 or step == total:
                     elapsed = time.perf_counter() - window_start
@@ -392,14 +448,16 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
                         "lr": scheduler.get_last_lr()[0],
                         "samples_per_s": len(window_losses) * training.batch_size / max(elapsed, 1e-9),
                         "clean_fraction": float(np.mean(window_clean)),
+                        "world_size": ranks.world_size,
                         "time": time.time(),
                     }
                     # The same figures under LeRobot's training-log names (README, "Training").
                     record |= {"train/loss": record["loss"], "train/lr": record["lr"],
                                "train/grad_norm": float(np.mean(window_norms)),
                                "train/update_s": elapsed / len(window_losses)}
-                    metrics.write(json.dumps(record) + "\n")
-                    metrics.flush()
+                    if metrics is not None:
+                        metrics.write(json.dumps(record) + "\n")
+                        metrics.flush()
                     if tracker is not None:
                         tracker.log(record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
@@ -409,27 +467,29 @@ def _train(config: RunConfig, out: Path, progress: bool, on_log: Callable[[int, 
                 if step % training.checkpoint_every == 0:
                     save()
     except KeyboardInterrupt:  # a second Ctrl-C, or train() called off the main thread
-        result.interrupted = True
+        result.interrupted = forced = True
     finally:
-        result.interrupted |= stop.requested
+        result.interrupted |= stopping  # agreed by every process (in one process: it was asked to stop)
         stream.close()
         bar.close()
         if tracker is not None:
             tracker.close()
     result.step = step
-    if step % training.checkpoint_every or not checkpoint_file.exists():
-        save()  # else the loop has just saved this very step
+    if saved_step != step:  # else the loop has just saved this very step
+        save(together=not forced)  # after a forced stop the other processes may be anywhere: no collective
     if result.interrupted and progress:
         print(f"interrupted at step {step}; checkpoint saved to {checkpoint_file}")
     return result
 
 
 class _StopOnInterrupt:
-    """While active, the first Ctrl-C only asks the loop to stop after its current step; a second one interrupts."""
+    """While active, the first Ctrl-C (or other of ``signals``) only asks the loop to stop after its current step;
+    a second one interrupts."""
 
-    def __init__(self):
+    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGINT,)):
         self.requested = False
-        self._previous = None
+        self._signals = signals
+        self._previous: dict[signal.Signals, Any] = {}
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
@@ -438,12 +498,12 @@ class _StopOnInterrupt:
 
     def __enter__(self) -> _StopOnInterrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self._signals}
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _admission_summary(sampler: AdmissionSampler, admission: dict[str, Any]) -> str:
@@ -491,6 +551,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=500)
     parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--log-every", type=int, default=10, help="steps per metrics.jsonl record")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wandb", action="store_true",
@@ -532,6 +593,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                 seed=args.seed,
                 device=args.device,
                 checkpoint_every=args.checkpoint_every,
+                log_every=args.log_every,
             ),
             data=DataConfig(clean=tuple(args.clean), corrupt=tuple(args.corrupt), image_cache_gb=args.image_cache_gb),
         )
@@ -541,7 +603,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    prog = "python -m policies.train"
+    rank = os.environ.get("RANK", "0")  # under torchrun every process reports its own errors
+    prog = "python -m policies.train" + (f" (rank {rank})" if rank != "0" else "")
     try:
         config = config_from_args(args)
         result = train(config, args.out, wandb_project=args.wandb_project if args.wandb else None)
@@ -556,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if result.interrupted:
         return 130
+    if rank != "0":
+        return 0
     print(f"trained to step {result.step}; checkpoint {Path(args.out) / CHECKPOINT_NAME}")
     if args.wandb and os.environ.get("WANDB_MODE", "offline") == "offline":
         print(f"wandb: offline run in {Path(args.out) / 'wandb'}; upload it with: wandb sync {Path(args.out) / 'wandb'}/offline-run-*")
