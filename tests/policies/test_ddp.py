@@ -112,7 +112,7 @@ def test_the_ranks_come_from_torchrun_s_variables():
     for bad in ({"RANK": "0"}, {"RANK": "x", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}, {"RANK": "2", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}):
         with pytest.raises(DistributedError):
             Ranks.from_env(bad)
-    assert Ranks().mean([1.5, 2.0]) == [1.5, 2.0] and Ranks().any(True) and not Ranks().all(False)  # one process: the identity
+    assert Ranks().mean([1.5, 2.0]) == [1.5, 2.0] and Ranks().all(True) and not Ranks().all(False)  # one process: the identity
 
 
 def test_two_processes_take_the_steps_of_one(one_process, two_processes):
