@@ -101,12 +101,6 @@ class Ranks:
         dist.all_reduce(tensor)
         return (tensor / self.world_size).tolist()
 
-    def any(self, flag: bool) -> bool:
-        """True on every process when it is true on any."""
-        if not self.distributed:
-            return flag
-        return self.mean([float(flag)])[0] > 0
-
     def all(self, flag: bool) -> bool:
         """True on every process when it is true on all (a barrier that also carries a verdict)."""
         if not self.distributed:

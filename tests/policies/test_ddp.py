@@ -48,7 +48,11 @@ def torchrun(args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # fmt: skip
 
 
-def finished(process, timeout=240):
+# A torchrun of 20 tiny steps takes ~15 s on two idle cores, but minutes on a machine that other jobs load.
+TIMEOUT_S = 900
+
+
+def finished(process, timeout=TIMEOUT_S):
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -108,7 +112,7 @@ def test_the_ranks_come_from_torchrun_s_variables():
     for bad in ({"RANK": "0"}, {"RANK": "x", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}, {"RANK": "2", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}):
         with pytest.raises(DistributedError):
             Ranks.from_env(bad)
-    assert Ranks().mean([1.5, 2.0]) == [1.5, 2.0] and Ranks().any(True) and not Ranks().all(False)  # one process: the identity
+    assert Ranks().mean([1.5, 2.0]) == [1.5, 2.0] and Ranks().all(True) and not Ranks().all(False)  # one process: the identity
 
 
 def test_two_processes_take_the_steps_of_one(one_process, two_processes):
@@ -146,15 +150,15 @@ def test_only_rank_0_writes_the_run_and_its_checkpoint_loads_in_one_process(two_
 def test_a_stop_signal_stops_both_processes_after_the_same_step_and_the_run_resumes(one_process, clean_store, tmp_path):
     out = tmp_path / "stopped"
     process = torchrun(cli_args(clean_store, out, steps=1000))  # far longer than the test waits
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + TIMEOUT_S
     while not (out / "metrics.jsonl").exists() or len(records(out)) < 3:
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.02)
     process.send_signal(signal.SIGTERM)  # what a scheduler sends; torchrun passes it on to both processes
-    signalled = time.monotonic()
     _, stdout, stderr = finished(process)
-    # torchrun waits 30 s before it kills a process that does not stop: both stopped together, at once.
-    assert time.monotonic() - signalled < 20, stderr[-3000:]
+    # torchrun kills a process that has not stopped 30 s after the signal (one left waiting in a collective
+    # for the other would be): both stopped by themselves.
+    assert "forcefully exiting" not in stderr and "SIGKILL" not in stderr, stderr[-3000:]
     stopped_at = load_checkpoint(out)["step"]
     assert 3 <= stopped_at < STEPS and f"interrupted at step {stopped_at}" in stdout
     assert [r["step"] for r in records(out)] == list(range(1, stopped_at + 1))
