@@ -330,6 +330,9 @@ class Experiment:
         threads = max(1, self.cores // parallel)
         self._stage_header("train", f"{len(todo)} arms, {parallel} at a time with {threads} threads each, {budget.steps} steps each")
         for arm in todo:
+            run = self.arm_dir(arm) / "train"
+            if run.is_dir() and not (run / "ckpt.pt").is_file():  # a start whose checkpoint is gone: its metrics describe nothing
+                shutil.rmtree(run)
             self.ledger.start(f"train/{arm.name}", self.train_section(arm))
         # The progress queue's server ignores Ctrl-C, so the workers can still report while they save.
         manager = SyncManager(ctx=multiprocessing.get_context("spawn"))

@@ -149,6 +149,8 @@ def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retr
     digest = ledger["data/clean"]["result"]["digest"]
     assert len(digest) == 64 and ledger["data/corrupt"]["result"]["digest"] != digest
     ledger["eval/cotrain_a0.5/target"]["done"] = False  # killed before its evaluation finished
+    ledger["train/cotrain_a0.2"]["done"] = False  # killed while training: its metrics carried, its checkpoint not
+    del ledger["eval/cotrain_a0.2/target"]
     ledger["data/clean"]["result"]["digest"] = "0" * 64  # as if the generator had changed since
     (carried / "ledger.json").write_text(json.dumps(ledger))
     kept = (carried / "arms" / "clean" / "train" / "metrics.jsonl").read_text()
@@ -166,6 +168,8 @@ def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retr
     ledger = json.loads((carried / "ledger.json").read_text())
     assert ledger["data/clean"]["result"]["digest"] == digest and all(entry["done"] for entry in ledger.values())
     assert (carried / "arms" / "cotrain_a0.5" / "train" / "ckpt.pt").is_file()  # retrained, then evaluated
+    steps = [json.loads(line)["step"] for line in (carried / "arms" / "cotrain_a0.2" / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # trained afresh, not appended to the lost run's records
     assert not (carried / "arms" / "clean" / "train" / "ckpt.pt").exists()  # finished: left alone
     assert (carried / "arms" / "clean" / "train" / "metrics.jsonl").read_text() == kept
     report = json.loads((carried / "results.json").read_text())
