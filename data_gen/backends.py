@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 BACKENDS = ("local", "ray")
 TASK_RETRIES = 3  # a task on a worker that died runs again on a restarted actor, this many times
+IN_FLIGHT_PER_ACTOR = 2  # tasks queued per actor: enough to keep it busy, few to wait for at the end
 
 
 class BackendError(Exception):
@@ -61,7 +63,6 @@ def ordered_map(init: Callable[..., None], init_args: tuple, work: Callable[[Any
 
 def _ray_map(init, init_args, work, items, workers, address) -> Iterator[Any]:
     import ray
-    from ray.util import ActorPool
 
     started_here = not ray.is_initialized()
     if started_here:
@@ -82,10 +83,24 @@ def _ray_map(init, init_args, work, items, workers, address) -> Iterator[Any]:
         def run(self, item):
             return work(item)
 
-    actors = [Worker.remote() for _ in range(max(1, min(workers, len(items))))] if items else []
+    # Ray gives an actor OMP_NUM_THREADS=1 (its one CPU); a local worker has the driver's setting (by
+    # default, one thread per core). Threaded BLAS sums in another order, and the planner's results
+    # would differ in the last bits, so the actors get the driver's setting too.
+    threads = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    options = {"runtime_env": {"env_vars": {"OMP_NUM_THREADS": threads}}}
+    actors = [Worker.options(**options).remote() for _ in range(max(1, min(workers, len(items))))] if items else []
+    in_flight: deque = deque()  # task refs in item order, at most IN_FLIGHT_PER_ACTOR per actor
     try:
-        if actors:
-            yield from ActorPool(actors).map(lambda actor, item: actor.run.remote(item), items)
+        for index, item in enumerate(items):
+            if len(in_flight) >= IN_FLIGHT_PER_ACTOR * len(actors):
+                yield ray.get(in_flight.popleft())
+            in_flight.append(actors[index % len(actors)].run.remote(item))
+        while in_flight:
+            yield ray.get(in_flight.popleft())
+    except GeneratorExit:  # the caller has what it needs: let the few tasks in flight end, then stop quietly
+        if in_flight:
+            ray.wait(list(in_flight), num_returns=len(in_flight), timeout=120)
+        raise
     finally:
         for actor in actors:
             ray.kill(actor)
