@@ -42,6 +42,20 @@ def check_backend(backend: str) -> None:
             raise BackendError("--backend ray needs Ray: pip install 'ambient-push[ray]'") from None
 
 
+def add_backend_arguments(parser) -> None:
+    """The --backend and --address options of every command that fans simulation work out."""
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="local: --workers processes; ray: --workers Ray actors (pip install 'ambient-push[ray]')")
+    parser.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: RAY_ADDRESS, else a local instance)")
+
+
+def check_backend_arguments(backend: str, address: str | None) -> None:
+    """BackendError for options that cannot work, before anything is created."""
+    if address is not None and backend != "ray":
+        raise BackendError("--address needs --backend ray")
+    check_backend(backend)
+
+
 def ordered_map(init: Callable[..., None], init_args: tuple, work: Callable[[Any], Any], items: Iterable[Any],
                 workers: int = 1, backend: str = "local", address: str | None = None) -> Iterator[Any]:
     """Yield ``work(item)`` for each item, in item order, after ``init(*init_args)`` in each worker.

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from data_gen.backends import BACKENDS, BackendError, check_backend, ordered_map
+from data_gen.backends import BackendError, add_backend_arguments, check_backend, check_backend_arguments, ordered_map
 from data_gen.cli import ArgumentParser
 from data_gen.episode_store import EpisodeMeta, EpisodeStore, StoreError
 from data_gen.planner import PlannerConfig, PlanningError, plan_push
@@ -267,9 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", choices=BACKENDS, default="local",
-                        help="local: a process pool of --workers; ray: --workers Ray actors (pip install 'ambient-push[ray]')")
-    parser.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: RAY_ADDRESS, else a local instance)")
+    add_backend_arguments(parser)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--append", action="store_true", help="add to a store made by another run")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing store")
@@ -291,10 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--replan-every needs a positive K and --replay physics")
     if args.out.exists() and not args.out.is_dir():
         return fail(f"{args.out} exists and is not a directory")
-    if args.address is not None and args.backend != "ray":
-        return fail("--address needs --backend ray")
     try:
-        check_backend(args.backend)
+        check_backend_arguments(args.backend, args.address)
     except BackendError as error:
         return fail(str(error))
     try:

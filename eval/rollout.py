@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_gen.backends import BACKENDS, BackendError, check_backend, ordered_map
+from data_gen.backends import BackendError, add_backend_arguments, check_backend, check_backend_arguments, ordered_map
 from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure
 from eval.metrics import aggregate
 
@@ -300,9 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: next to the checkpoint, or eval_runs/POLICY")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-steps", type=int, default=None, help="cut trials short (default: the task's 750)")
-    parser.add_argument("--backend", choices=BACKENDS, default="local",
-                        help="local: --workers processes; ray: --workers Ray actors (pip install 'ambient-push[ray]')")
-    parser.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: RAY_ADDRESS, else a local instance)")
+    add_backend_arguments(parser)
     args = parser.parse_args(argv)
 
     def fail(message: str) -> int:
@@ -323,10 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--seed must be >= 0, got {args.seed}")
     if args.max_steps is not None and args.max_steps < 1:
         return fail(f"--max-steps must be >= 1, got {args.max_steps}")
-    if args.address is not None and args.backend != "ray":
-        return fail("--address needs --backend ray")
     try:
-        check_backend(args.backend)
+        check_backend_arguments(args.backend, args.address)
     except BackendError as error:
         return fail(str(error))
     from policies.model import resolve_device
