@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import ctypes
 import json
-import multiprocessing
 import hashlib
+import multiprocessing
 import os
 import shutil
 import signal
@@ -74,6 +74,14 @@ class Ledger:
                 f"{self.path.parent}: {key} was made with another config ({changed}); use another --out or remove its outputs"
             )
         return bool(entry["done"])
+
+    def finished(self, key: str) -> bool:
+        """True if ``key`` finished (with whatever section)."""
+        return bool(self.entries.get(key, {}).get("done"))
+
+    def reopen(self, key: str) -> None:
+        """Mark a finished entry unfinished (its outputs are gone and will be made again)."""
+        self.entries[key]["done"] = False
 
     def start(self, key: str, section: dict) -> None:
         self.entries.setdefault(key, {"section": section, "done": False, "seconds": 0.0, "result": {}})
@@ -188,7 +196,7 @@ class Experiment:
                     self._record_digest(key, path)
                     continue
                 print(f"{path}: gone; generating it again (it must come out the same as before)")
-                self.ledger.entries[key]["done"] = False
+                self.ledger.reopen(key)
             try:
                 domain = load_domain(source.domain, list(source.overrides))
             except DomainError as error:
@@ -246,7 +254,7 @@ class Experiment:
                 if self.annotation_name() in store.annotation_names:
                     return
             print(f"{corrupt}: annotation set {self.annotation_name()!r} gone with the store; running the classifier again")
-            self.ledger.entries[key]["done"] = False
+            self.ledger.reopen(key)
         ours = key in self.ledger.entries  # an unfinished run of ours may have written the set
         with EpisodeStore.open(corrupt) as store:
             if self.annotation_name() in store.annotation_names and not ours:
@@ -310,16 +318,12 @@ class Experiment:
         if not self.ledger.is_done(key, self.train_section(arm)):
             return False
         run = self.arm_dir(arm) / "train"
-        if (run / "ckpt.pt").is_file() or all(self._eval_done(arm, domain) for domain in arm.domains(self.config.evaluation.domain)):
+        domains = arm.domains(self.config.evaluation.domain)
+        if (run / "ckpt.pt").is_file() or all(self.ledger.finished(f"eval/{arm.name}/{d}") for d in domains):
             return True
         print(f"{arm.name}: trained, but its checkpoint is gone and it still has evaluations to run; training it again")
-        del self.ledger.entries[key]
-        if run.is_dir():
-            shutil.rmtree(run)
+        del self.ledger.entries[key]  # train() then clears the run directory, which has no checkpoint
         return False
-
-    def _eval_done(self, arm: Arm, domain: str) -> bool:
-        return bool(self.ledger.entries.get(f"eval/{arm.name}/{domain}", {}).get("done"))
 
     def train(self, arms: list[Arm]) -> None:
         todo = [arm for arm in arms if arm.trained and not self.train_done(arm)]
@@ -388,7 +392,7 @@ class Experiment:
         evaluation = self.config.evaluation
         todo = []
         for arm, domain in self.eval_jobs(arms):
-            if arm.trained and not self.ledger.entries.get(f"train/{arm.name}", {}).get("done"):
+            if arm.trained and not self.ledger.finished(f"train/{arm.name}"):
                 print(f"skipping evaluation of {arm.name} in {domain}: not trained yet")
                 continue
             if not self.ledger.is_done(f"eval/{arm.name}/{domain}", self.eval_section(arm, domain)):
@@ -438,8 +442,7 @@ class Experiment:
         scored = []
         for arm in self.config.arms:
             if arm.method == "ambient" and isinstance(arm.sigma_min, float) and arm.corrupt_loss == "denoise":
-                entry = self.ledger.entries.get(f"eval/{arm.name}/{domain}", {})
-                if not entry.get("done"):
+                if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
                     return None
                 results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
                 scored.append((results["success_rate"], results["mean_max_coverage"], -arm.sigma_min, arm.sigma_min))
@@ -452,8 +455,7 @@ class Experiment:
 
         rows = []
         for arm, domain in self.eval_jobs(list(self.config.arms)):
-            entry = self.ledger.entries.get(f"eval/{arm.name}/{domain}", {})
-            if not entry.get("done"):
+            if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
                 continue
             results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
             train_seconds = _train_seconds(self.arm_dir(arm) / "train") if arm.trained else None
