@@ -84,7 +84,7 @@ def measure(preset: str, store: Path, batch_size: int, steps: int, device: torch
     sync()
     compute_seconds = (time.perf_counter() - compute_start) / steps
 
-    policy = DiffusionPolicy(ema.model, device)
+    policy = DiffusionPolicy(ema.model, device, precision="float32")  # the model as trained
     with EpisodeStore.open(store) as reader:
         episode = reader.episode(0)
     observation = {"pixels": {c: episode[c][0] for c in CAMERAS}, "agent_pos": episode["agent_pos"][0]}

@@ -6,6 +6,8 @@ in data units. The normaliser lives inside the model as buffers, so it travels w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -57,9 +59,14 @@ class DiffusionModel(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # Conditioning
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype: float32 as trained; float64 where sampling must not depend on the batch."""
+        return next(self.unet.parameters()).dtype
+
     def encode_obs(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, n_obs_steps, ...) observations -> (B, n_obs_steps * obs_dim) global conditioning."""
-        low_dim = obs[self.low_dim_key].float()
+        low_dim = obs[self.low_dim_key].to(self.dtype)
         normalized = self.normalizer.normalize(self.low_dim_key, low_dim)
         if self.angle_as_cos_sin:  # theta wraps at +-pi; its cosine and sine do not jump there
             theta = low_dim[..., STATE_DIM - 1 :]
@@ -113,18 +120,28 @@ class DiffusionModel(nn.Module):
     # Inference
 
     @torch.no_grad()
-    def sample_actions(self, obs: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_actions(self, obs: dict[str, torch.Tensor],
+                       generator: torch.Generator | Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
         """(B, horizon, action_dim) action chunks in data units, by DDIM from the observations.
 
         generator: a CPU torch.Generator for the initial noise (the same seed gives the same chunk
-        on any device).
+        on any device), or one per batch row (each row's noise then depends on its generator alone).
+        The chunks are computed in the model's dtype: a float64 model gives each row, in practice, the
+        same float32 chunk whatever else is in the batch (float32 kernels round differently per batch size).
         """
+        dtype = self.dtype
         cond = self.encode_obs(obs)
-        shape = (cond.shape[0], self.config.horizon, self.action_dim)
-        x_T = torch.randn(shape, generator=generator).to(cond.device)
-        schedule = self.schedule.to(cond.device)
+        row_shape = (self.config.horizon, self.action_dim)
+        if isinstance(generator, Sequence):
+            if len(generator) != cond.shape[0]:
+                raise ValueError(f"{len(generator)} generators for a batch of {cond.shape[0]}")
+            x_T = torch.cat([torch.randn((1, *row_shape), generator=g) for g in generator])
+        else:
+            x_T = torch.randn((cond.shape[0], *row_shape), generator=generator)
+        x_T = x_T.to(device=cond.device, dtype=dtype)
+        schedule = self.schedule.to(cond.device, dtype)
         x0 = schedule.ddim_sample(
-            lambda x, t: self.unet(x, t, cond).float(),
+            lambda x, t: self.unet(x, t, cond).to(dtype),
             x_T,
             num_inference_steps=self.config.num_inference_steps,
             prediction_type=self.config.prediction_type,

@@ -151,8 +151,9 @@ class NoiseSchedule:
     def num_train_timesteps(self) -> int:
         return int(self.betas.shape[0])
 
-    def to(self, device: torch.device | str) -> NoiseSchedule:
-        return NoiseSchedule(self.betas.to(device), self.alphas_cumprod.to(device), self.sigmas.to(device))
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> NoiseSchedule:
+        """On ``device``; in ``dtype`` if given (float64 holds the float32 values exactly)."""
+        return NoiseSchedule(*(v.to(device=device, dtype=dtype) for v in (self.betas, self.alphas_cumprod, self.sigmas)))
 
     def sigma(self, t: int | torch.Tensor) -> torch.Tensor:
         """sigma_t = sqrt(1 - alphabar_t) for train step(s) t."""

@@ -19,11 +19,14 @@ class SinusoidalEmbedding(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
+        # An unsaved buffer whose dtype follows model.to(torch.float64): the embedding's dtype.
+        self.register_buffer("dtype_probe", torch.zeros(()), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         half = self.dim // 2
         frequencies = torch.exp(torch.arange(half, device=x.device) * -(math.log(10000) / max(half - 1, 1)))
-        angles = x.float()[:, None] * frequencies[None, :]
+        dtype = self.dtype_probe.dtype
+        angles = x.to(dtype)[:, None] * frequencies.to(dtype)[None, :]
         return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 

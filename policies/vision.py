@@ -91,5 +91,5 @@ class ImageEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # As Diffusion Policy: pixels in [-1, 1] (its image range normaliser) and the linear
         # keypoint projection as the feature, with no ReLU (which would zero half of each feature).
-        x = images.float() * (2 / 255.0) - 1
+        x = images.to(self.out.weight.dtype) * (2 / 255.0) - 1  # float64 in a float64 model
         return self.out(self.pool(self.trunk(x)))

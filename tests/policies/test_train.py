@@ -15,7 +15,7 @@ from policies.checkpoint import load_checkpoint, model_from_checkpoint
 from policies.config import DataConfig, PolicyConfig, RunConfig, TrainingConfig
 from policies.ema import EMA
 from policies.model import DiffusionModel
-from policies.policy import PolicyError, load_policy
+from policies.policy import PolicyError, act_batch, load_policy
 from policies.train import BatchStream, TrainingError, admission_sampler, main, open_dataset, total_steps, train
 from tests.policies.synthetic_stores import make_store
 
@@ -105,6 +105,58 @@ def test_act_replans_every_n_action_steps(image_run, clean_store, monkeypatch):
     for obs in episode_observations(clean_store)[:17]:
         policy.act(obs)
     assert calls == [2, 2, 2]  # steps 0, 8 and 16, each with n_obs_steps observations
+
+
+def test_a_batch_of_lockstep_policies_acts_as_each_policy_alone(image_run, clean_store, corrupt_store):
+    """act_batch samples the due chunks in one call; in float64 each env's actions are its own alone,
+    even when the envs' trials start at different steps (their chunks fall due at different times)."""
+    _, out, _ = image_run
+    episodes = [episode_observations(store, e)[:19] for store, e in [(clean_store, 0), (corrupt_store, 0), (corrupt_store, 1)]]
+    starts = [0, 8, 3]  # env k resets at step starts[k]: its chunks fall due at starts[k] + 8j, alone or with others
+
+    def alone(precision):
+        actions = []
+        for k, observations in enumerate(episodes):
+            policy = load_policy(out, device="cpu", precision=precision)
+            policy.reset(seed=100 + k)
+            actions.append(np.stack([policy.act(obs) for obs in observations[: 19 - starts[k]]]))
+        return actions
+
+    def lockstep(precision):
+        first = load_policy(out, device="cpu", precision=precision)
+        policies = [first] + [first.sibling() for _ in episodes[1:]]
+        assert all(p.model is first.model for p in policies)
+        actions, batch_sizes = [[] for _ in episodes], []
+        original = first.predict_chunks
+        first.predict_chunks = lambda windows, generators: batch_sizes.append(len(windows)) or original(windows, generators)
+        for step in range(19):
+            active = [k for k in range(len(episodes)) if step >= starts[k]]
+            for k in active:
+                if step == starts[k]:
+                    policies[k].reset(seed=100 + k)
+            due = act_batch([policies[k] for k in active], [episodes[k][step - starts[k]] for k in active])
+            for k, action in zip(active, due):
+                actions[k].append(action)
+        return [np.stack(a) for a in actions], batch_sizes
+
+    reference = alone("float64")
+    batched, batch_sizes = lockstep("float64")
+    assert sorted(set(batch_sizes)) == [1, 2]  # chunks fell due together and apart
+    for a, b in zip(reference, batched):
+        np.testing.assert_array_equal(a, b)
+    # float32 sampling: the same chunks up to rounding (which then depends on the batch).
+    float32, _ = lockstep("float32")
+    assert all(np.abs(a - b).max() < 1e-4 for a, b in zip(float32, reference))
+
+
+def test_act_batch_refuses_policies_on_different_models(image_run):
+    _, out, _ = image_run
+    one, two = load_policy(out, device="cpu"), load_policy(out, device="cpu")
+    observation = {"pixels": {"overhead": np.zeros((32, 32, 3), np.uint8)}, "agent_pos": np.zeros(2, np.float32)}
+    with pytest.raises(ValueError, match="share one model"):
+        act_batch([one, two], [observation, observation])
+    with pytest.raises(ValueError, match="precision must be one of float64, float32"):
+        load_policy(out, device="cpu", precision="float16")
 
 
 def test_wrong_observations_and_bad_checkpoints_are_one_line_errors(image_run, tmp_path):
