@@ -21,8 +21,13 @@ class RandomAgent:
     """Uniform random pusher targets over the workspace: the floor any policy must beat."""
 
     def __init__(self, action_space):
+        self._space = action_space
         self.low, self.high = action_space.low, action_space.high
         self.rng = np.random.default_rng(0)
+
+    def sibling(self) -> RandomAgent:
+        """The same agent for another env."""
+        return RandomAgent(self._space)
 
     def reset(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -43,6 +48,10 @@ class GCSExpert:
         self.queue: list[np.ndarray] = []
         self.steps = 0
         self.failures = 0
+
+    def sibling(self) -> GCSExpert:
+        """The same expert for another env."""
+        return GCSExpert(self.task, self.replan_every, self.planner_config)
 
     def reset(self, seed: int) -> None:
         self.queue, self.steps, self.failures = [], 0, 0
@@ -70,13 +79,20 @@ class GCSExpert:
 class CheckpointAgent:
     """A trained diffusion policy loaded from a checkpoint (no code runs at load time)."""
 
-    def __init__(self, path: Path, device: str = "cpu"):
+    def __init__(self, path: Path | None, device: str = "cpu", precision: str = "float64", policy=None):
         from policies.policy import PolicyError, load_policy
 
+        if policy is not None:  # a sibling: the same model, its own queues
+            self.policy = policy
+            return
         try:
-            self.policy = load_policy(path, device=device)
+            self.policy = load_policy(path, device=device, precision=precision)
         except PolicyError as error:
             raise AgentError(str(error)) from None
+
+    def sibling(self) -> CheckpointAgent:
+        """An agent for another env on the same model (one batched call serves them all)."""
+        return CheckpointAgent(None, policy=self.policy.sibling())
 
     @property
     def obs_type(self) -> str:
@@ -98,25 +114,33 @@ class CheckpointAgent:
         return self.policy.act(obs)
 
 
-def make_env_and_agent(kind: str, env_kwargs: dict, ckpt: Path | None = None, device: str = "cpu"):
-    """The agent named `kind` ('ckpt', 'gcs' or 'random') and an env built for it.
+def make_env_and_agent(kind: str, env_kwargs: dict, ckpt: Path | None = None, device: str = "cpu", precision: str = "float64"):
+    """The agent named `kind` ('ckpt', 'gcs' or 'random') and an env built for it (``make_env``).
 
-    A checkpoint decides the env's observations (images or the state vector); the others take the
-    default image observations (the expert reads the true state from ``info``).
+    precision: a checkpoint's sampling precision (``policies.policy.PRECISIONS``).
     """
-    import gymnasium
-
-    import pushing_sim
-
     if kind not in ("ckpt", "gcs", "random"):
         raise AgentError(f"unknown policy {kind!r}: use ckpt, gcs or random")
     if kind == "ckpt":
         if ckpt is None:
             raise AgentError("--policy ckpt needs --ckpt PATH")
-        agent = CheckpointAgent(ckpt, device)
-        env = gymnasium.make(pushing_sim.ENV_ID, obs_type=agent.obs_type, **env_kwargs)
-        agent.check(env.observation_space)
-        return env, agent
-    env = gymnasium.make(pushing_sim.ENV_ID, **env_kwargs)
+        agent = CheckpointAgent(ckpt, device, precision)
+        return make_env(agent, env_kwargs), agent
+    env = make_env(None, env_kwargs)
     agent = RandomAgent(env.action_space) if kind == "random" else GCSExpert(env.unwrapped.task)
     return env, agent
+
+
+def make_env(agent, env_kwargs: dict):
+    """An env for ``agent``: a checkpoint decides its observations (images or the state vector, checked);
+    the others (None before they exist) take the default image observations (the expert reads the
+    true state from ``info``)."""
+    import gymnasium
+
+    import pushing_sim
+
+    if isinstance(agent, CheckpointAgent):
+        env = gymnasium.make(pushing_sim.ENV_ID, obs_type=agent.obs_type, **env_kwargs)
+        agent.check(env.observation_space)
+        return env
+    return gymnasium.make(pushing_sim.ENV_ID, **env_kwargs)

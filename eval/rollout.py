@@ -2,9 +2,13 @@
 
 Trial i starts from the task's i-th evaluation pose for the seed, and the agent is seeded from the
 trial index, so the same command on the same machine gives the same per-trial outcomes whatever the
-number of workers. Worker processes run one env each (with the observations the checkpoint was
-trained on: images or the state vector); the parent shows the running success rate, then writes
-`results.json` (and videos of the first K trials) and prints a summary.
+number of workers and of envs per worker. Each worker process steps ``--envs-per-worker`` envs in
+lockstep (with the observations the checkpoint was trained on: images or the state vector) and one
+policy model serves them all: the envs whose action queues ran out get their chunks from one batched
+call, sampled in float64 (``--precision``) so that a trial's chunk does not depend on what else is in
+the batch. A worker takes trials in groups and starts the next trial of its group in an env as soon
+as that env's trial ends. The parent shows the running success rate, then writes `results.json` (and
+videos of the first K trials) and prints a summary.
 
 Each finished trial is appended to `trials.jsonl` in the output directory at once, under a header
 naming the evaluation (policy, checkpoint contents, domain, seed, step limit). Run the same command
@@ -22,7 +26,8 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,7 @@ from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure
 from eval.metrics import aggregate
 
 TRIAL_SEED_STREAM = 2  # agents' randomness: a stream apart from the start poses and data generation
+GROUP_ROUNDS = 4  # a worker with K envs takes up to 4K trials at a time: few envs idle at a group's end
 VIDEO_BYTES = "_video_bytes"  # a worker's encoded video, written to disk by the driver
 
 
@@ -49,68 +55,128 @@ class RolloutSpec:
     video_dir: str | None
     device: str
     max_steps: int | None
+    envs: int = 1  # envs per worker, stepped in lockstep; the per-trial results do not depend on it
+    precision: str = "float64"  # the policy's sampling: float64 rounds alike in practice in any batch; float32 is faster
+
+
+class _Trial:
+    """One trial in progress in one env: its counters, and its frames if it is recorded."""
+
+    def __init__(self, runner: TrialRunner, slot: int, job: tuple[int, list[float]]):
+        self.index, self.start_pose = job
+        self.env, self.agent = runner.envs[slot], runner.agents[slot]
+        spec = runner.spec
+        seed = int(np.random.SeedSequence([spec.seed, self.index, TRIAL_SEED_STREAM]).generate_state(1)[0])
+        _seed_everything(seed)
+        self.agent.reset(seed)
+        self.obs, self.info = self.env.reset(seed=seed, options={"slider_pose": self.start_pose})
+        self.record = self.index < spec.videos
+        self.frames = [self.env.render()] if self.record else []
+        self.max_coverage, self.time_to_success, self.steps = self.info["coverage"], None, 0
+        self.rewards: list[float] = []
+        self.limit = spec.max_steps or runner.task.max_episode_steps
+        self.control_hz = runner.task.control_hz
+        self.wall_time = 0.0
+
+    def step(self, action) -> bool:
+        """Apply one action; True when the trial is over (success, the env's truncation or the step limit)."""
+        started = time.perf_counter()
+        self.obs, reward, terminated, truncated, self.info = self.env.step(action)
+        self.rewards.append(float(reward))
+        self.steps += 1
+        self.max_coverage = max(self.max_coverage, self.info["coverage"])
+        if self.record:
+            self.frames.append(self.env.render())
+        if terminated:
+            self.time_to_success = self.steps / self.control_hz
+        self.wall_time += time.perf_counter() - started
+        return terminated or truncated or self.steps >= self.limit
+
+    def result(self, video_dir: str | None) -> dict:
+        video, video_bytes = None, None
+        if self.record:  # encoded here, written by the driver (a Ray worker may run on another machine)
+            video = str(Path(video_dir) / f"trial_{self.index:03d}.mp4")
+            import imageio.v3 as iio
+
+            video_bytes = iio.imwrite("<bytes>", np.stack(self.frames), extension=".mp4", fps=int(self.control_hz))
+        return {
+            "index": self.index,
+            "initial_pose": [float(v) for v in self.start_pose],
+            "success": bool(self.info["is_success"]),
+            "time_to_success": self.time_to_success,
+            "steps": self.steps,
+            "final_position_error": float(self.info["goal_pos_error"]),
+            "final_angle_error_deg": float(np.degrees(self.info["goal_angle_error"])),
+            "max_coverage": float(self.max_coverage),
+            "sum_reward": float(sum(self.rewards)),
+            "max_reward": max(self.rewards, default=0.0),
+            # With several envs: this trial's env steps plus its share of the batched policy calls.
+            "wall_time": self.wall_time,
+            "video": video,
+            VIDEO_BYTES: video_bytes,
+        }
 
 
 class TrialRunner:
-    """One env and one agent, built once per worker."""
+    """``spec.envs`` envs and their agents, built once per worker; one policy model serves them all."""
 
     def __init__(self, spec: RolloutSpec):
-        from eval.agents import make_env_and_agent
+        from eval.agents import make_env, make_env_and_agent
 
         self.spec = spec
         env_kwargs = {"domain": spec.domain, "domain_overrides": list(spec.domain_overrides),
                       "render_mode": "rgb_array" if spec.videos > 0 else None}  # fmt: skip
-        self.env, self.agent = make_env_and_agent(spec.policy, env_kwargs, Path(spec.ckpt) if spec.ckpt else None, spec.device)
-        self.task = self.env.unwrapped.task
+        env, agent = make_env_and_agent(spec.policy, env_kwargs, Path(spec.ckpt) if spec.ckpt else None, spec.device, spec.precision)
+        self.envs, self.agents = [env], [agent]
+        for _ in range(spec.envs - 1):
+            self.agents.append(agent.sibling())
+            self.envs.append(make_env(self.agents[-1], env_kwargs))
+        self.task = env.unwrapped.task
         # After Drake has loaded (its import sets the level): the GCS expert would log every solve.
         logging.getLogger("drake").setLevel(logging.WARNING)
 
-    def __call__(self, job: tuple[int, list[float]]) -> dict:
-        index, start_pose = job
-        spec = self.spec
-        seed = int(np.random.SeedSequence([spec.seed, index, TRIAL_SEED_STREAM]).generate_state(1)[0])
-        _seed_everything(seed)
-        self.agent.reset(seed)
-        obs, info = self.env.reset(seed=seed, options={"slider_pose": start_pose})
-        record = index < spec.videos
-        frames = [self.env.render()] if record else []
-        max_coverage, time_to_success, steps = info["coverage"], None, 0
-        rewards = []
-        limit = spec.max_steps or self.task.max_episode_steps
-        started = time.perf_counter()
-        while steps < limit:
-            obs, reward, terminated, truncated, info = self.env.step(self.agent.act(obs, info))
-            rewards.append(float(reward))
-            steps += 1
-            max_coverage = max(max_coverage, info["coverage"])
-            if record:
-                frames.append(self.env.render())
-            if terminated:
-                time_to_success = steps / self.task.control_hz
-                break
-            if truncated:
-                break
-        video, video_bytes = None, None
-        if record:  # encoded here, written by the driver (a Ray worker may run on another machine)
-            video = str(Path(spec.video_dir) / f"trial_{index:03d}.mp4")
-            import imageio.v3 as iio
+    @property
+    def env(self):
+        return self.envs[0]
 
-            video_bytes = iio.imwrite("<bytes>", np.stack(frames), extension=".mp4", fps=int(self.task.control_hz))
-        return {
-            "index": index,
-            "initial_pose": [float(v) for v in start_pose],
-            "success": bool(info["is_success"]),
-            "time_to_success": time_to_success,
-            "steps": steps,
-            "final_position_error": float(info["goal_pos_error"]),
-            "final_angle_error_deg": float(np.degrees(info["goal_angle_error"])),
-            "max_coverage": float(max_coverage),
-            "sum_reward": float(sum(rewards)),
-            "max_reward": max(rewards, default=0.0),
-            "wall_time": time.perf_counter() - started,
-            "video": video,
-            VIDEO_BYTES: video_bytes,
-        }
+    @property
+    def agent(self):
+        return self.agents[0]
+
+    def __call__(self, job: tuple[int, list[float]]) -> dict:
+        """One trial, in the first env."""
+        return self.run_group([job])[0]
+
+    def run_group(self, jobs: list[tuple[int, list[float]]]) -> list[dict]:
+        """Run trials in the envs in lockstep, each env taking the group's next trial when its own ends;
+        the results in the jobs' order."""
+        pending, running, results = deque(jobs), [None] * len(self.envs), {}
+        while pending or any(running):
+            for slot, trial in enumerate(running):
+                if trial is None and pending:
+                    running[slot] = _Trial(self, slot, pending.popleft())
+            active = [trial for trial in running if trial is not None]
+            started = time.perf_counter()
+            actions = self._act(active)
+            share = (time.perf_counter() - started) / len(active)
+            for slot, trial in enumerate(running):
+                if trial is None:
+                    continue
+                trial.wall_time += share
+                if trial.step(actions[active.index(trial)]):
+                    results[trial.index] = trial.result(self.spec.video_dir)
+                    running[slot] = None
+        return [results[index] for index, _ in jobs]
+
+    def _act(self, trials: list[_Trial]) -> list:
+        """Each trial's next action; a checkpoint's chunks come from one batched call."""
+        from eval.agents import CheckpointAgent
+
+        if all(isinstance(trial.agent, CheckpointAgent) for trial in trials):
+            from policies.policy import act_batch
+
+            return act_batch([trial.agent.policy for trial in trials], [trial.obs for trial in trials])
+        return [trial.agent.act(trial.obs, trial.info) for trial in trials]
 
 
 def _seed_everything(seed: int) -> None:
@@ -139,8 +205,17 @@ def _init_worker(spec: RolloutSpec) -> None:
     _RUNNER = TrialRunner(spec)
 
 
-def _run_trial(job):
-    return _RUNNER(job)
+def _run_group(jobs):
+    return _RUNNER.run_group(jobs)
+
+
+def group_size(envs: int, trials: int, workers: int) -> int:
+    """Trials per task: 1 for one env; else envs x up to GROUP_ROUNDS, fewer if that would leave a worker
+    without two groups."""
+    if envs == 1:
+        return 1  # nothing to share: each trial is saved as soon as it ends
+    rounds = max(1, min(GROUP_ROUNDS, trials // (2 * envs * workers)))
+    return envs * rounds
 
 
 def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool = True,
@@ -172,17 +247,21 @@ def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool 
             on_result(result)
         _update(bar, results)
 
-    if jobs and (workers > 1 or backend == "ray"):
-        results_in_order = ordered_map(_init_worker, (spec,), _run_trial, jobs, workers, backend, address)
+    size = group_size(spec.envs, len(jobs), workers)
+    groups = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    if groups and (workers > 1 or backend == "ray"):
+        results_in_order = ordered_map(_init_worker, (spec,), _run_group, groups, workers, backend, address)
         try:
-            for result in results_in_order:
-                collect(result)
+            for group in results_in_order:
+                for result in group:
+                    collect(result)
         finally:
             results_in_order.close()  # stops the workers at once on Ctrl-C
-    elif jobs:
+    elif groups:
         runner = runner or TrialRunner(spec)
-        for job in jobs:
-            collect(runner(job))
+        for group in groups:
+            for result in runner.run_group(group):
+                collect(result)
     bar.close()
     return sorted(results, key=lambda r: r["index"])
 
@@ -194,6 +273,8 @@ def evaluation_identity(spec: RolloutSpec) -> dict:
     """What makes two evaluations the same trials: the policy (by checkpoint contents), domain, seed, limit."""
     identity = {"policy": spec.policy, "domain": spec.domain, "domain_overrides": list(spec.domain_overrides),
                 "seed": spec.seed, "max_steps": spec.max_steps}  # fmt: skip
+    if spec.policy == "ckpt":  # its sampling precision changes its actions; the number of envs does not
+        identity["precision"] = spec.precision
     if spec.ckpt is not None:
         digest = hashlib.sha256()
         with open(spec.ckpt, "rb") as file:
@@ -209,9 +290,12 @@ def load_finished_trials(path: Path, identity: dict) -> dict[int, dict]:
         return {}
     lines = path.read_text().splitlines()
     try:
-        if not lines or json.loads(lines[0]).get("evaluation") != identity:
-            return {}
+        header = json.loads(lines[0]).get("evaluation") if lines else None
     except json.JSONDecodeError:
+        return {}
+    if isinstance(header, dict) and header.get("policy") == "ckpt":
+        header.setdefault("precision", "float32")  # written before --precision existed: float32 was the only sampler
+    if header != identity:
         return {}
     done = {}
     for line in lines[1:]:
@@ -240,7 +324,8 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
     # Built first: a checkpoint that does not fit the env fails before anything is written (an earlier
     # evaluation's trials in ``out`` included) or any worker starts, and one worker reuses it.
     check_backend(backend)
-    runner = TrialRunner(spec) if len(done) < trials and (spec.policy == "ckpt" or workers == 1) else None
+    local = workers == 1 and backend == "local"  # the runner built here runs the trials; else it only checks
+    runner = TrialRunner(spec if local else replace(spec, envs=1)) if len(done) < trials and (spec.policy == "ckpt" or local) else None
     out.mkdir(parents=True, exist_ok=True)
     if not done:
         trials_path.write_text(json.dumps({"evaluation": identity}) + "\n")
@@ -252,7 +337,8 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
             if on_result is not None:
                 on_result(result)
 
-        results = run_trials(spec, trials, workers, progress, runner=runner, done=done, on_result=save, backend=backend, address=address)
+        results = run_trials(spec, trials, workers, progress, runner=runner if local else None, done=done, on_result=save,
+                             backend=backend, address=address)
     new = [r for r in results if r["index"] not in done]
     # wall_time: this call's; trial_seconds: all trials' own times, resumed ones included.
     wall_time = time.perf_counter() - started
@@ -261,7 +347,8 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
     report = {
         "command": command,
         "config": {"policy": spec.policy, "ckpt": spec.ckpt, "domain": domain_config or spec.domain, "domain_overrides": list(spec.domain_overrides),
-                   "seed": spec.seed, "trials": trials, "workers": workers, "max_steps": spec.max_steps},
+                   "seed": spec.seed, "trials": trials, "workers": workers, "envs_per_worker": spec.envs,
+                   "precision": spec.precision, "max_steps": spec.max_steps},
         "evaluation": identity,
         "resumed_trials": len(results) - len(new),
         **summary,
@@ -295,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain", default="target")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--envs-per-worker", type=int, default=1,
+                        help="envs each worker steps in lockstep, one batched policy call for all (the results do not change)")
+    parser.add_argument("--precision", choices=["float64", "float32"], default="float64",
+                        help="policy sampling: float64 gives the same chunk in any batch; float32 is faster, its results depend on the batching")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--videos", type=int, default=4, help="record the first K trials")
     parser.add_argument("--out", type=Path, default=None, help="default: next to the checkpoint, or eval_runs/POLICY")
@@ -315,10 +406,12 @@ def main(argv: list[str] | None = None) -> int:
             return fail("--policy ckpt needs --ckpt PATH")
         if not args.ckpt.is_file():
             return fail(f"checkpoint {args.ckpt} does not exist")
-    if args.trials <= 0 or args.workers <= 0 or args.videos < 0:
-        return fail("--trials and --workers must be positive and --videos >= 0")
+    if args.trials <= 0 or args.workers <= 0 or args.envs_per_worker <= 0 or args.videos < 0:
+        return fail("--trials, --workers and --envs-per-worker must be positive and --videos >= 0")
     if args.seed < 0:
         return fail(f"--seed must be >= 0, got {args.seed}")
+    if args.precision == "float32" and args.envs_per_worker > 1:
+        return fail("--precision float32 with --envs-per-worker > 1 would make the per-trial results depend on the batching; use float64")
     if args.max_steps is not None and args.max_steps < 1:
         return fail(f"--max-steps must be >= 1, got {args.max_steps}")
     try:
@@ -340,11 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     try:  # everything that can be checked before anything is created
         domain = load_domain(args.domain, args.overrides)
         if policy == "ckpt":
-            CheckpointAgent(args.ckpt, args.device)
+            CheckpointAgent(args.ckpt, args.device, args.precision)
     except (DomainError, AgentError) as error:
         return fail(str(error))
     spec = RolloutSpec(policy, str(args.ckpt) if args.ckpt else None, args.domain, tuple(args.overrides), args.seed,
-                       min(args.videos, args.trials), str(video_dir), args.device, args.max_steps)
+                       min(args.videos, args.trials), str(video_dir), args.device, args.max_steps, args.envs_per_worker,
+                       args.precision)
     command = " ".join([Path(sys.executable).name, "-m", "eval.rollout", *(argv if argv is not None else sys.argv[1:])])
     try:
         with no_empty_dirs_on_failure(video_dir):  # an evaluation refused before its first trial leaves no directory

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -69,6 +70,8 @@ def test_results_json_schema_video_and_compare(tmp_path, capsys):
         (["--ckpt", "missing.pt"], "does not exist"),
         ([], "give --ckpt"),
         (["--policy", "random", "--trials", "0"], "must be positive"),
+        (["--policy", "random", "--envs-per-worker", "0"], "must be positive"),
+        (["--policy", "random", "--envs-per-worker", "2", "--precision", "float32"], "depend on the batching"),
         (["--policy", "random", "--domain", "moon"], "unknown domain"),
         (["--policy", "random", "--trials", "1", "--max-steps", "1", "--device", "tpu"], "unknown device 'tpu'"),
     ],
@@ -162,8 +165,8 @@ def test_an_interrupted_evaluation_resumes_with_the_missing_trials_only(tmp_path
     lines = (out / "trials.jsonl").read_text().splitlines()
     (out / "trials.jsonl").write_text("\n".join(lines[:2] + [lines[2][:20]]) + "\n")
     ran = []
-    original = rollout.TrialRunner.__call__
-    monkeypatch.setattr(rollout.TrialRunner, "__call__", lambda self, job: ran.append(job[0]) or original(self, job))
+    original = rollout.TrialRunner.run_group
+    monkeypatch.setattr(rollout.TrialRunner, "run_group", lambda self, jobs: ran.extend(j[0] for j in jobs) or original(self, jobs))
     resumed = rollout.evaluate(spec, 4, out, workers=1, progress=False)
     assert ran == [1, 2, 3] and resumed["resumed_trials"] == 1
     assert strip(resumed["per_trial"]) == strip(full["per_trial"])
@@ -173,13 +176,62 @@ def test_an_interrupted_evaluation_resumes_with_the_missing_trials_only(tmp_path
     assert ran == [0, 1]
 
 
-def test_a_state_policy_is_evaluated_on_the_state_vector(tiny_checkpoint, tmp_path):
+@pytest.fixture(scope="module")
+def state_checkpoint(tiny_checkpoint):
     from policies.train import main as train_main
 
-    store = tiny_checkpoint.parent.parent / "sim.zarr"
-    assert train_main(["--clean", str(store), "--method", "clean", "--preset", "tiny", "--obs", "state", "--steps", "2",
-                       "--batch-size", "8", "--out", str(tmp_path / "state")]) == 0
-    spec = _spec("ckpt", ckpt=str(tmp_path / "state" / "ckpt.pt"), max_steps=4)
+    root = tiny_checkpoint.parent.parent
+    assert train_main(["--clean", str(root / "sim.zarr"), "--method", "clean", "--preset", "tiny", "--obs", "state", "--steps", "2",
+                       "--batch-size", "8", "--out", str(root / "state")]) == 0
+    return root / "state" / "ckpt.pt"
+
+
+def test_per_trial_results_do_not_depend_on_the_envs_per_worker(state_checkpoint, tiny_checkpoint, tmp_path):
+    """Several envs per worker in lockstep, one batched policy call: the same per-trial results as one env."""
+    from eval import rollout
+
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_time"} for r in rs]  # noqa: E731
+    # 7 trials: with 4 envs, envs take new trials as theirs end; 20 steps: chunks at 0, 8, 16, then a new trial's.
+    spec = _spec("ckpt", ckpt=str(state_checkpoint), max_steps=20)
+    one = run_trials(spec, trials=7, workers=1, progress=False)
+    calls = []
+    original = rollout.TrialRunner._act
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rollout.TrialRunner, "_act", lambda self, trials: calls.append(len(trials)) or original(self, trials))
+        four = run_trials(replace(spec, envs=4), trials=7, workers=1, progress=False)
+    assert max(calls) == 4 and len(calls) == 40  # 20 lockstep steps of trials 0-3, then 20 of trials 4-6
+    assert strip(four) == strip(one)
+    assert len({r["final_position_error"] for r in one}) == 7  # seven different trials, not one repeated
+    assert strip(run_trials(replace(spec, envs=3), trials=7, workers=2, progress=False)) == strip(one)
+    # Images too (the float64 encoder), and the float32 sampler is recorded as another evaluation.
+    image = _spec("ckpt", ckpt=str(tiny_checkpoint), domain="sim", domain_overrides=("render.image_size=32",), max_steps=9)
+    assert strip(run_trials(replace(image, envs=3), trials=3, workers=1, progress=False)) == strip(
+        run_trials(image, trials=3, workers=1, progress=False))
+    assert rollout.evaluation_identity(replace(spec, precision="float32")) != rollout.evaluation_identity(spec)
+    assert rollout.evaluation_identity(replace(spec, envs=4)) == rollout.evaluation_identity(spec)
+    # trials.jsonl from before --precision: float32's (the only sampler then), resumed by float32 only.
+    float32 = replace(spec, precision="float32")
+    full = rollout.evaluate(float32, 2, tmp_path / "old", workers=1, progress=False)
+    lines = (tmp_path / "old" / "trials.jsonl").read_text().splitlines()
+    header = json.loads(lines[0])
+    del header["evaluation"]["precision"]
+    (tmp_path / "old" / "trials.jsonl").write_text("\n".join([json.dumps(header), lines[1]]) + "\n")
+    assert rollout.load_finished_trials(tmp_path / "old" / "trials.jsonl", rollout.evaluation_identity(spec)) == {}
+    resumed = rollout.evaluate(float32, 2, tmp_path / "old", workers=1, progress=False)
+    assert resumed["resumed_trials"] == 1 and strip(resumed["per_trial"]) == strip(full["per_trial"])
+
+
+def test_trials_are_grouped_so_that_every_worker_gets_several_groups():
+    from eval.rollout import group_size
+
+    assert group_size(1, 200, 2) == 1  # one env: one trial per task, saved as it ends
+    assert group_size(4, 200, 2) == 16  # 4 rounds of 4 envs: 13 groups for 2 workers
+    assert group_size(8, 64, 2) == 16  # 64 trials: 4 groups, two per worker, not 2 groups of 32
+    assert group_size(4, 7, 2) == 4  # fewer trials than two rounds per worker: one round per group
+
+
+def test_a_state_policy_is_evaluated_on_the_state_vector(state_checkpoint):
+    spec = _spec("ckpt", ckpt=str(state_checkpoint), max_steps=4)
     runner = TrialRunner(spec)
     assert runner.env.observation_space.shape == (5,)
     results = run_trials(spec, trials=2, workers=1, progress=False, runner=runner)
