@@ -380,7 +380,10 @@ class Experiment:
         return [(arm, domain) for arm in arms for domain in arm.domains(self.config.evaluation.domain)]
 
     def eval_section(self, arm: Arm, domain: str) -> dict:
-        section = {"evaluation": self.config.evaluation.model_dump(mode="json"), "domain": domain, "seed": self.config.seed}
+        # Neither workers nor envs change a trial; precision and device change a policy's, not the expert's.
+        exclude = {"workers", "envs_per_worker"} | (set() if arm.trained else {"precision", "device"})
+        evaluation = self.config.evaluation.model_dump(mode="json", exclude=exclude)
+        section = {"evaluation": evaluation, "domain": domain, "seed": self.config.seed}
         if arm.trained:
             section["train"] = self.ledger.entries.get(f"train/{arm.name}", {}).get("section")
         return section
@@ -399,7 +402,8 @@ class Experiment:
                 todo.append((arm, domain))
         if not todo:
             return
-        self._stage_header("eval", f"{len(todo)} evaluations of {evaluation.trials} trials, {evaluation.workers} workers")
+        self._stage_header("eval", f"{len(todo)} evaluations of {evaluation.trials} trials, {evaluation.workers} workers "
+                                   f"x {evaluation.envs_per_worker} envs")
         bar = tqdm(total=evaluation.trials * len(todo), unit="trial", disable=not self.progress, dynamic_ncols=True)
         try:
             for arm, domain in todo:
@@ -417,8 +421,8 @@ class Experiment:
                     policy="ckpt" if arm.trained else "gcs",
                     ckpt=str(self.arm_dir(arm) / "train" / "ckpt.pt") if arm.trained else None,
                     domain=domain, domain_overrides=tuple(evaluation.overrides), seed=self.config.seed,
-                    videos=min(evaluation.videos, evaluation.trials), video_dir=str(out / "videos"), device="cpu",
-                    max_steps=evaluation.max_steps,
+                    videos=min(evaluation.videos, evaluation.trials), video_dir=str(out / "videos"), device=evaluation.device,
+                    max_steps=evaluation.max_steps, envs=evaluation.envs_per_worker, precision=evaluation.precision,
                 )  # fmt: skip
                 (out / "videos").mkdir(parents=True, exist_ok=True)
                 started = time.perf_counter()
@@ -460,7 +464,8 @@ class Experiment:
             results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
             train_seconds = _train_seconds(self.arm_dir(arm) / "train") if arm.trained else None
             role = {"expert": "expert", "sim_only": "sim_only"}.get(arm.method, arm.method)
-            rows.append(arm_row(arm.name, domain, results, train_seconds, role))
+            eval_seconds = self.ledger.entries[f"eval/{arm.name}/{domain}"]["seconds"]
+            rows.append(arm_row(arm.name, domain, results, train_seconds, role, eval_seconds))
         if not rows:
             print("report: no arm has been evaluated yet")
             return None

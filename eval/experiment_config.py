@@ -71,8 +71,19 @@ class Evaluation(_Strict):
     domain: str = "target"
     max_steps: int | None = Field(None, ge=1)  # None: the task's 750
     workers: int = Field(2, ge=1)
+    # Envs each worker steps in lockstep, one batched policy call for all; like workers, the per-trial
+    # results do not depend on it (so neither is part of an evaluation's fingerprint).
+    envs_per_worker: int = Field(1, ge=1)
+    precision: Literal["float64", "float32"] = "float64"  # the policy's sampling (eval.rollout --precision)
+    device: Literal["cpu", "cuda"] = "cpu"  # where each worker's policy runs (its envs always simulate on CPU)
     videos: int = Field(2, ge=0)
     overrides: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _batch_independent(self) -> Evaluation:
+        if self.precision == "float32" and self.envs_per_worker > 1:
+            raise ValueError("precision float32 with envs_per_worker > 1 would make the per-trial results depend on the batching")
+        return self
 
 
 class Arm(_Strict):

@@ -45,8 +45,10 @@ def paired_comparison(arm: np.ndarray, reference: np.ndarray, seed: int = 0) -> 
     return {"difference": difference, "ci95": ci, "mcnemar_p": p_value, "only_arm": only_arm, "only_reference": only_reference}
 
 
-def arm_row(name: str, domain: str, results: dict, train_seconds: float | None, role: str) -> dict[str, Any]:
-    """One table row from an evaluation's results.json."""
+def arm_row(name: str, domain: str, results: dict, train_seconds: float | None, role: str,
+            eval_seconds: float | None = None) -> dict[str, Any]:
+    """One table row from an evaluation's results.json; eval_seconds: its wall time over all the
+    invocations that made it (default: the last invocation's, from results.json)."""
     trials = results["per_trial"]
     successes = sum(t["success"] for t in trials)
     times = [t["time_to_success"] for t in trials if t["time_to_success"] is not None]
@@ -61,7 +63,7 @@ def arm_row(name: str, domain: str, results: dict, train_seconds: float | None, 
         "mean_max_coverage": float(np.mean([t["max_coverage"] for t in trials])),
         "median_time_to_success": float(np.median(times)) if times else None,
         "train_seconds": train_seconds,
-        "eval_seconds": float(results.get("trial_seconds", results.get("wall_time", 0.0))),
+        "eval_seconds": float(results.get("wall_time", 0.0) if eval_seconds is None else eval_seconds),
         "success_by_trial": [bool(t["success"]) for t in trials],
     }
 
@@ -114,8 +116,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"[{100 * lo:.1f}, {100 * hi:.1f}] | {row['mean_max_coverage']:.3f} | {median} | {versus} | {p} | "
             f"{train} | {row['eval_seconds'] / 60:.1f} |"
         )
-    lines += ["", f"Paired differences are arm minus `{report['best_cotrain']}` in percentage points "
-              f"({BOOTSTRAP_RESAMPLES} paired bootstrap resamples); McNemar is exact (binomial on discordant trials).", ""]
+    if report["best_cotrain"]:
+        lines += ["", f"Paired differences are arm minus `{report['best_cotrain']}` in percentage points "
+                  f"({BOOTSTRAP_RESAMPLES} paired bootstrap resamples); McNemar is exact (binomial on discordant trials)."]
+    else:
+        lines += ["", "No cotrain arm is evaluated yet: the paired comparisons with the best one are still to come."]
+    lines += ["Train and eval times are wall-clock minutes (training at its measured median rate).", ""]
     return "\n".join(lines)
 
 

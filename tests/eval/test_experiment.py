@@ -94,6 +94,7 @@ def test_an_unfinished_evaluation_resumes_its_missing_trials(smoke):
         (lambda v: v["arms"].append({"name": "y", "method": "clean", "alpha": 0.3}), "alpha applies"),
         (lambda v: v["clean"].update(store="a.zarr"), "either store"),
         (lambda v: v.update(ray_address="127.0.0.1:6379"), "ray_address needs backend: ray"),
+        (lambda v: v.setdefault("evaluation", {}).update(precision="float32", envs_per_worker=2), "depend on the batching"),
     ],
 )
 def test_bad_configs_are_one_line_errors(tmp_path, capsys, edit, message):
