@@ -168,6 +168,8 @@ class Experiment:
         So a run stopped for good (a machine that is gone) keeps whole arms, trained and evaluated,
         rather than many half-trained ones; the small files of finished arms are all a later run needs.
         """
+        if "train" in stages and "eval" in stages:  # arms trained by an earlier invocation: whole arms first
+            self.evaluate([arm for arm in arms if arm.trained and self.train_done(arm)])
         if "train" in stages:
             todo = [arm for arm in arms if arm.trained and not self.train_done(arm)]
             parallel = self.config.training.parallel

@@ -142,6 +142,29 @@ def test_paired_comparison_statistics():
         paired_comparison(arm, arm[:3])
 
 
+def test_arms_trained_earlier_are_evaluated_before_other_arms_train(smoke, tmp_path, monkeypatch):
+    from eval.experiment import Experiment
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke, run, ignore=shutil.ignore_patterns("data"))
+    shutil.copytree(smoke / "data", run / "data")
+    ledger = json.loads((run / "ledger.json").read_text())
+    del ledger["eval/clean/target"]  # trained, not evaluated (stopped after training)
+    del ledger["train/cotrain_a0.2"], ledger["eval/cotrain_a0.2/target"]  # not trained yet
+    shutil.rmtree(run / "arms" / "cotrain_a0.2")
+    (run / "ledger.json").write_text(json.dumps(ledger))
+    calls = []
+    for name in ("train", "evaluate"):
+        original = getattr(Experiment, name)
+        monkeypatch.setattr(Experiment, name, lambda self, arms, name=name, original=original: calls.append(
+            (name, [a.name for a in arms if not self.ledger.finished(f"{'train' if name == 'train' else 'eval'}/{a.name}" + ("" if name == "train" else "/target"))]))
+            or original(self, arms))
+    assert main([str(SMOKE), "--out", str(run)]) == 0
+    work = [(name, arms) for name, arms in calls if arms]  # the calls that had something to do
+    assert work[0] == ("evaluate", ["clean"]) and work[1] == ("train", ["cotrain_a0.2"])
+    assert all(entry["done"] for entry in json.loads((run / "ledger.json").read_text()).values())
+
+
 def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retrains_only_unevaluated_arms(smoke, tmp_path, capsys):
     # What survives a machine that is gone: the ledger, configs, metrics and evaluation results.
     carried = tmp_path / "carried"
