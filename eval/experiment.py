@@ -412,12 +412,16 @@ class Experiment:
                 key, out = f"eval/{arm.name}/{domain}", self.arm_dir(arm) / f"eval_{domain}"
                 self.ledger.start(key, self.eval_section(arm, domain))
                 bar.set_description(f"eval {arm.name} in {domain}")
-                successes = []
+                successes, clock = [], [time.perf_counter()]
 
-                def tick(result: dict, successes=successes) -> None:
+                def tick(result: dict, successes=successes, clock=clock, key=key) -> None:
                     successes.append(result["success"])
                     bar.set_postfix(success=f"{sum(successes)}/{len(successes)}", refresh=False)
                     bar.update(1)
+                    # Booked as it goes, so that an evaluation killed with -9 still counts its time.
+                    now = time.perf_counter()
+                    self.ledger.add_seconds(key, now - clock[0])
+                    clock[0] = now
 
                 spec = RolloutSpec(
                     policy="ckpt" if arm.trained else "gcs",
@@ -427,7 +431,7 @@ class Experiment:
                     max_steps=evaluation.max_steps, envs=evaluation.envs_per_worker, precision=evaluation.precision,
                 )  # fmt: skip
                 (out / "videos").mkdir(parents=True, exist_ok=True)
-                started = time.perf_counter()
+                clock[0] = time.perf_counter()
                 try:
                     report = evaluate(spec, evaluation.trials, out, evaluation.workers, progress=False,
                                       backend=self.config.backend, address=self.config.ray_address,
@@ -435,10 +439,10 @@ class Experiment:
                 except AgentError as error:
                     raise ExperimentError(f"arm {arm.name}: {error}") from None
                 except KeyboardInterrupt:
-                    self.ledger.add_seconds(key, time.perf_counter() - started)
+                    self.ledger.add_seconds(key, time.perf_counter() - clock[0])
                     raise
                 bar.update(evaluation.trials - len(successes))  # trials resumed from an earlier run
-                self.ledger.finish(key, time.perf_counter() - started, {"success_rate": report["success_rate"]})
+                self.ledger.finish(key, time.perf_counter() - clock[0], {"success_rate": report["success_rate"]})
         finally:
             bar.close()
 

@@ -155,15 +155,13 @@ class TrialRunner:
             for slot, trial in enumerate(running):
                 if trial is None and pending:
                     running[slot] = _Trial(self, slot, pending.popleft())
-            active = [trial for trial in running if trial is not None]
+            active = [(slot, trial) for slot, trial in enumerate(running) if trial is not None]
             started = time.perf_counter()
-            actions = self._act(active)
+            actions = self._act([trial for _, trial in active])
             share = (time.perf_counter() - started) / len(active)
-            for slot, trial in enumerate(running):
-                if trial is None:
-                    continue
+            for (slot, trial), action in zip(active, actions, strict=True):
                 trial.wall_time += share
-                if trial.step(actions[active.index(trial)]):
+                if trial.step(action):
                     results[trial.index] = trial.result(self.spec.video_dir)
                     running[slot] = None
         return [results[index] for index, _ in jobs]

@@ -85,6 +85,39 @@ def test_an_unfinished_evaluation_resumes_its_missing_trials(smoke):
     assert strip(after["per_trial"]) == strip(before)
 
 
+
+def test_an_evaluation_killed_mid_run_keeps_the_time_it_spent_in_the_ledger(smoke, tmp_path, monkeypatch):
+    import eval.rollout
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke, run)
+    ledger = json.loads((run / "ledger.json").read_text())
+    del ledger["eval/clean/target"]
+    shutil.rmtree(run / "arms" / "clean" / "eval_target")
+    (run / "ledger.json").write_text(json.dumps(ledger))
+    real = eval.rollout.evaluate
+
+    def killed_after_one_trial(*args, on_result, **kwargs):
+        def tick(result):
+            on_result(result)
+            raise SystemExit(137)  # nothing after the first trial runs, as with kill -9
+
+        return real(*args, on_result=tick, **kwargs)
+
+    monkeypatch.setattr(eval.rollout, "evaluate", killed_after_one_trial)
+    with pytest.raises(SystemExit):
+        Experiment(ExperimentConfig.load(SMOKE), run, ["clean"], progress=False).run(("eval",))
+    entry = json.loads((run / "ledger.json").read_text())["eval/clean/target"]
+    trial = json.loads((run / "arms" / "clean" / "eval_target" / "trials.jsonl").read_text().splitlines()[1])
+    assert not entry["done"] and entry["seconds"] >= trial["wall_time"] > 0
+
+    monkeypatch.setattr(eval.rollout, "evaluate", real)
+    Experiment(ExperimentConfig.load(SMOKE), run, ["clean"], progress=False).run(("eval",))
+    resumed = json.loads((run / "ledger.json").read_text())["eval/clean/target"]
+    results = json.loads((run / "arms" / "clean" / "eval_target" / "results.json").read_text())
+    assert resumed["done"] and results["resumed_trials"] == 1
+    assert resumed["seconds"] >= entry["seconds"] + results["wall_time"] * 0.99
+
 @pytest.mark.parametrize(
     "edit, message",
     [
