@@ -13,7 +13,8 @@ sequence over the package's own functions: ``data_gen.gcs.generate``, ``policies
 whether it finished. A finished stage with the same section is skipped; an unfinished one resumes
 (after Ctrl-C or kill -9, run the same command again); a changed section is refused with a one-line
 error naming what changed, so stale outputs are never reused. Arms with ``sigma_min: best`` are
-trained after the dataset-level sigma_min sweep has been evaluated.
+trained after the dataset-level sigma_min sweep has been evaluated; a classifier arm that would
+otherwise train alone waits to train beside them.
 
 Arms are trained ``training.parallel`` at a time and each batch is evaluated as soon as it is
 trained, so whole arms finish early. A run directory can be carried to another machine without its
@@ -149,18 +150,36 @@ class Experiment:
             self.data()
         if "sigma_min" in stages and "train" not in stages and self.config.needs_classifier:
             self.sigma_min()  # with training, it runs just before the first arm that needs it
-        ready = [a for a in self.arms if a.sigma_min not in ("best", "classifier")] + [a for a in self.arms if a.sigma_min == "classifier"]
-        later = [a for a in self.arms if a.sigma_min == "best"]
-        for group in (ready, later):
-            if group is later and later and self.best_sigma_min() is None:
+        ready, later = self.arm_groups()
+        self.run_arms(ready, stages)
+        if later:
+            best = [a for a in later if a.sigma_min == "best"]
+            if best and self.best_sigma_min() is None:
+                self.run_arms([a for a in later if a not in best], stages)
                 if "train" in stages or "eval" in stages:
-                    print(f"skipping {[a.name for a in later]}: sigma_min 'best' needs the evaluated sigma_min sweep")
-                break
-            self.run_arms(group, stages)
+                    print(f"skipping {[a.name for a in best]}: sigma_min 'best' needs the evaluated sigma_min sweep")
+            else:
+                self.run_arms(later, stages)
         report = self.report() if "report" in stages else None
         print(f"experiment {self.config.name}: stages {', '.join(stages)} done in {(time.perf_counter() - started) / 60:.1f} min; "
               f"compute recorded in {self.out / LEDGER_NAME}: {self.total_seconds() / 3600:.2f} h")  # fmt: skip
         return report
+
+    def arm_groups(self) -> tuple[list[Arm], list[Arm]]:
+        """The arms to run first, and those to run once the dataset-level sigma_min sweep is evaluated.
+
+        The ``sigma_min: best`` arms must wait for the sweep. The classifier arms may run in either
+        group; they fill the first group's last round of ``training.parallel`` arms, and what is left
+        of them waits to train beside the ``best`` arms rather than alone.
+        """
+        best = [a for a in self.arms if a.sigma_min == "best"]
+        classifier = [a for a in self.arms if a.sigma_min == "classifier"]
+        plain = [a for a in self.arms if a not in best and a not in classifier]
+        if not best:
+            return plain + classifier, []
+        untrained = sum(1 for a in plain if a.trained and not self.train_done(a))
+        first = min(len(classifier), -untrained % self.config.training.parallel)
+        return plain + classifier[:first], classifier[first:] + best
 
     def run_arms(self, arms: list[Arm], stages: tuple[str, ...]) -> None:
         """Train ``training.parallel`` arms at a time and evaluate them as soon as they are trained.

@@ -198,6 +198,33 @@ def test_arms_trained_earlier_are_evaluated_before_other_arms_train(smoke, tmp_p
     assert all(entry["done"] for entry in json.loads((run / "ledger.json").read_text()).values())
 
 
+
+def test_a_classifier_arm_left_over_trains_beside_the_best_arm_not_alone(smoke, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(smoke, run)
+    ledger = json.loads((run / "ledger.json").read_text())
+    for arm in ("ambient_classifier", "ambient_loss_best"):
+        del ledger[f"train/{arm}"], ledger[f"eval/{arm}/target"]
+        shutil.rmtree(run / "arms" / arm)
+    (run / "ledger.json").write_text(json.dumps(ledger))
+    rounds = []
+    original = Experiment.train
+    monkeypatch.setattr(Experiment, "train", lambda self, arms: rounds.append([a.name for a in arms]) or original(self, arms))
+    assert main([str(SMOKE), "--out", str(run)]) == 0
+    assert rounds == [["ambient_classifier", "ambient_loss_best"]]  # one round of two, not two of one
+    assert all(entry["done"] for entry in json.loads((run / "ledger.json").read_text()).values())
+
+    # With an odd number of other arms still to train, the classifier arm fills their last round instead.
+    values = yaml.safe_load(SMOKE.read_text())
+    values["arms"].insert(0, {"name": "cotrain_a0.8", "method": "cotrain", "alpha": 0.8})
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(yaml.safe_dump(values))
+    first, later = Experiment(ExperimentConfig.load(odd), tmp_path / "fresh", progress=False).arm_groups()
+    assert [a.name for a in first][-1] == "ambient_classifier" and len(first) == 9  # the 7 to train, the expert, it
+    assert [a.name for a in later] == ["ambient_loss_best"]
+    even_first, even_later = Experiment(ExperimentConfig.load(SMOKE), tmp_path / "fresh2", progress=False).arm_groups()
+    assert [a.name for a in even_later] == ["ambient_classifier", "ambient_loss_best"]
+
 def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retrains_only_unevaluated_arms(smoke, tmp_path, capsys):
     # What survives a machine that is gone: the ledger, configs, metrics and evaluation results.
     carried = tmp_path / "carried"
