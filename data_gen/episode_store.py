@@ -64,6 +64,7 @@ a killed writer is never stale. Readers take no lock and see the episodes commit
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -798,6 +799,7 @@ def _store_errors(path: Path, key: str | None = None) -> Iterator[None]:
     except StoreError:
         raise
     except Exception as error:
+        _settle_zarr_io()
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:
             raise StoreError(f"{path}: no space left on device (committed episodes are intact)") from None
         if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
@@ -809,6 +811,29 @@ def _store_errors(path: Path, key: str | None = None) -> Iterator[None]:
             detail = f"{where}{_one_line(error)}"
         # from None: the caller gets one line, not a traceback through zarr's internals.
         raise StoreError(f"{path}: damaged episode store ({detail})") from None
+
+
+def _settle_zarr_io(timeout: float = 30.0) -> None:
+    """Wait (at most ``timeout``) for the tasks a failed zarr call left running to finish.
+
+    zarr writes an array's chunks as concurrent tasks on its own IO loop; when one fails (a full disk),
+    the call raises while its siblings still run. Left pending, they are destroyed at interpreter exit
+    and asyncio logs "Task was destroyed but it is pending!" under our one-line error.
+    """
+    from zarr.core.sync import loop as zarr_loop  # zarr's IO loop, created on first use
+
+    io_loop = zarr_loop[0]
+    if io_loop is None or not io_loop.is_running():
+        return
+
+    async def settle() -> None:
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if not others:
+            return
+        await asyncio.wait(others, timeout=timeout)  # not cancelled: another thread's read may own some
+
+    with contextlib.suppress(Exception):  # settling is best effort; the error being reported matters more
+        asyncio.run_coroutine_threadsafe(settle(), io_loop).result(timeout + 5)
 
 
 def _one_line(error: BaseException) -> str:

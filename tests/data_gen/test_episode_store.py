@@ -711,3 +711,41 @@ def test_open_for_writing_creates_then_reopens_only_a_matching_store(tmp_path):
         EpisodeStore.open_for_writing(path, **{**args, "cameras": {"overhead": (16, 16)}}, check_run=False)
     # A refused open leaves no writer lock behind.
     EpisodeStore.open(path, "a").close()
+
+
+def test_a_failed_write_leaves_no_zarr_task_pending(tmp_path, monkeypatch):
+    """A chunk write that fails on a full disk must not leave its sibling writes pending on zarr's IO loop:
+    the interpreter destroys them at exit and asyncio logs "Task was destroyed but it is pending!" under
+    the one-line error (seen in CI)."""
+    import asyncio
+    import errno
+
+    from zarr.core.sync import _get_loop
+    from zarr.storage import LocalStore
+
+    path = tmp_path / "demos.zarr"
+    three_episode_store(path)
+    store = EpisodeStore.open(path, mode="a")
+    real_set = LocalStore.set
+    failed = []
+
+    async def full_then_slow(self, key, value, *args, **kwargs):
+        if key.startswith("data/overhead/c/"):
+            if not failed:
+                failed.append(key)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            await asyncio.sleep(0.5)  # the sibling chunks are still being written when the first one fails
+        return await real_set(self, key, value, *args, **kwargs)
+
+    async def pending() -> int:
+        return len([task for task in asyncio.all_tasks() if task is not asyncio.current_task()])
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalStore, "set", full_then_slow)
+        with pytest.raises(StoreError, match="no space left on device") as error:
+            store.append_episode(make_episode(300, seed=9), make_meta(9))  # 300 steps: 3 chunks of 128
+        assert failed
+        assert asyncio.run_coroutine_threadsafe(pending(), _get_loop()).result(timeout=5) == 0
+    assert_one_line_error(error, path)
+    store.close()
+    assert EpisodeStore.open(path).episode_ends.tolist() == [2, 5, 9]
