@@ -26,7 +26,7 @@ from policies.config import DataConfig, PolicyConfig, RunConfig, TrainingConfig
 from policies.ema import EMA
 from policies.model import DiffusionModel, resolve_device
 from policies.policy import DiffusionPolicy
-from policies.train import BatchStream, admission_sampler, cosine_with_warmup, open_dataset, training_step
+from policies.train import BatchStream, admission_sampler, cosine_with_warmup, make_optimizer, open_dataset, training_step
 
 CAMERAS = ("overhead", "wrist")
 
@@ -61,7 +61,7 @@ def measure(preset: str, store: Path, batch_size: int, steps: int, device: torch
     stream = BatchStream(dataset, sampler, model.crops, batch_size, seed=0, start=0)
     stream.close()  # only its make() is timed here, on this thread
     ema = EMA(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6)
+    optimizer = make_optimizer(model, config.training)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(10, 1000))
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
