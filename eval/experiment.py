@@ -450,7 +450,6 @@ class Experiment:
                     max_steps=evaluation.max_steps, envs=evaluation.envs_per_worker, precision=evaluation.precision,
                 )  # fmt: skip
                 (out / "videos").mkdir(parents=True, exist_ok=True)
-                clock[0] = time.perf_counter()
                 try:
                     report = evaluate(spec, evaluation.trials, out, evaluation.workers, progress=False,
                                       backend=self.config.backend, address=self.config.ray_address,
