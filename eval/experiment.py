@@ -34,8 +34,10 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 
 STAGES = ("data", "sigma_min", "train", "eval", "report")
 LEDGER_NAME = "ledger.json"
+BOOK_EVERY_S = 10.0  # a training arm's seconds go into the ledger this often, so a kill -9 keeps them
+STOP_GRACE_S = 5.0  # after a Ctrl-C, how long the training workers have to stop by themselves
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,29 +371,55 @@ class Experiment:
         bar = tqdm(total=budget.steps * len(todo), initial=sum(steps.values()), unit="step", disable=not self.progress,
                    dynamic_ncols=True, desc="train")  # fmt: skip
         pool = ProcessPoolExecutor(parallel, multiprocessing.get_context("spawn"), _init_train_worker, (threads,))
+        booked = {arm.name: 0.0 for arm in todo}
+
+        def book(name: str, seconds: float, at_least: float = 0.0) -> None:
+            """Add the worker's training seconds not yet in the ledger, so a kill -9 loses at most a few."""
+            if seconds - booked[name] > at_least:
+                self.ledger.add_seconds(f"train/{name}", seconds - booked[name])
+                booked[name] = seconds
+
+        stop = _StopRequest()  # a first Ctrl-C: every arm still stops, saves and is booked; a second one forces
         try:
             pending = {}
             for arm in todo:
                 job = (arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"), queue)
                 pending[pool.submit(_train_arm, *job)] = arm
-            while pending:
-                done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-                while not queue.empty():
-                    name, step = queue.get()
-                    bar.update(step - steps[name])
-                    steps[name] = step
-                running = sorted(pending[f].name for f in pending if f.running())
-                bar.set_description(f"train {', '.join(running)[:60]}" if running else "train")
-                for future in done:
-                    arm = pending.pop(future)
-                    name, step, interrupted, seconds = future.result()
-                    bar.update(step - steps[name])
-                    steps[name] = step
-                    key = f"train/{arm.name}"
-                    if interrupted:
-                        self.ledger.add_seconds(key, seconds)
-                        raise KeyboardInterrupt
-                    self.ledger.finish(key, seconds, {"step": step})
+            pids, forwarded = {}, None
+            with stop:
+                while pending:
+                    done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+                    while not queue.empty():
+                        name, step, seconds, pids[name] = queue.get()
+                        if step is not None:  # else the worker's hello
+                            bar.update(step - steps[name])
+                            steps[name] = step
+                            book(name, seconds, at_least=BOOK_EVERY_S)
+                    now = time.perf_counter()
+                    if stop.requested_at is not None and now - max(stop.requested_at, forwarded or 0.0) > STOP_GRACE_S:
+                        # A Ctrl-C sent to this process alone, or one that came while a worker was starting:
+                        # pass it on to the arms still training (an idle worker ignores it).
+                        _interrupt(pids[arm.name] for arm in pending.values() if arm.name in pids)
+                        forwarded = now
+                    running = sorted(pending[f].name for f in pending if f.running())
+                    bar.set_description(f"train {', '.join(running)[:60]}" if running else "train")
+                    for future in done:
+                        arm = pending.pop(future)
+                        try:
+                            name, step, interrupted, seconds = future.result()
+                        except (KeyboardInterrupt, BrokenProcessPool):  # a worker stopped before its training began
+                            if stop.requested_at is None:
+                                raise
+                            continue
+                        bar.update(step - steps[name])
+                        steps[name] = step
+                        book(name, seconds)
+                        if interrupted:
+                            stop.request()
+                        else:
+                            self.ledger.finish(f"train/{arm.name}", 0.0, {"step": step})
+            if stop.requested_at is not None:
+                raise KeyboardInterrupt
         finally:
             bar.close()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -527,7 +557,13 @@ class Experiment:
 # Training workers (spawned processes: torch threads set before anything runs)
 
 
+_INTERRUPTED_WHILE_IDLE = threading.Event()
+
+
 def _init_train_worker(threads: int) -> None:
+    # Outside train() (which stops and saves on SIGINT), a Ctrl-C is only noted: a worker that died of it
+    # would break the pool, and the pool would then kill the other arms without their last checkpoint.
+    signal.signal(signal.SIGINT, lambda signum, frame: _INTERRUPTED_WHILE_IDLE.set())
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:  # die with the parent (kill -9 of the runner), so no orphan keeps writing a run directory
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -542,15 +578,53 @@ def _train_arm(name: str, config_json: str, out: str, queue) -> tuple[str, int, 
     from policies.config import RunConfig
     from policies.train import train
 
-    def report(step: int, total: int) -> None:
+    started = time.perf_counter()
+
+    def report(step: int | None, total: int = 0) -> None:
         try:
-            queue.put((name, step))
+            queue.put((name, step, time.perf_counter() - started, os.getpid()))
         except (OSError, EOFError):  # the parent's display is gone; training goes on and saves
             pass
 
-    started = time.perf_counter()
+    report(None)  # so that the runner knows whom to pass a Ctrl-C on to
+    if _INTERRUPTED_WHILE_IDLE.is_set():  # a Ctrl-C before this arm began: it does not begin
+        return name, _checkpoint_step(Path(out)), True, 0.0
     result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report)
     return name, result.step, result.interrupted, time.perf_counter() - started
+
+
+class _StopRequest:
+    """While active, the first SIGINT only records when it came; a second one interrupts (as in training)."""
+
+    def __init__(self) -> None:
+        self.requested_at: float | None = None
+        self._previous = None
+
+    def request(self) -> None:
+        self.requested_at = self.requested_at or time.perf_counter()
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested_at is not None:
+            raise KeyboardInterrupt
+        self.request()
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _interrupt(pids) -> None:
+    """Send SIGINT to training workers: each stops after its step and saves."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:  # already gone
+            pass
 
 
 def store_digest(path: Path) -> str:

@@ -1,7 +1,12 @@
 """The experiment runner on experiments/smoke.yaml: every stage and arm kind, skipping, refusing stale outputs, resuming."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +122,76 @@ def test_an_evaluation_killed_mid_run_keeps_the_time_it_spent_in_the_ledger(smok
     results = json.loads((run / "arms" / "clean" / "eval_target" / "results.json").read_text())
     assert resumed["done"] and results["resumed_trials"] == 1
     assert resumed["seconds"] >= entry["seconds"] + results["wall_time"] * 0.99
+
+def _training_run(smoke: Path, tmp_path: Path):
+    """The smoke run with clean and sim_only untrained, and a config whose training would last for hours."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke, run)
+    ledger = json.loads((run / "ledger.json").read_text())
+    for arm in ("clean", "sim_only"):
+        ledger = {k: v for k, v in ledger.items() if not k.startswith((f"train/{arm}", f"eval/{arm}/"))}
+        shutil.rmtree(run / "arms" / arm)
+    (run / "ledger.json").write_text(json.dumps(ledger))
+    values = yaml.safe_load(SMOKE.read_text())
+    values["training"].update(steps=10**7, checkpoint_every=50)
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump(values))
+    command = [sys.executable, "-m", "eval.experiment", str(config), "--out", str(run), "--arms", "clean,sim_only", "--stage", "train"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})  # fmt: skip
+    return run, process
+
+
+def _wait_for(condition, process, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"condition not met (runner exit {process.poll()}): {process.stderr.read()[-2000:]}")
+        time.sleep(0.5)
+
+
+def _train_entries(run: Path) -> dict:
+    try:
+        ledger = json.loads((run / "ledger.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {arm: ledger[f"train/{arm}"] for arm in ("clean", "sim_only") if f"train/{arm}" in ledger}
+
+
+def _metrics_span(run: Path, arm: str) -> float:
+    times = [json.loads(line)["time"] for line in (run / "arms" / arm / "train" / "metrics.jsonl").read_text().splitlines()]
+    return times[-1] - times[0]
+
+
+@pytest.mark.parametrize("to", ["group", "runner"])
+def test_an_interrupted_training_stops_saves_and_books_every_arm(smoke, tmp_path, to):
+    """A Ctrl-C of the terminal (the process group) or sent to the runner alone stops both arms; each saves and keeps its time."""
+    run, process = _training_run(smoke, tmp_path)
+    metrics = [run / "arms" / arm / "train" / "metrics.jsonl" for arm in ("clean", "sim_only")]
+    _wait_for(lambda: all(m.is_file() and len(m.read_text().splitlines()) >= 3 for m in metrics), process)
+    (os.killpg if to == "group" else os.kill)(process.pid, signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the runner did not stop within 120 s of a Ctrl-C")
+    assert process.returncode == 130 and err.strip().splitlines()[-1].endswith("interrupted; run the same command to resume")
+    entries = _train_entries(run)
+    for arm in ("clean", "sim_only"):
+        assert not entries[arm]["done"] and entries[arm]["seconds"] >= _metrics_span(run, arm) > 0
+        assert (run / "arms" / arm / "train" / "ckpt.pt").is_file()
+
+
+def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp_path):
+    run, process = _training_run(smoke, tmp_path)
+    started = time.monotonic()
+    _wait_for(lambda: len(entries := _train_entries(run)) == 2 and all(e["seconds"] > 0 for e in entries.values()), process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    entries = _train_entries(run)
+    assert all(not e["done"] and 0 < e["seconds"] <= time.monotonic() - started for e in entries.values())
+
 
 @pytest.mark.parametrize(
     "edit, message",
