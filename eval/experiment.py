@@ -385,7 +385,7 @@ class Experiment:
             for arm in todo:
                 job = (arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"), queue)
                 pending[pool.submit(_train_arm, *job)] = arm
-            pids, forwarded = {}, None
+            pids, forwarded, failure = {}, None, None
             with stop:
                 while pending:
                     done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
@@ -411,6 +411,13 @@ class Experiment:
                             if stop.requested_at is None:
                                 raise
                             continue
+                        except Exception as error:  # this arm failed: the others stop and save rather than train on
+                            failure = failure or error
+                            if stop.requested_at is None:
+                                stop.request()
+                                _interrupt(pids[arm.name] for arm in pending.values() if arm.name in pids)
+                                forwarded = time.perf_counter()
+                            continue
                         bar.update(step - steps[name])
                         steps[name] = step
                         book(name, seconds)
@@ -418,6 +425,8 @@ class Experiment:
                             stop.request()
                         else:
                             self.ledger.finish(f"train/{arm.name}", 0.0, {"step": step})
+            if failure is not None:
+                raise failure
             if stop.requested_at is not None:
                 raise KeyboardInterrupt
         finally:

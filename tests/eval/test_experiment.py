@@ -123,7 +123,7 @@ def test_an_evaluation_killed_mid_run_keeps_the_time_it_spent_in_the_ledger(smok
     assert resumed["done"] and results["resumed_trials"] == 1
     assert resumed["seconds"] >= entry["seconds"] + results["wall_time"] * 0.99
 
-def _training_run(smoke: Path, tmp_path: Path):
+def _training_run(smoke: Path, tmp_path: Path, before=lambda: None):
     """The smoke run with clean and sim_only untrained, and a config whose training would last for hours."""
     run = tmp_path / "run"
     shutil.copytree(smoke, run)
@@ -132,6 +132,7 @@ def _training_run(smoke: Path, tmp_path: Path):
         ledger = {k: v for k, v in ledger.items() if not k.startswith((f"train/{arm}", f"eval/{arm}/"))}
         shutil.rmtree(run / "arms" / arm)
     (run / "ledger.json").write_text(json.dumps(ledger))
+    before()
     values = yaml.safe_load(SMOKE.read_text())
     values["training"].update(steps=10**7, checkpoint_every=50)
     config = tmp_path / "long.yaml"
@@ -181,6 +182,20 @@ def test_an_interrupted_training_stops_saves_and_books_every_arm(smoke, tmp_path
     for arm in ("clean", "sim_only"):
         assert not entries[arm]["done"] and entries[arm]["seconds"] >= _metrics_span(run, arm) > 0
         assert (run / "arms" / arm / "train" / "ckpt.pt").is_file()
+
+
+def test_an_arm_that_fails_stops_the_others_and_its_error_is_one_line(smoke, tmp_path):
+    damaged = tmp_path / "run" / "arms" / "sim_only" / "train" / "ckpt.pt"
+    run, process = _training_run(smoke, tmp_path, before=lambda: damaged.parent.mkdir(parents=True) or damaged.write_bytes(b"damaged"))
+    try:
+        _, err = process.communicate(timeout=180)  # not the hours the other arm's training would take
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the runner trained on after an arm failed")
+    assert process.returncode == 2
+    last = err.strip().splitlines()[-1]  # above it, only the progress display
+    assert "Traceback" not in err and last.startswith("python -m eval.experiment: error:") and str(damaged) in last
+    assert not _train_entries(run)["clean"]["done"]
 
 
 def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp_path):
