@@ -26,6 +26,7 @@ evaluations to run.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import hashlib
@@ -36,10 +37,10 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.managers import SyncManager
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 STAGES = ("data", "sigma_min", "train", "eval", "report")
 LEDGER_NAME = "ledger.json"
 BOOK_EVERY_S = 10.0  # a training arm's seconds go into the ledger this often, so a kill -9 keeps them
-STOP_GRACE_S = 5.0  # after a Ctrl-C, how long the training workers have to stop by themselves
+TELL_EVERY_S = 2.0  # after a stop request, how often the arms still training are told to stop
 
 
 # --------------------------------------------------------------------------------------------------
@@ -351,6 +352,12 @@ class Experiment:
         return False
 
     def train(self, arms: list[Arm]) -> None:
+        """Train the arms side by side, booking each one's seconds as it goes.
+
+        A Ctrl-C (of the terminal, or sent to this process alone) or an arm that fails asks every arm
+        still training to stop: each stops after its step, saves, and its seconds are booked; then
+        KeyboardInterrupt (or the failure) is raised. A third Ctrl-C stops waiting for the arms' saves.
+        """
         todo = [arm for arm in arms if arm.trained and not self.train_done(arm)]
         if not todo:
             return
@@ -363,14 +370,7 @@ class Experiment:
             if run.is_dir() and not (run / "ckpt.pt").is_file():  # a start whose checkpoint is gone: its metrics describe nothing
                 shutil.rmtree(run)
             self.ledger.start(f"train/{arm.name}", self.train_section(arm))
-        # The progress queue's server ignores Ctrl-C, so the workers can still report while they save.
-        manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
-        manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))
-        queue = manager.Queue()
         steps = {arm.name: _checkpoint_step(self.arm_dir(arm) / "train") for arm in todo}
-        bar = tqdm(total=budget.steps * len(todo), initial=sum(steps.values()), unit="step", disable=not self.progress,
-                   dynamic_ncols=True, desc="train")  # fmt: skip
-        pool = ProcessPoolExecutor(parallel, multiprocessing.get_context("spawn"), _init_train_worker, (threads,))
         booked = {arm.name: 0.0 for arm in todo}
 
         def book(name: str, seconds: float, at_least: float = 0.0) -> None:
@@ -379,44 +379,51 @@ class Experiment:
                 self.ledger.add_seconds(f"train/{name}", seconds - booked[name])
                 booked[name] = seconds
 
-        stop = _StopRequest()  # a first Ctrl-C: every arm still stops, saves and is booked; a second one forces
+        stop, pids, pending, failure, told = _StopRequest(), {}, {}, None, 0.0
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()  # the workers' progress reports, handed to them as they start
+        pool = ProcessPoolExecutor(parallel, context, _init_train_worker, (threads, queue))
+        bar = None
         try:
-            pending = {}
-            for arm in todo:
-                job = (arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"), queue)
-                pending[pool.submit(_train_arm, *job)] = arm
-            pids, forwarded, failure = {}, None, None
             with stop:
+                # The workers start with Ctrl-C ignored (they inherit it, until their own handler is in): one that
+                # died of it while starting would break the pool, which would then kill the others unsaved.
+                with _ignoring_interrupts():
+                    for arm in todo:
+                        job = (arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"))
+                        pending[pool.submit(_train_arm, *job)] = arm
+                bar = tqdm(total=budget.steps * len(todo), initial=sum(steps.values()), unit="step", disable=not self.progress,
+                           dynamic_ncols=True, desc="train")  # fmt: skip
                 while pending:
                     done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-                    while not queue.empty():
-                        name, step, seconds, pids[name] = queue.get()
+                    for name, step, seconds, pid in _drain(queue):
+                        pids[name] = pid
                         if step is not None:  # else the worker's hello
                             bar.update(step - steps[name])
                             steps[name] = step
                             book(name, seconds, at_least=BOOK_EVERY_S)
-                    now = time.perf_counter()
-                    if stop.requested_at is not None and now - max(stop.requested_at, forwarded or 0.0) > STOP_GRACE_S:
-                        # A Ctrl-C sent to this process alone, or one that came while a worker was starting:
-                        # pass it on to the arms still training (an idle worker ignores it).
-                        _interrupt(pids[arm.name] for arm in pending.values() if arm.name in pids)
-                        forwarded = now
+                    if stop.requested_at is not None and time.perf_counter() - told > TELL_EVERY_S:
+                        # Every arm still training is told to stop, again and again: the request never forces, and
+                        # it also reaches a worker that was starting when the Ctrl-C came, or that got none.
+                        _ask_to_stop(pids[arm.name] for arm in pending.values() if arm.name in pids)
+                        for future in pending:
+                            future.cancel()  # an arm not started yet does not start
+                        told = time.perf_counter()
                     running = sorted(pending[f].name for f in pending if f.running())
                     bar.set_description(f"train {', '.join(running)[:60]}" if running else "train")
                     for future in done:
                         arm = pending.pop(future)
                         try:
                             name, step, interrupted, seconds = future.result()
-                        except (KeyboardInterrupt, BrokenProcessPool):  # a worker stopped before its training began
-                            if stop.requested_at is None:
-                                raise
+                        except CancelledError:
+                            continue
+                        except BrokenProcessPool as error:
+                            failure = failure or ExperimentError(f"arm {arm.name}: its training process died ({error})")
+                            stop.request()
                             continue
                         except Exception as error:  # this arm failed: the others stop and save rather than train on
                             failure = failure or error
-                            if stop.requested_at is None:
-                                stop.request()
-                                _interrupt(pids[arm.name] for arm in pending.values() if arm.name in pids)
-                                forwarded = time.perf_counter()
+                            stop.request()
                             continue
                         bar.update(step - steps[name])
                         steps[name] = step
@@ -430,9 +437,11 @@ class Experiment:
             if stop.requested_at is not None:
                 raise KeyboardInterrupt
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
+            _ask_to_stop(pids.values())  # after a third Ctrl-C: the arms still save before this process ends
             pool.shutdown(wait=True, cancel_futures=True)
-            manager.shutdown()
+            queue.close()
 
     # evaluation --------------------------------------------------------------------------------------
 
@@ -566,13 +575,20 @@ class Experiment:
 # Training workers (spawned processes: torch threads set before anything runs)
 
 
-_INTERRUPTED_WHILE_IDLE = threading.Event()
+_STOP_ASKED = [False]  # a worker's stop request (a plain flag: a signal handler must not take a lock)
+_PROGRESS = []  # a worker's queue to the runner
 
 
-def _init_train_worker(threads: int) -> None:
-    # Outside train() (which stops and saves on SIGINT), a Ctrl-C is only noted: a worker that died of it
-    # would break the pool, and the pool would then kill the other arms without their last checkpoint.
-    signal.signal(signal.SIGINT, lambda signum, frame: _INTERRUPTED_WHILE_IDLE.set())
+def _note_stop_request(signum, frame) -> None:
+    _STOP_ASKED[0] = True
+
+
+def _init_train_worker(threads: int, progress) -> None:
+    # Outside train()'s own Ctrl-C handling (while starting, loading or idle) a Ctrl-C is only noted, and the
+    # runner's SIGUSR1 always is: train() asks should_stop() after every step, so both stop it without force.
+    signal.signal(signal.SIGINT, _note_stop_request)
+    signal.signal(signal.SIGUSR1, _note_stop_request)
+    _PROGRESS.append(progress)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:  # die with the parent (kill -9 of the runner), so no orphan keeps writing a run directory
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -583,7 +599,7 @@ def _init_train_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train_arm(name: str, config_json: str, out: str, queue) -> tuple[str, int, bool, float]:
+def _train_arm(name: str, config_json: str, out: str) -> tuple[str, int, bool, float]:
     from policies.config import RunConfig
     from policies.train import train
 
@@ -591,31 +607,33 @@ def _train_arm(name: str, config_json: str, out: str, queue) -> tuple[str, int, 
 
     def report(step: int | None, total: int = 0) -> None:
         try:
-            queue.put((name, step, time.perf_counter() - started, os.getpid()))
-        except (OSError, EOFError):  # the parent's display is gone; training goes on and saves
+            _PROGRESS[0].put((name, step, time.perf_counter() - started, os.getpid()))
+        except (OSError, ValueError):  # the queue is gone; training goes on and saves
             pass
 
-    report(None)  # so that the runner knows whom to pass a Ctrl-C on to
-    if _INTERRUPTED_WHILE_IDLE.is_set():  # a Ctrl-C before this arm began: it does not begin
-        return name, _checkpoint_step(Path(out)), True, 0.0
-    result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report)
+    report(None)  # the hello: whom the runner tells to stop
+    if _STOP_ASKED[0]:  # asked before this arm began: it does not begin
+        return name, _checkpoint_step(Path(out)), True, time.perf_counter() - started
+    result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report, should_stop=lambda: _STOP_ASKED[0])
     return name, result.step, result.interrupted, time.perf_counter() - started
 
 
 class _StopRequest:
-    """While active, the first SIGINT only records when it came; a second one interrupts (as in training)."""
+    """While active, a Ctrl-C only records that a stop was asked (the arms then stop and save); a third one interrupts."""
 
     def __init__(self) -> None:
         self.requested_at: float | None = None
+        self.signals = 0
         self._previous = None
 
     def request(self) -> None:
         self.requested_at = self.requested_at or time.perf_counter()
 
     def _handle(self, signum, frame) -> None:
-        if self.requested_at is not None:
-            raise KeyboardInterrupt
+        self.signals += 1
         self.request()
+        if self.signals >= 3:
+            raise KeyboardInterrupt
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -627,11 +645,37 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _interrupt(pids) -> None:
-    """Send SIGINT to training workers: each stops after its step and saves."""
+@contextlib.contextmanager
+def _ignoring_interrupts():
+    """SIGINT and SIGUSR1 ignored while child processes start: they inherit it until their own handlers are in.
+
+    A Ctrl-C in this window (the time to start the processes) is missed by this process too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGUSR1)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _drain(queue) -> list:
+    found = []
+    while True:
+        try:
+            found.append(queue.get_nowait())
+        except Empty:
+            return found
+
+
+def _ask_to_stop(pids) -> None:
+    """SIGUSR1 to training workers: each stops after its step and saves (never a forced stop, however often)."""
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGINT)
+            os.kill(pid, signal.SIGUSR1)
         except OSError:  # already gone
             pass
 

@@ -302,10 +302,11 @@ def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tenso
 
 
 def train(config: RunConfig, out: str | Path, *, progress: bool = True, on_log: Callable[[int, int], None] | None = None,
-          wandb_project: str | None = None) -> TrainResult:
+          wandb_project: str | None = None, should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train (or resume) the run in ``out``; returns the final step and this call's losses.
 
-    Ctrl-C saves a checkpoint and returns with ``interrupted`` set. on_log(step, total) is called
+    Ctrl-C saves a checkpoint and returns with ``interrupted`` set; so does should_stop() turning
+    true (asked after every step: a caller's own stop request, which never forces). on_log(step, total) is called
     at every metrics record (e.g. to drive a caller's progress display). wandb_project also sends
     every metrics record to that Weights & Biases project (policies/tracking.py; offline by default).
 
@@ -330,11 +331,12 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True, on_log: 
         with ranks.joined(device):
             main_only = ranks.is_main
             return _train(config, out, device, ranks, share, progress and main_only, on_log if main_only else None,
-                          wandb_project if main_only else None)  # fmt: skip
+                          wandb_project if main_only else None, should_stop)  # fmt: skip
 
 
 def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, share: slice, progress: bool,
-           on_log: Callable[[int, int], None] | None, wandb_project: str | None) -> TrainResult:
+           on_log: Callable[[int, int], None] | None, wandb_project: str | None,
+           should_stop: Callable[[], bool] | None = None) -> TrainResult:
     checkpoint_file = out / CHECKPOINT_NAME
     resumed = load_checkpoint(checkpoint_file) if checkpoint_file.exists() else None
     if resumed is not None:
@@ -441,7 +443,8 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
                     raise NonFiniteLossError(f"{error}: stopped; {kept}") from None
                 step += 1
                 # One collective: the batch's clean fraction, and whether any process was asked to stop.
-                clean_fraction, stop_votes = ranks.mean([float(host_batch["is_clean"].float().mean()), float(stop.requested)])
+                asked = stop.requested or (should_stop is not None and should_stop())
+                clean_fraction, stop_votes = ranks.mean([float(host_batch["is_clean"].float().mean()), float(asked)])
                 stopping = stop_votes > 0
                 result.losses.append(value)
                 window_losses.append(value)

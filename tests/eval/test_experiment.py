@@ -195,7 +195,23 @@ def test_an_arm_that_fails_stops_the_others_and_its_error_is_one_line(smoke, tmp
     assert process.returncode == 2
     last = err.strip().splitlines()[-1]  # above it, only the progress display
     assert "Traceback" not in err and last.startswith("python -m eval.experiment: error:") and str(damaged) in last
-    assert not _train_entries(run)["clean"]["done"]
+    clean = _train_entries(run)["clean"]
+    assert not clean["done"] and clean["seconds"] > 0 and (run / "arms" / "clean" / "train" / "ckpt.pt").is_file()
+
+
+def test_a_ctrl_c_while_the_arms_start_stops_them_once_they_can_save(smoke, tmp_path):
+    """A Ctrl-C that reaches the workers while they load their data is noted, and they stop after their first step."""
+    run, process = _training_run(smoke, tmp_path)
+    runs = [run / "arms" / arm / "train" for arm in ("clean", "sim_only")]
+    _wait_for(lambda: all(r.is_dir() for r in runs), process, timeout=180.0)  # train() began: loading, building
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the arms trained on after a Ctrl-C that came while they started")
+    assert process.returncode == 130 and "Traceback" not in err
+    assert all((r / "ckpt.pt").is_file() for r in runs) and not any(e["done"] for e in _train_entries(run).values())
 
 
 def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp_path):

@@ -458,6 +458,20 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path, clean_store, capsys, monkeypatch):
     assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 3
 
 
+def test_should_stop_ends_the_run_after_its_step_and_saves(tmp_path, clean_store):
+    """A caller's stop request (the experiment runner's) stops like a first Ctrl-C, however often it is asked."""
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(True)
+        return len(asked) >= 4
+
+    out = tmp_path / "stopped"
+    result = train(tiny_config(clean_store, obs_mode="state", steps=50), out, progress=False, should_stop=should_stop)
+    assert result.interrupted and result.step == 4 and len(asked) == 4
+    assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 4
+
+
 def test_training_curves_plot_from_metrics(image_run, tmp_path, capsys):
     from policies.plot import main as plot_main, read_metrics
 
