@@ -52,7 +52,6 @@ from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 STAGES = ("data", "sigma_min", "train", "eval", "report")
 LEDGER_NAME = "ledger.json"
 BOOK_EVERY_S = 10.0  # a training arm's seconds go into the ledger this often, so a kill -9 keeps them
-TELL_EVERY_S = 2.0  # after a stop request, how often the arms still training are told to stop
 
 
 # --------------------------------------------------------------------------------------------------
@@ -356,7 +355,8 @@ class Experiment:
 
         A Ctrl-C (of the terminal, or sent to this process alone) or an arm that fails asks every arm
         still training to stop: each stops after its step, saves, and its seconds are booked; then
-        KeyboardInterrupt (or the failure) is raised. A third Ctrl-C stops waiting for the arms' saves.
+        KeyboardInterrupt (or the failure) is raised. More Ctrl-Cs change nothing (kill -9 stops at once,
+        and the arms lose their steps since their last checkpoint).
         """
         todo = [arm for arm in arms if arm.trained and not self.train_done(arm)]
         if not todo:
@@ -379,15 +379,16 @@ class Experiment:
                 self.ledger.add_seconds(f"train/{name}", seconds - booked[name])
                 booked[name] = seconds
 
-        stop, pids, pending, failure, told = _StopRequest(), {}, {}, None, 0.0
+        stop, pending, failure = _StopRequest(), {}, None
         context = multiprocessing.get_context("spawn")
-        queue = context.Queue()  # the workers' progress reports, handed to them as they start
-        pool = ProcessPoolExecutor(parallel, context, _init_train_worker, (threads, queue))
+        # Handed to the workers as they start: their progress reports, and the runner's stop request.
+        queue, stop_event = context.Queue(), context.Event()
+        pool = ProcessPoolExecutor(parallel, context, _init_train_worker, (threads, queue, stop_event))
         bar = None
         try:
             with stop:
-                # The workers start with Ctrl-C ignored (they inherit it, until their own handler is in): one that
-                # died of it while starting would break the pool, which would then kill the others unsaved.
+                # The workers start with Ctrl-C ignored (inherited until they block it): one that died of it
+                # while starting would break the pool, which would then kill the others unsaved.
                 with _ignoring_interrupts():
                     for arm in todo:
                         job = (arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"))
@@ -396,19 +397,15 @@ class Experiment:
                            dynamic_ncols=True, desc="train")  # fmt: skip
                 while pending:
                     done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-                    for name, step, seconds, pid in _drain(queue):
-                        pids[name] = pid
-                        if step is not None:  # else the worker's hello
+                    for name, step, seconds in _drain(queue):
+                        if step > steps[name]:  # (a report may come after its arm's result)
                             bar.update(step - steps[name])
                             steps[name] = step
-                            book(name, seconds, at_least=BOOK_EVERY_S)
-                    if stop.requested_at is not None and time.perf_counter() - told > TELL_EVERY_S:
-                        # Every arm still training is told to stop, again and again: the request never forces, and
-                        # it also reaches a worker that was starting when the Ctrl-C came, or that got none.
-                        _ask_to_stop(pids[arm.name] for arm in pending.values() if arm.name in pids)
+                        book(name, seconds, at_least=BOOK_EVERY_S)
+                    if stop.requested and not stop_event.is_set():
+                        stop_event.set()  # every arm stops after its step and saves; one not started yet does not start
                         for future in pending:
-                            future.cancel()  # an arm not started yet does not start
-                        told = time.perf_counter()
+                            future.cancel()
                     running = sorted(pending[f].name for f in pending if f.running())
                     bar.set_description(f"train {', '.join(running)[:60]}" if running else "train")
                     for future in done:
@@ -417,15 +414,18 @@ class Experiment:
                             name, step, interrupted, seconds = future.result()
                         except CancelledError:
                             continue
-                        except BrokenProcessPool as error:
-                            failure = failure or ExperimentError(f"arm {arm.name}: its training process died ({error})")
+                        except BrokenProcessPool:  # every arm's future says so: it is not this arm's fault
+                            failure = failure or ExperimentError(
+                                f"a training process died (out of memory?), and the pool stopped the arms {sorted(steps)} "
+                                "without saving their last steps; run the same command to resume from their checkpoints"
+                            )
                             stop.request()
                             continue
                         except Exception as error:  # this arm failed: the others stop and save rather than train on
                             failure = failure or error
                             stop.request()
                             continue
-                        bar.update(step - steps[name])
+                        bar.update(max(0, step - steps[name]))
                         steps[name] = step
                         book(name, seconds)
                         if interrupted:
@@ -434,12 +434,12 @@ class Experiment:
                             self.ledger.finish(f"train/{arm.name}", 0.0, {"step": step})
             if failure is not None:
                 raise failure
-            if stop.requested_at is not None:
+            if stop.requested:
                 raise KeyboardInterrupt
         finally:
             if bar is not None:
                 bar.close()
-            _ask_to_stop(pids.values())  # after a third Ctrl-C: the arms still save before this process ends
+            stop_event.set()  # after an error in this loop, too: the arms save and end, rather than train on
             pool.shutdown(wait=True, cancel_futures=True)
             queue.close()
 
@@ -575,20 +575,15 @@ class Experiment:
 # Training workers (spawned processes: torch threads set before anything runs)
 
 
-_STOP_ASKED = [False]  # a worker's stop request (a plain flag: a signal handler must not take a lock)
-_PROGRESS = []  # a worker's queue to the runner
+_WORKER: dict[str, Any] = {}  # a training worker's progress queue and the runner's stop event
 
 
-def _note_stop_request(signum, frame) -> None:
-    _STOP_ASKED[0] = True
-
-
-def _init_train_worker(threads: int, progress) -> None:
-    # Outside train()'s own Ctrl-C handling (while starting, loading or idle) a Ctrl-C is only noted, and the
-    # runner's SIGUSR1 always is: train() asks should_stop() after every step, so both stop it without force.
-    signal.signal(signal.SIGINT, _note_stop_request)
-    signal.signal(signal.SIGUSR1, _note_stop_request)
-    _PROGRESS.append(progress)
+def _init_train_worker(threads: int, progress, stop) -> None:
+    # A worker never takes a Ctrl-C itself: the runner passes it on as the stop event, which train() asks
+    # after every step. So a second Ctrl-C never forces a stop mid-step (a checkpoint of half a step).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    progress.cancel_join_thread()  # an exit never waits on reports nobody reads: the result has the final figures
+    _WORKER.update(progress=progress, stop=stop)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:  # die with the parent (kill -9 of the runner), so no orphan keeps writing a run directory
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -605,35 +600,31 @@ def _train_arm(name: str, config_json: str, out: str) -> tuple[str, int, bool, f
 
     started = time.perf_counter()
 
-    def report(step: int | None, total: int = 0) -> None:
+    def report(step: int, total: int) -> None:
         try:
-            _PROGRESS[0].put((name, step, time.perf_counter() - started, os.getpid()))
+            _WORKER["progress"].put((name, step, time.perf_counter() - started))
         except (OSError, ValueError):  # the queue is gone; training goes on and saves
             pass
 
-    report(None)  # the hello: whom the runner tells to stop
-    if _STOP_ASKED[0]:  # asked before this arm began: it does not begin
-        return name, _checkpoint_step(Path(out)), True, time.perf_counter() - started
-    result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report, should_stop=lambda: _STOP_ASKED[0])
+    stop = _WORKER["stop"]
+    if stop.is_set():  # asked before this arm began: it does not begin
+        return name, _checkpoint_step(Path(out)), True, 0.0
+    result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report, should_stop=stop.is_set)
     return name, result.step, result.interrupted, time.perf_counter() - started
 
 
 class _StopRequest:
-    """While active, a Ctrl-C only records that a stop was asked (the arms then stop and save); a third one interrupts."""
+    """While active, a Ctrl-C only records that a stop was asked: the arms then stop after their step and save."""
 
     def __init__(self) -> None:
-        self.requested_at: float | None = None
-        self.signals = 0
+        self.requested = False
         self._previous = None
 
     def request(self) -> None:
-        self.requested_at = self.requested_at or time.perf_counter()
+        self.requested = True
 
     def _handle(self, signum, frame) -> None:
-        self.signals += 1
-        self.request()
-        if self.signals >= 3:
-            raise KeyboardInterrupt
+        self.requested = True
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -647,19 +638,18 @@ class _StopRequest:
 
 @contextlib.contextmanager
 def _ignoring_interrupts():
-    """SIGINT and SIGUSR1 ignored while child processes start: they inherit it until their own handlers are in.
+    """SIGINT ignored while child processes are started: they inherit it, until they block it themselves.
 
-    A Ctrl-C in this window (the time to start the processes) is missed by this process too.
+    A Ctrl-C in this window (the milliseconds it takes to start them) is missed by this process too.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGUSR1)}
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signal.signal(signal.SIGINT, previous)
 
 
 def _drain(queue) -> list:
@@ -669,15 +659,6 @@ def _drain(queue) -> list:
             found.append(queue.get_nowait())
         except Empty:
             return found
-
-
-def _ask_to_stop(pids) -> None:
-    """SIGUSR1 to training workers: each stops after its step and saves (never a forced stop, however often)."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGUSR1)
-        except OSError:  # already gone
-            pass
 
 
 def store_digest(path: Path) -> str:

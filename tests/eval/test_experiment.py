@@ -1,5 +1,6 @@
 """The experiment runner on experiments/smoke.yaml: every stage and arm kind, skipping, refusing stale outputs, resuming."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -147,7 +148,8 @@ def _wait_for(condition, process, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None or time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             pytest.fail(f"condition not met (runner exit {process.poll()}): {process.stderr.read()[-2000:]}")
         time.sleep(0.5)
 
@@ -212,6 +214,41 @@ def test_a_ctrl_c_while_the_arms_start_stops_them_once_they_can_save(smoke, tmp_
         pytest.fail("the arms trained on after a Ctrl-C that came while they started")
     assert process.returncode == 130 and "Traceback" not in err
     assert all((r / "ckpt.pt").is_file() for r in runs) and not any(e["done"] for e in _train_entries(run).values())
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if fields and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def test_ctrl_c_again_and_again_as_the_workers_start_kills_none_of_them(smoke, tmp_path):
+    """Workers start with Ctrl-C ignored: one that died of it while starting would break the pool (rc 2, a traceback)."""
+    run, process = _training_run(smoke, tmp_path)
+    _wait_for(lambda: len(_train_entries(run)) == 2, process, timeout=180.0)  # the workers are being started
+    for _ in range(60):  # to every process of the run but the runner, which would stop the run
+        for pid in set(_group_members(process.pid)) - {process.pid}:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    metrics = [run / "arms" / arm / "train" / "metrics.jsonl" for arm in ("clean", "sim_only")]
+    _wait_for(lambda: all(m.is_file() for m in metrics), process)  # both arms train
+    os.kill(process.pid, signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the runner did not stop within 120 s of a Ctrl-C")
+    assert process.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert all((m.parent / "ckpt.pt").is_file() for m in metrics)
 
 
 def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp_path):
