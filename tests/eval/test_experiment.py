@@ -154,6 +154,15 @@ def _wait_for(condition, process, timeout: float = 180.0) -> None:
         time.sleep(0.5)
 
 
+def _ended(process, timeout: float, failure: str) -> str:
+    """The runner's stderr once it has ended; the test fails with ``failure`` if it runs on past ``timeout``."""
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(failure)
+
+
 def _train_entries(run: Path) -> dict:
     try:
         ledger = json.loads((run / "ledger.json").read_text())
@@ -174,11 +183,7 @@ def test_an_interrupted_training_stops_saves_and_books_every_arm(smoke, tmp_path
     metrics = [run / "arms" / arm / "train" / "metrics.jsonl" for arm in ("clean", "sim_only")]
     _wait_for(lambda: all(m.is_file() and len(m.read_text().splitlines()) >= 3 for m in metrics), process)
     (os.killpg if to == "group" else os.kill)(process.pid, signal.SIGINT)
-    try:
-        _, err = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail("the runner did not stop within 120 s of a Ctrl-C")
+    err = _ended(process, 120, "the runner did not stop within 120 s of a Ctrl-C")
     assert process.returncode == 130 and err.strip().splitlines()[-1].endswith("interrupted; run the same command to resume")
     entries = _train_entries(run)
     for arm in ("clean", "sim_only"):
@@ -189,11 +194,7 @@ def test_an_interrupted_training_stops_saves_and_books_every_arm(smoke, tmp_path
 def test_an_arm_that_fails_stops_the_others_and_its_error_is_one_line(smoke, tmp_path):
     damaged = tmp_path / "run" / "arms" / "sim_only" / "train" / "ckpt.pt"
     run, process = _training_run(smoke, tmp_path, before=lambda: damaged.parent.mkdir(parents=True) or damaged.write_bytes(b"damaged"))
-    try:
-        _, err = process.communicate(timeout=180)  # not the hours the other arm's training would take
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail("the runner trained on after an arm failed")
+    err = _ended(process, 180, "the runner trained on after an arm failed")  # not the hours the other arm's training would take
     assert process.returncode == 2
     last = err.strip().splitlines()[-1]  # above it, only the progress display
     assert "Traceback" not in err and last.startswith("python -m eval.experiment: error:") and str(damaged) in last
@@ -207,11 +208,7 @@ def test_a_ctrl_c_while_the_arms_start_stops_them_once_they_can_save(smoke, tmp_
     runs = [run / "arms" / arm / "train" for arm in ("clean", "sim_only")]
     _wait_for(lambda: all(r.is_dir() for r in runs), process, timeout=180.0)  # train() began: loading, building
     os.killpg(process.pid, signal.SIGINT)
-    try:
-        _, err = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail("the arms trained on after a Ctrl-C that came while they started")
+    err = _ended(process, 120, "the arms trained on after a Ctrl-C that came while they started")
     assert process.returncode == 130 and "Traceback" not in err
     assert all((r / "ckpt.pt").is_file() for r in runs) and not any(e["done"] for e in _train_entries(run).values())
 
@@ -242,11 +239,7 @@ def test_ctrl_c_again_and_again_as_the_workers_start_kills_none_of_them(smoke, t
     metrics = [run / "arms" / arm / "train" / "metrics.jsonl" for arm in ("clean", "sim_only")]
     _wait_for(lambda: all(m.is_file() for m in metrics), process)  # both arms train
     os.kill(process.pid, signal.SIGINT)
-    try:
-        _, err = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail("the runner did not stop within 120 s of a Ctrl-C")
+    err = _ended(process, 120, "the runner did not stop within 120 s of a Ctrl-C")
     assert process.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert all((m.parent / "ckpt.pt").is_file() for m in metrics)
 
