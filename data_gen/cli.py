@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -45,3 +47,54 @@ def no_empty_dirs_on_failure(path: Path) -> Iterator[None]:
             except OSError:  # absent, or not empty: leave it and its parents
                 break
         raise
+
+
+class StopOnInterrupt:
+    """While active, a Ctrl-C (or another of ``signals``) only asks long work to stop at its next safe point.
+
+    The work asks ``requested`` after each unit (a training step) and ends there, saving, so an
+    interrupted run resumes where it stopped. With ``force`` a second signal raises KeyboardInterrupt
+    (a user at a terminal who means it); without, more signals change nothing (a runner whose workers
+    must save first; kill -9 still stops at once). Signal handlers exist only in the main thread:
+    elsewhere this records nothing and ``request()`` is the only way to ask.
+    """
+
+    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGINT,), *, force: bool = True):
+        self.requested = False
+        self._signals = signals
+        self._force = force
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def request(self) -> None:
+        self.requested = True
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and self._force:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopOnInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self._signals}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
+
+
+@contextlib.contextmanager
+def ignoring_interrupts() -> Iterator[None]:
+    """SIGINT ignored while child processes are started: they inherit it, until they block it themselves.
+
+    A Ctrl-C in this window (the milliseconds it takes to start them) is missed by this process too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

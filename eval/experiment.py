@@ -26,7 +26,6 @@ evaluations to run.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import hashlib
@@ -35,7 +34,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -46,7 +44,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from data_gen.cli import ArgumentParser
+from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts
 from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 
 STAGES = ("data", "sigma_min", "train", "eval", "report")
@@ -379,7 +377,7 @@ class Experiment:
                 self.ledger.add_seconds(f"train/{name}", seconds - booked[name])
                 booked[name] = seconds
 
-        stop, pending, failure = _StopRequest(), {}, None
+        stop, pending, failure = StopOnInterrupt(force=False), {}, None
         context = multiprocessing.get_context("spawn")
         # Handed to the workers as they start: their progress reports, and the runner's stop request.
         queue, stop_event = context.Queue(), context.Event()
@@ -389,7 +387,7 @@ class Experiment:
             with stop:
                 # The workers start with Ctrl-C ignored (inherited until they block it): one that died of it
                 # while starting would break the pool, which would then kill the others unsaved.
-                with _ignoring_interrupts():
+                with ignoring_interrupts():
                     for arm in todo:
                         job = (arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"))
                         pending[pool.submit(_train_arm, *job)] = arm
@@ -490,6 +488,11 @@ class Experiment:
                     self.ledger.add_seconds(key, now - clock[0])
                     clock[0] = now
 
+                def resumed(results: list[dict], successes=successes) -> None:
+                    successes.extend(r["success"] for r in results)
+                    bar.set_postfix(success=f"{sum(successes)}/{len(successes)}", refresh=False)
+                    bar.update(len(results))
+
                 spec = RolloutSpec(
                     policy="ckpt" if arm.trained else "gcs",
                     ckpt=str(self.arm_dir(arm) / "train" / "ckpt.pt") if arm.trained else None,
@@ -501,13 +504,14 @@ class Experiment:
                 try:
                     report = evaluate(spec, evaluation.trials, out, evaluation.workers, progress=False,
                                       backend=self.config.backend, address=self.config.ray_address,
-                                      command=f"python -m eval.experiment ({arm.name} in {domain})", on_result=tick)  # fmt: skip
+                                      command=f"python -m eval.experiment ({arm.name} in {domain})", on_result=tick,
+                                      on_resumed=resumed)  # fmt: skip
                 except AgentError as error:
                     raise ExperimentError(f"arm {arm.name}: {error}") from None
                 except KeyboardInterrupt:
                     self.ledger.add_seconds(key, time.perf_counter() - clock[0])
                     raise
-                bar.update(evaluation.trials - len(successes))  # trials resumed from an earlier run
+                bar.update(evaluation.trials - len(successes))  # none, unless trials are missing from the report
                 self.ledger.finish(key, time.perf_counter() - clock[0], {"success_rate": report["success_rate"]})
         finally:
             bar.close()
@@ -611,45 +615,6 @@ def _train_arm(name: str, config_json: str, out: str) -> tuple[str, int, bool, f
         return name, _checkpoint_step(Path(out)), True, 0.0
     result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report, should_stop=stop.is_set)
     return name, result.step, result.interrupted, time.perf_counter() - started
-
-
-class _StopRequest:
-    """While active, a Ctrl-C only records that a stop was asked: the arms then stop after their step and save."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def request(self) -> None:
-        self.requested = True
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-@contextlib.contextmanager
-def _ignoring_interrupts():
-    """SIGINT ignored while child processes are started: they inherit it, until they block it themselves.
-
-    A Ctrl-C in this window (the milliseconds it takes to start them) is missed by this process too.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _drain(queue) -> list:

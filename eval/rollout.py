@@ -307,10 +307,12 @@ def load_finished_trials(path: Path, identity: dict) -> dict[int, dict]:
 
 def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progress: bool = True,
              command: str | None = None, on_result=None, domain_config: dict | None = None,
-             backend: str = "local", address: str | None = None) -> dict:
+             backend: str = "local", address: str | None = None, on_resumed=None) -> dict:
     """Run (or resume) an evaluation into ``out`` and write ``out/results.json``; returns the report.
 
     on_result: called with each newly finished trial's result, after it is saved.
+    on_resumed: called once, before any new trial, with the finished trials resumed from ``out``
+    (so that a caller's progress starts where the evaluation stands).
     domain_config: the domain's full settings to record (default: its name).
     Raises AgentError for an agent that cannot run here (before any trial), KeyboardInterrupt with
     the finished trials kept in ``out/trials.jsonl``.
@@ -318,6 +320,8 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
     identity = evaluation_identity(spec)
     trials_path = out / TRIALS_NAME
     done = {i: r for i, r in load_finished_trials(trials_path, identity).items() if i < trials}
+    if on_resumed is not None and done:
+        on_resumed([done[i] for i in sorted(done)])
     started = time.perf_counter()
     # Built first: a checkpoint that does not fit the env fails before anything is written (an earlier
     # evaluation's trials in ``out`` included) or any worker starts, and one worker reuses it.

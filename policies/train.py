@@ -40,7 +40,7 @@ import torch
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure
+from data_gen.cli import ArgumentParser, StopOnInterrupt, no_empty_dirs_on_failure
 from data_gen.episode_store import StoreError
 from policies.ambient import AdmissionSampler, linear_alpha_schedule
 from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
@@ -428,7 +428,7 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
     window_losses, window_clean, window_norms, window_start = [], [], [], time.perf_counter()
     model.train()
     # torchrun passes a Ctrl-C on to its processes as SIGINT, and stops them with SIGTERM.
-    stop = _StopOnInterrupt((signal.SIGINT, signal.SIGTERM) if ranks.distributed else (signal.SIGINT,))
+    stop = StopOnInterrupt((signal.SIGINT, signal.SIGTERM) if ranks.distributed else (signal.SIGINT,))
     stopping, forced = False, False
     try:
         with stop, (open(out / METRICS_NAME, "a") if ranks.is_main else contextlib.nullcontext()) as metrics:
@@ -490,30 +490,6 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
     if result.interrupted and progress:
         print(f"interrupted at step {step}; checkpoint saved to {checkpoint_file}")
     return result
-
-
-class _StopOnInterrupt:
-    """While active, the first Ctrl-C (or other of ``signals``) only asks the loop to stop after its current step;
-    a second one interrupts."""
-
-    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGINT,)):
-        self.requested = False
-        self._signals = signals
-        self._previous: dict[signal.Signals, Any] = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> _StopOnInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {signum: signal.signal(signum, self._handle) for signum in self._signals}
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
 
 
 def _admission_summary(sampler: AdmissionSampler, admission: dict[str, Any]) -> str:

@@ -167,8 +167,11 @@ def test_an_interrupted_evaluation_resumes_with_the_missing_trials_only(tmp_path
     ran = []
     original = rollout.TrialRunner.run_group
     monkeypatch.setattr(rollout.TrialRunner, "run_group", lambda self, jobs: ran.extend(j[0] for j in jobs) or original(self, jobs))
-    resumed = rollout.evaluate(spec, 4, out, workers=1, progress=False)
+    handed, new = [], []
+    resumed = rollout.evaluate(spec, 4, out, workers=1, progress=False, on_resumed=lambda rs: handed.append([r["index"] for r in rs]),
+                               on_result=lambda r: new.append(r["index"]))
     assert ran == [1, 2, 3] and resumed["resumed_trials"] == 1
+    assert handed == [[0]] and sorted(new) == [1, 2, 3]  # a caller's progress starts at the resumed trial
     assert strip(resumed["per_trial"]) == strip(full["per_trial"])
     # Another evaluation in the same directory starts afresh.
     ran.clear()

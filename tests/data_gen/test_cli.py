@@ -1,0 +1,64 @@
+"""The command-line helpers every entry point shares: one-line errors and Ctrl-C as a stop request."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts
+
+
+def _interrupt() -> None:
+    os.kill(os.getpid(), signal.SIGINT)  # delivered to the main thread before kill returns to Python code
+
+
+def test_a_bad_option_is_one_line_and_exit_2(capsys):
+    parser = ArgumentParser(prog="prog")
+    parser.add_argument("--n", type=int)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--n", "many"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("prog: error: argument --n: invalid int value")
+
+
+def test_the_first_ctrl_c_is_a_request_and_the_second_forces():
+    before = signal.getsignal(signal.SIGINT)
+    with StopOnInterrupt() as stop:
+        assert not stop.requested
+        _interrupt()
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            _interrupt()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_without_force_no_number_of_ctrl_cs_interrupts():
+    before = signal.getsignal(signal.SIGINT)
+    with StopOnInterrupt(force=False) as stop:
+        for _ in range(5):
+            _interrupt()
+        assert stop.requested
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):  # the previous handler is back
+        _interrupt()
+
+
+def test_a_stop_can_be_requested_without_a_signal_and_sigterm_can_be_one():
+    with StopOnInterrupt((signal.SIGINT, signal.SIGTERM)) as stop:
+        stop.request()
+        assert stop.requested
+    with StopOnInterrupt((signal.SIGINT, signal.SIGTERM)) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_interrupts_are_ignored_while_children_start_and_restored_after():
+    before = signal.getsignal(signal.SIGINT)
+    with ignoring_interrupts():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        _interrupt()  # ignored: no KeyboardInterrupt
+    assert signal.getsignal(signal.SIGINT) is before
