@@ -67,14 +67,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import itertools
 import json
 import math
 import os
 import re
 import shutil
-import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +83,8 @@ import zarr
 from pydantic import BaseModel, ConfigDict, Field
 import google_crc32c
 from zarr.codecs import Crc32cCodec, ZstdCodec
+
+from data_gen.dir_lock import FileLock, Locked
 
 FORMAT_NAME = "ambient-push-episodes"
 FORMAT_VERSION = 3
@@ -736,59 +736,20 @@ class EpisodeStore:
 # Helpers
 
 
-class _WriterLock:
-    """An exclusive flock on ``<store>/writer.lock``; the kernel drops it if the holder dies."""
-
-    def __init__(self, path: Path, fd: int):
-        self.path = path
-        self._fd: int | None = fd
+class _WriterLock(FileLock):
+    """An exclusive flock on ``<store>/writer.lock``: one writer per store."""
 
     @classmethod
     def acquire(cls, store: Path) -> _WriterLock:
-        path = store / LOCK_FILE
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise StoreError(f"{store}: locked by another writer ({holder})") from None
-            # The previous holder may have unlinked the file between our open and flock; then our
-            # lock is on a dead inode and we must retry on the current file.
-            try:
-                same_file = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same_file = False
-            if same_file:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
-                return cls(path, fd)
-            os.close(fd)
+        try:
+            return super().acquire(store / LOCK_FILE)
+        except Locked as error:
+            raise StoreError(f"{store}: locked by another writer ({error.holder})") from None
 
     @staticmethod
     def holder(store: Path) -> str | None:
         """Who holds the store's lock (its recorded pid), or None if nobody does. Takes nothing."""
-        try:
-            fd = os.open(store / LOCK_FILE, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-        finally:
-            os.close(fd)  # closing drops a shared lock we may have taken
-        return None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            self.path.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = None
-
-    def __del__(self) -> None:
-        self.release()
+        return FileLock.holder(store / LOCK_FILE)
 
 
 @contextlib.contextmanager

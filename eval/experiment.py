@@ -45,10 +45,12 @@ import numpy as np
 from tqdm import tqdm
 
 from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts
+from data_gen.dir_lock import FileLock, Locked
 from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 
 STAGES = ("data", "sigma_min", "train", "eval", "report")
 LEDGER_NAME = "ledger.json"
+LOCK_NAME = "experiment.lock"  # held while a run uses the directory
 BOOK_EVERY_S = 10.0  # a training arm's seconds go into the ledger this often, so a kill -9 keeps them
 
 
@@ -129,7 +131,6 @@ class Experiment:
         self.arms = [config.arm(name) for name in arms] if arms else list(config.arms)
         out.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(out / LEDGER_NAME)
-        (out / "experiment.yaml").write_text(config.to_yaml())
         self.cores = len(os.sched_getaffinity(0))  # the CPUs this run may use (taskset confines it)
 
     # paths -----------------------------------------------------------------------------------------
@@ -147,6 +148,21 @@ class Experiment:
     # stages ----------------------------------------------------------------------------------------
 
     def run(self, stages: tuple[str, ...] = STAGES) -> dict | None:
+        """Run ``stages`` for this experiment's arms, holding the output directory's lock throughout.
+
+        A second run on the same directory would book into the same ledger and train into the same
+        checkpoints; it stops with a one-line error instead. kill -9 frees the lock (flock).
+        """
+        try:
+            lock = FileLock.acquire(self.out / LOCK_NAME)
+        except Locked as error:
+            raise ExperimentError(f"{self.out}: another run is using it ({error.holder}); wait for it to end, or use another --out") from None
+        with lock:
+            self.ledger = Ledger(self.out / LEDGER_NAME)  # as the last run left it
+            (self.out / "experiment.yaml").write_text(self.config.to_yaml())
+            return self._run(stages)
+
+    def _run(self, stages: tuple[str, ...]) -> dict | None:
         started = time.perf_counter()
         if "data" in stages:
             self.data()

@@ -244,14 +244,23 @@ def test_ctrl_c_again_and_again_as_the_workers_start_kills_none_of_them(smoke, t
     assert all((m.parent / "ckpt.pt").is_file() for m in metrics)
 
 
-def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp_path):
+def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp_path, capsys):
     run, process = _training_run(smoke, tmp_path)
     started = time.monotonic()
     _wait_for(lambda: len(entries := _train_entries(run)) == 2 and all(e["seconds"] > 0 for e in entries.values()), process)
+    # While it runs, a second run on the same directory (which would book into the same ledger) is refused.
+    ledger = (run / "ledger.json").read_text()
+    assert main([str(tmp_path / "long.yaml"), "--out", str(run), "--arms", "clean", "--stage", "eval"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"another run is using it (pid {process.pid} on " in err and process.poll() is None
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     entries = _train_entries(run)
     assert all(not e["done"] and 0 < e["seconds"] <= time.monotonic() - started for e in entries.values())
+    # kill -9 frees the directory: the next run takes it (clean is not trained: nothing to evaluate).
+    assert main([str(tmp_path / "long.yaml"), "--out", str(run), "--arms", "clean", "--stage", "eval"]) == 0
+    assert "skipping evaluation of clean in target: not trained yet" in capsys.readouterr().out
+    assert json.loads((run / "ledger.json").read_text()).keys() >= json.loads(ledger).keys()
 
 
 @pytest.mark.parametrize(
