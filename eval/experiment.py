@@ -151,8 +151,11 @@ class Experiment:
         """Run ``stages`` for this experiment's arms, holding the output directory's lock throughout.
 
         A second run on the same directory would book into the same ledger and train into the same
-        checkpoints; it stops with a one-line error instead. kill -9 frees the lock (flock).
+        checkpoints; it stops with a one-line error instead. kill -9 frees the lock (flock). The report
+        alone takes no lock: it only reads the ledger and the evaluations, so it can be made while a run goes on.
         """
+        if tuple(stages) == ("report",):
+            return self._run(stages)
         try:
             lock = FileLock.acquire(self.out / LOCK_NAME)
         except Locked as error:

@@ -250,11 +250,16 @@ def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp
     _wait_for(lambda: len(entries := _train_entries(run)) == 2 and all(e["seconds"] > 0 for e in entries.values()), process)
     # While it runs, a second run on the same directory (which would book into the same ledger) is refused.
     ledger = (run / "ledger.json").read_text()
-    assert main([str(tmp_path / "long.yaml"), "--out", str(run), "--arms", "clean", "--stage", "eval"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"another run is using it (pid {process.pid} on " in err and process.poll() is None
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    try:
+        assert main([str(tmp_path / "long.yaml"), "--out", str(run), "--arms", "clean", "--stage", "eval"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"another run is using it (pid {process.pid} on " in err and process.poll() is None
+        (run / "results.md").unlink()
+        assert main([str(tmp_path / "long.yaml"), "--out", str(run), "--arms", "gcs_expert", "--stage", "report"]) == 0  # only reads: allowed
+        assert "| gcs_expert | target |" in (run / "results.md").read_text()
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     entries = _train_entries(run)
     assert all(not e["done"] and 0 < e["seconds"] <= time.monotonic() - started for e in entries.values())
     # kill -9 frees the directory: the next run takes it (clean is not trained: nothing to evaluate).
