@@ -1,4 +1,4 @@
-"""What every command line of the package shares: a bad option is one line on stderr and exit 2.
+"""What every command line of the package shares: one-line errors (exit 2), and how a long run is stopped.
 
 argparse prints a usage block before its error; a user scanning a log (or a test) wants the one line
 that says what is wrong, and `--help` still shows the usage. Every entry point builds its parser here.
@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Both ask long work to stop and save: Ctrl-C at a terminal, and what `kill`, `timeout` and job schedulers send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -49,8 +55,33 @@ def no_empty_dirs_on_failure(path: Path) -> Iterator[None]:
         raise
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def stops_on_sigterm(main: F) -> F:
+    """Decorate an entry point so that SIGTERM stops it as Ctrl-C does: KeyboardInterrupt, work saved, resumable.
+
+    A job started from a script with ``cmd &`` has SIGINT ignored (the shell's way of keeping a terminal's
+    Ctrl-C off background jobs), so ``kill -INT`` cannot stop it; SIGTERM (``kill``, ``timeout``, a scheduler)
+    can. Without this, SIGTERM would end the process at once, without its summary or its last save.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return main(*args, **kwargs)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            return main(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class StopOnInterrupt:
-    """While active, a Ctrl-C (or another of ``signals``) only asks long work to stop at its next safe point.
+    """While active, a Ctrl-C or SIGTERM (or another of ``signals``) only asks long work to stop at its next safe point.
 
     The work asks ``requested`` after each unit (a training step) and ends there, saving, so an
     interrupted run resumes where it stopped. With ``force`` a second signal raises KeyboardInterrupt
@@ -59,7 +90,7 @@ class StopOnInterrupt:
     elsewhere this records nothing and ``request()`` is the only way to ask.
     """
 
-    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGINT,), *, force: bool = True):
+    def __init__(self, signals: tuple[signal.Signals, ...] = STOP_SIGNALS, *, force: bool = True):
         self.requested = False
         self._signals = signals
         self._force = force

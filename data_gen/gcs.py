@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from data_gen.backends import BackendError, add_backend_arguments, check_backend, check_backend_arguments, ordered_map
-from data_gen.cli import ArgumentParser
+from data_gen.cli import ArgumentParser, stops_on_sigterm
 from data_gen.episode_store import EpisodeMeta, EpisodeStore, StoreError
 from data_gen.planner import PlannerConfig, PlanningError, plan_push
 from data_gen.replay import kinematic_episode, physics_episode
@@ -254,6 +254,7 @@ def _print_summary(summary: Summary, out: Path) -> None:
         print("  re-run the same command to resume")
 
 
+@stops_on_sigterm
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m data_gen.gcs", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, required=True, help="episodes wanted from this run")

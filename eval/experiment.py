@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts
+from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts, stops_on_sigterm
 from data_gen.dir_lock import FileLock, Locked
 from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 
@@ -605,6 +605,9 @@ def _init_train_worker(threads: int, progress, stop) -> None:
     # A worker never takes a Ctrl-C itself: the runner passes it on as the stop event, which train() asks
     # after every step. So a second Ctrl-C never forces a stop mid-step (a checkpoint of half a step).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # A SIGTERM to the whole run (timeout, a scheduler) reaches the workers too: each saves and stops, as
+    # train() does with one while it trains; noted here, it also stops an arm still loading its data.
+    signal.signal(signal.SIGTERM, _note_terminate)
     progress.cancel_join_thread()  # an exit never waits on reports nobody reads: the result has the final figures
     _WORKER.update(progress=progress, stop=stop)
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -615,6 +618,10 @@ def _init_train_worker(threads: int, progress, stop) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _note_terminate(signum, frame) -> None:
+    _WORKER["terminated"] = True
 
 
 def _train_arm(name: str, config_json: str, out: str) -> tuple[str, int, bool, float]:
@@ -629,10 +636,12 @@ def _train_arm(name: str, config_json: str, out: str) -> tuple[str, int, bool, f
         except (OSError, ValueError):  # the queue is gone; training goes on and saves
             pass
 
-    stop = _WORKER["stop"]
-    if stop.is_set():  # asked before this arm began: it does not begin
+    def should_stop() -> bool:
+        return _WORKER.get("terminated", False) or _WORKER["stop"].is_set()
+
+    if should_stop():  # asked before this arm began: it does not begin
         return name, _checkpoint_step(Path(out)), True, 0.0
-    result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report, should_stop=stop.is_set)
+    result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report, should_stop=should_stop)
     return name, result.step, result.interrupted, time.perf_counter() - started
 
 
@@ -693,6 +702,7 @@ def _train_seconds(run: Path) -> float:
 # Command line
 
 
+@stops_on_sigterm
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m eval.experiment", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path, help="experiment YAML (experiments/smoke.yaml, cpu.yaml, paper.yaml)")

@@ -34,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_gen.backends import BackendError, add_backend_arguments, check_backend, check_backend_arguments, ordered_map
-from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure
+from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure, stops_on_sigterm
 from eval.metrics import aggregate
 
 TRIAL_SEED_STREAM = 2  # agents' randomness: a stream apart from the start poses and data generation
@@ -375,6 +375,7 @@ def _print_summary(summary: dict, out: Path) -> None:
     print(f"wall time {summary['wall_time']:.1f} s; results in {out / 'results.json'}")
 
 
+@stops_on_sigterm
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m eval.rollout", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, help="checkpoint of a trained policy (runs/NAME/ckpt.pt)")

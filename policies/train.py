@@ -26,7 +26,6 @@ import json
 import math
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -40,7 +39,7 @@ import torch
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from data_gen.cli import ArgumentParser, StopOnInterrupt, no_empty_dirs_on_failure
+from data_gen.cli import ArgumentParser, StopOnInterrupt, no_empty_dirs_on_failure, stops_on_sigterm
 from data_gen.episode_store import StoreError
 from policies.ambient import AdmissionSampler, linear_alpha_schedule
 from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
@@ -427,8 +426,8 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
     tracker = WandbTracker(out, json.loads(config.to_json()), wandb_project) if wandb_project is not None else None
     window_losses, window_clean, window_norms, window_start = [], [], [], time.perf_counter()
     model.train()
-    # torchrun passes a Ctrl-C on to its processes as SIGINT, and stops them with SIGTERM.
-    stop = StopOnInterrupt((signal.SIGINT, signal.SIGTERM) if ranks.distributed else (signal.SIGINT,))
+    # Ctrl-C, or SIGTERM (kill, a scheduler; torchrun passes a Ctrl-C on as SIGINT and stops its processes with SIGTERM).
+    stop = StopOnInterrupt()
     stopping, forced = False, False
     try:
         with stop, (open(out / METRICS_NAME, "a") if ranks.is_main else contextlib.nullcontext()) as metrics:
@@ -587,6 +586,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ConfigError(f"invalid arguments: {one_line(error)}") from None
 
 
+@stops_on_sigterm
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rank = os.environ.get("RANK", "0")  # under torchrun every process reports its own errors
@@ -594,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         result = train(config, args.out, wandb_project=args.wandb_project if args.wandb else None)
+    except KeyboardInterrupt:  # before training began (loading data, building the model): nothing to save yet
+        print(f"{prog}: interrupted; run the same command to resume", file=sys.stderr)
+        return 130
     except NonFiniteLossError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""The command-line helpers every entry point shares: one-line errors and Ctrl-C as a stop request."""
+"""The command-line helpers every entry point shares: one-line errors, and Ctrl-C or SIGTERM as a stop request."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts
+from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts, stops_on_sigterm
 
 
 def _interrupt() -> None:
@@ -46,15 +46,37 @@ def test_without_force_no_number_of_ctrl_cs_interrupts():
         _interrupt()
 
 
-def test_a_stop_can_be_requested_without_a_signal_and_sigterm_can_be_one():
+def test_a_stop_can_be_requested_without_a_signal_and_sigterm_is_one():
     before = signal.getsignal(signal.SIGTERM)  # not SIG_DFL once a library (Ray) has set its own
-    with StopOnInterrupt((signal.SIGINT, signal.SIGTERM)) as stop:
+    with StopOnInterrupt() as stop:
         stop.request()
         assert stop.requested
-    with StopOnInterrupt((signal.SIGINT, signal.SIGTERM)) as stop:
+    with StopOnInterrupt() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested
+    with StopOnInterrupt((signal.SIGINT,)) as stop:  # only the signals asked for
+        assert signal.getsignal(signal.SIGTERM) is before
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_entry_point_takes_sigterm_as_ctrl_c_even_with_ctrl_c_ignored():
+    """A job started with `cmd &` from a script has SIGINT ignored; `kill` (SIGTERM) must still stop it cleanly."""
+    seen = []
+
+    @stops_on_sigterm
+    def main(argv: list[str]) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            seen.append("ran on")  # not reached: the signal raised in the line above
+        except KeyboardInterrupt:
+            return 130
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with ignoring_interrupts():
+        assert main([]) == 130 and seen == []
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    assert main.__name__ == "main"
 
 
 def test_interrupts_are_ignored_while_children_start_and_restored_after():

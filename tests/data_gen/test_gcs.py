@@ -137,12 +137,15 @@ def test_physics_replay_with_replanning_makes_successful_expert_demos(tmp_path):
     assert np.linalg.norm(final[:2] - np.array(task.goal_pose[:2])) < 0.03
 
 
-def test_ctrl_c_stops_the_worker_pool_cleanly_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_kill_stops_the_worker_pool_cleanly_and_the_run_resumes(tmp_path, signum):
+    """Ctrl-C at a terminal, or `kill` (SIGTERM) of a run started from a script with `cmd &` (Ctrl-C ignored)."""
     out = tmp_path / "sim.zarr"
     args = CLI + ["--n", "6", "--workers", "2", "--image-size", "32", "--out", str(out)]
-    # SIGINT back to its default in the child: a suite started in the background (`cmd &`) inherits it ignored.
+    # SIGINT back to its default in the child for Ctrl-C: a suite started in the background inherits it ignored.
+    ctrl_c = signal.SIG_DFL if signum == signal.SIGINT else signal.SIG_IGN
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, ctrl_c))
     deadline = time.time() + 120
     while time.time() < deadline:
         time.sleep(0.2)
@@ -152,7 +155,10 @@ def test_ctrl_c_stops_the_worker_pool_cleanly_and_the_run_resumes(tmp_path):
                     break
         except Exception:  # noqa: BLE001 - not created yet
             continue
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground process group
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground process group
+    else:
+        os.kill(process.pid, signal.SIGTERM)  # what `kill PID` sends
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "re-run the same command to resume" in output and "Traceback" not in output

@@ -124,7 +124,11 @@ def test_an_evaluation_killed_mid_run_keeps_the_time_it_spent_in_the_ledger(smok
     assert resumed["done"] and results["resumed_trials"] == 1
     assert resumed["seconds"] >= entry["seconds"] + results["wall_time"] * 0.99
 
-def _training_run(smoke: Path, tmp_path: Path, before=lambda: None):
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's `cmd &` starts a job
+
+
+def _training_run(smoke: Path, tmp_path: Path, before=lambda: None, as_background_job: bool = False):
     """The smoke run with clean and sim_only untrained, and a config whose training would last for hours."""
     run = tmp_path / "run"
     shutil.copytree(smoke, run)
@@ -140,7 +144,8 @@ def _training_run(smoke: Path, tmp_path: Path, before=lambda: None):
     config.write_text(yaml.safe_dump(values))
     command = [sys.executable, "-m", "eval.experiment", str(config), "--out", str(run), "--arms", "clean,sim_only", "--stage", "train"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})  # fmt: skip
+                               env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+                               preexec_fn=_ignore_ctrl_c if as_background_job else None)  # fmt: skip
     return run, process
 
 
@@ -176,19 +181,49 @@ def _metrics_span(run: Path, arm: str) -> float:
     return times[-1] - times[0]
 
 
-@pytest.mark.parametrize("to", ["group", "runner"])
-def test_an_interrupted_training_stops_saves_and_books_every_arm(smoke, tmp_path, to):
-    """A Ctrl-C of the terminal (the process group) or sent to the runner alone stops both arms; each saves and keeps its time."""
-    run, process = _training_run(smoke, tmp_path)
+@pytest.mark.parametrize(("to", "signum"), [("group", signal.SIGINT), ("runner", signal.SIGINT), ("group", signal.SIGTERM), ("runner", signal.SIGTERM)],
+                         ids=["group-SIGINT", "runner-SIGINT", "group-SIGTERM", "runner-SIGTERM"])
+def test_an_interrupted_training_stops_saves_and_books_every_arm(smoke, tmp_path, to, signum):
+    """A Ctrl-C of the terminal (the process group) or sent to the runner alone stops both arms; each saves and keeps its time.
+
+    So does SIGTERM: from `kill` to a runner started from a script (`cmd &`: Ctrl-C ignored), or from
+    `timeout` or a scheduler to every process of the run.
+    """
+    run, process = _training_run(smoke, tmp_path, as_background_job=signum == signal.SIGTERM)
     metrics = [run / "arms" / arm / "train" / "metrics.jsonl" for arm in ("clean", "sim_only")]
     _wait_for(lambda: all(m.is_file() and len(m.read_text().splitlines()) >= 3 for m in metrics), process)
-    (os.killpg if to == "group" else os.kill)(process.pid, signal.SIGINT)
-    err = _ended(process, 120, "the runner did not stop within 120 s of a Ctrl-C")
+    (os.killpg if to == "group" else os.kill)(process.pid, signum)
+    err = _ended(process, 120, f"the runner did not stop within 120 s of {signal.Signals(signum).name}")
     assert process.returncode == 130 and err.strip().splitlines()[-1].endswith("interrupted; run the same command to resume")
     entries = _train_entries(run)
     for arm in ("clean", "sim_only"):
         assert not entries[arm]["done"] and entries[arm]["seconds"] >= _metrics_span(run, arm) > 0
         assert (run / "arms" / arm / "train" / "ckpt.pt").is_file()
+
+
+def test_a_background_runner_stopped_with_sigterm_while_it_evaluates_keeps_its_trials(smoke, tmp_path):
+    """`kill` reaches a runner whose Ctrl-C is ignored (started with `cmd &`) also between its training workers' lives."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke, run)
+    ledger = json.loads((run / "ledger.json").read_text())
+    (run / "ledger.json").write_text(json.dumps({k: v for k, v in ledger.items() if not k.startswith("eval/clean/")}))
+    shutil.rmtree(run / "arms" / "clean" / "eval_target")
+    values = yaml.safe_load(SMOKE.read_text())
+    values["evaluation"].update(trials=10**4)  # hours of trials
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump(values))
+    command = [sys.executable, "-m", "eval.experiment", str(config), "--out", str(run), "--arms", "clean", "--stage", "eval"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}, preexec_fn=_ignore_ctrl_c)  # fmt: skip
+    trials = run / "arms" / "clean" / "eval_target" / "trials.jsonl"
+    _wait_for(lambda: trials.is_file() and len(trials.read_text().splitlines()) >= 3, process)
+    os.kill(process.pid, signal.SIGTERM)
+    err = _ended(process, 60, "the runner did not stop within 60 s of a SIGTERM")
+    assert process.returncode == 130 and err.strip().splitlines()[-1].endswith("interrupted; run the same command to resume")
+    entry = json.loads((run / "ledger.json").read_text())["eval/clean/target"]
+    kept = trials.read_text().splitlines()
+    assert len(kept) >= 3 and all(json.loads(line) for line in kept)  # every line whole
+    assert not entry["done"] and entry["seconds"] > 0
 
 
 def test_an_arm_that_fails_stops_the_others_and_its_error_is_one_line(smoke, tmp_path):
@@ -202,13 +237,14 @@ def test_an_arm_that_fails_stops_the_others_and_its_error_is_one_line(smoke, tmp
     assert not clean["done"] and clean["seconds"] > 0 and (run / "arms" / "clean" / "train" / "ckpt.pt").is_file()
 
 
-def test_a_ctrl_c_while_the_arms_start_stops_them_once_they_can_save(smoke, tmp_path):
-    """A Ctrl-C that reaches the workers while they load their data is noted, and they stop after their first step."""
-    run, process = _training_run(smoke, tmp_path)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_ctrl_c_while_the_arms_start_stops_them_once_they_can_save(smoke, tmp_path, signum):
+    """A Ctrl-C (or a SIGTERM to the whole run) that reaches the workers while they load their data is noted, and they stop after their first step."""
+    run, process = _training_run(smoke, tmp_path, as_background_job=signum == signal.SIGTERM)
     runs = [run / "arms" / arm / "train" for arm in ("clean", "sim_only")]
     _wait_for(lambda: all(r.is_dir() for r in runs), process, timeout=180.0)  # train() began: loading, building
-    os.killpg(process.pid, signal.SIGINT)
-    err = _ended(process, 120, "the arms trained on after a Ctrl-C that came while they started")
+    os.killpg(process.pid, signum)
+    err = _ended(process, 120, f"the arms trained on after a {signal.Signals(signum).name} that came while they started")
     assert process.returncode == 130 and "Traceback" not in err
     assert all((r / "ckpt.pt").is_file() for r in runs) and not any(e["done"] for e in _train_entries(run).values())
 

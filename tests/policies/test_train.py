@@ -442,13 +442,14 @@ def test_non_finite_loss_stops_with_exit_1(tmp_path, clean_store, capsys, monkey
     assert "Traceback" not in err
 
 
-def test_ctrl_c_saves_a_checkpoint(tmp_path, clean_store, capsys, monkeypatch):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint(tmp_path, clean_store, capsys, monkeypatch, signum):
     original = EMA.update
 
     def interrupt_at_third_step(self, model, step):
         original(self, model, step)
         if step == 3:
-            signal.raise_signal(signal.SIGINT)  # as Ctrl-C: the step finishes, then the run saves and stops
+            signal.raise_signal(signum)  # as Ctrl-C or `kill`: the step finishes, then the run saves and stops
 
     monkeypatch.setattr(EMA, "update", interrupt_at_third_step)
     out = tmp_path / "interrupted"
