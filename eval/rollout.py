@@ -247,20 +247,22 @@ def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool 
 
     size = group_size(spec.envs, len(jobs), workers)
     groups = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-    if groups and (workers > 1 or backend == "ray"):
-        results_in_order = ordered_map(_init_worker, (spec,), _run_group, groups, workers, backend, address)
-        try:
-            for group in results_in_order:
-                for result in group:
+    try:
+        if groups and (workers > 1 or backend == "ray"):
+            results_in_order = ordered_map(_init_worker, (spec,), _run_group, groups, workers, backend, address)
+            try:
+                for group in results_in_order:
+                    for result in group:
+                        collect(result)
+            finally:
+                results_in_order.close()  # stops the workers at once on Ctrl-C
+        elif groups:
+            runner = runner or TrialRunner(spec)
+            for group in groups:
+                for result in runner.run_group(group):
                     collect(result)
-        finally:
-            results_in_order.close()  # stops the workers at once on Ctrl-C
-    elif groups:
-        runner = runner or TrialRunner(spec)
-        for group in groups:
-            for result in runner.run_group(group):
-                collect(result)
-    bar.close()
+    finally:
+        bar.close()  # on Ctrl-C too: the caller's message starts on its own line, after the bar's last
     return sorted(results, key=lambda r: r["index"])
 
 

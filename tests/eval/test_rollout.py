@@ -1,8 +1,11 @@
 """The evaluation harness with real envs: the random floor, the GCS expert, determinism, the report."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -177,6 +180,29 @@ def test_an_interrupted_evaluation_resumes_with_the_missing_trials_only(tmp_path
     ran.clear()
     rollout.evaluate(_spec("random", max_steps=5), 2, out, workers=1, progress=False)
     assert ran == [0, 1]
+
+
+def test_kill_stops_an_evaluation_started_with_ctrl_c_ignored_and_keeps_its_trials(tmp_path):
+    """`kill` (SIGTERM) of an evaluation started from a script with `cmd &` (so deaf to Ctrl-C) ends it as Ctrl-C does."""
+    out = tmp_path / "eval"
+    process = subprocess.Popen(CLI + ["--policy", "random", "--trials", "100000", "--max-steps", "6", "--workers", "2", "--videos", "0",
+                                      "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    trials, deadline = out / "trials.jsonl", time.monotonic() + 120
+    while not (trials.is_file() and len(trials.read_text().splitlines()) >= 4):
+        if process.poll() is not None or time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"no trials within 120 s (exit {process.poll()}): {process.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        err = process.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the evaluation ran on for 60 s after a SIGTERM")
+    assert process.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"interrupted: finished trials kept in {trials}; run the same command to resume"
+    assert all(json.loads(line) for line in trials.read_text().splitlines())  # every line whole
 
 
 @pytest.fixture(scope="module")
