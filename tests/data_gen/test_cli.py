@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -11,7 +10,9 @@ from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts, s
 
 
 def _interrupt() -> None:
-    os.kill(os.getpid(), signal.SIGINT)  # delivered to the main thread before kill returns to Python code
+    # raise() signals the calling thread, and raise_signal runs the handler before it returns. os.kill of
+    # the process may be delivered to another thread (Ray's) and handled a moment later, outside the check.
+    signal.raise_signal(signal.SIGINT)
 
 
 def test_a_bad_option_is_one_line_and_exit_2(capsys):
@@ -52,7 +53,7 @@ def test_a_stop_can_be_requested_without_a_signal_and_sigterm_is_one():
         stop.request()
         assert stop.requested
     with StopOnInterrupt() as stop:
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
         assert stop.requested
     with StopOnInterrupt((signal.SIGINT,)) as stop:  # only the signals asked for
         assert signal.getsignal(signal.SIGTERM) is before
@@ -66,7 +67,7 @@ def test_an_entry_point_takes_sigterm_as_ctrl_c_even_with_ctrl_c_ignored():
     @stops_on_sigterm
     def main(argv: list[str]) -> int:
         try:
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
             seen.append("ran on")  # not reached: the signal raised in the line above
         except KeyboardInterrupt:
             return 130
