@@ -36,7 +36,15 @@ def test_the_first_ctrl_c_is_a_request_and_the_second_forces():
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_without_force_no_number_of_ctrl_cs_interrupts():
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler, whatever the suite was started with: `cmd &` in a script starts it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_without_force_no_number_of_ctrl_cs_interrupts(ctrl_c_raises):
     before = signal.getsignal(signal.SIGINT)
     with StopOnInterrupt(force=False) as stop:
         for _ in range(5):
