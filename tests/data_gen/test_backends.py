@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from data_gen.episode_store import EpisodeStore
 from data_gen.gcs import GenerationConfig, generate
 from eval.rollout import RolloutSpec, run_trials
 from pushing_sim.domains import load_domain
+from tests import stopping
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' extra (installed by `make test`)")
 
@@ -104,19 +104,10 @@ def test_ctrl_c_on_the_ray_cli_exits_cleanly_and_the_run_resumes(tmp_path):
     out = tmp_path / "sim.zarr"
     args = [sys.executable, "-m", "data_gen.gcs", "--n", "4", "--workers", "2", "--image-size", "32",
             "--backend", "ray", "--out", str(out)]  # fmt: skip
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 180
-    while time.time() < deadline and process.poll() is None:
-        time.sleep(0.3)
-        try:
-            with EpisodeStore.open(out) as store:
-                if store.n_episodes >= 1:
-                    break
-        except Exception:  # noqa: BLE001 - not created yet
-            continue
+    process = stopping.start(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stopping.wait_for(lambda: stopping.stored_episodes(out) >= 1, process, timeout=180)
     os.kill(process.pid, signal.SIGINT)  # Ctrl-C to the driver
-    output, _ = process.communicate(timeout=120)
+    output, _ = stopping.ended(process, 120, "the ray run went on for 120 s after a Ctrl-C")
     assert process.returncode in (0, 130), output  # 0: it had finished all 4 by then
     assert "Traceback" not in output
     resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)

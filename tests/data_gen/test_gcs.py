@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from data_gen.episode_store import EpisodeStore
 from data_gen.gcs import main, start_pose
 from pushing_sim import geometry
 from pushing_sim.task import TaskConfig, evaluation_initial_poses, is_success
+from tests import stopping
 
 CLI = [sys.executable, "-m", "data_gen.gcs"]
 
@@ -62,17 +62,8 @@ def test_a_killed_run_resumes_with_no_loss_and_no_duplicates(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run(CLI + args + ["--out", str(reference)], check=True, env=env, capture_output=True)
 
-    process = subprocess.Popen(CLI + args + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            with EpisodeStore.open(killed) as store:
-                if 1 <= store.n_episodes < 4:
-                    break
-        except Exception:  # noqa: BLE001 - not created yet
-            continue
+    process = stopping.start(CLI + args + ["--out", str(killed)], env=env, stderr=subprocess.DEVNULL)
+    stopping.wait_for(lambda: stopping.stored_episodes(killed) >= 1, process, timeout=120)
     process.send_signal(signal.SIGKILL)
     process.wait()
     with EpisodeStore.open(killed) as store:
@@ -142,24 +133,13 @@ def test_ctrl_c_or_kill_stops_the_worker_pool_cleanly_and_the_run_resumes(tmp_pa
     """Ctrl-C at a terminal, or `kill` (SIGTERM) of a run started from a script with `cmd &` (Ctrl-C ignored)."""
     out = tmp_path / "sim.zarr"
     args = CLI + ["--n", "6", "--workers", "2", "--image-size", "32", "--out", str(out)]
-    # SIGINT back to its default in the child for Ctrl-C: a suite started in the background inherits it ignored.
-    ctrl_c = signal.SIG_DFL if signum == signal.SIGINT else signal.SIG_IGN
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, ctrl_c))
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            with EpisodeStore.open(out) as store:
-                if store.n_episodes >= 1:
-                    break
-        except Exception:  # noqa: BLE001 - not created yet
-            continue
+    process = stopping.start(args, ctrl_c_ignored=signum == signal.SIGTERM, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stopping.wait_for(lambda: stopping.stored_episodes(out) >= 1, process, timeout=120)
     if signum == signal.SIGINT:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground process group
     else:
         os.kill(process.pid, signal.SIGTERM)  # what `kill PID` sends
-    output, _ = process.communicate(timeout=60)
+    output, _ = stopping.ended(process, 60, "the run went on for 60 s after the signal")
     assert process.returncode == 130
     assert "re-run the same command to resume" in output and "Traceback" not in output
     resumed = subprocess.run(args, capture_output=True, text=True)

@@ -1,6 +1,5 @@
 """The experiment runner on experiments/smoke.yaml: every stage and arm kind, skipping, refusing stale outputs, resuming."""
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from data_gen.episode_store import EpisodeStore
 from eval.experiment import Experiment, main
 from eval.experiment_config import ExperimentConfig, ExperimentError
 from eval.report import paired_comparison
+from tests import stopping
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "smoke.yaml"
@@ -124,8 +124,10 @@ def test_an_evaluation_killed_mid_run_keeps_the_time_it_spent_in_the_ledger(smok
     assert resumed["done"] and results["resumed_trials"] == 1
     assert resumed["seconds"] >= entry["seconds"] + results["wall_time"] * 0.99
 
-def _ignore_ctrl_c() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's `cmd &` starts a job
+def _start_runner(args: list[str], config: Path, run: Path, as_background_job: bool) -> subprocess.Popen:
+    """`python -m eval.experiment CONFIG --out RUN ARGS` as a terminal's job, or as a script's `cmd &` (Ctrl-C ignored)."""
+    command = [sys.executable, "-m", "eval.experiment", str(config), "--out", str(run), *args]
+    return stopping.start(command, ctrl_c_ignored=as_background_job, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
 
 
 def _training_run(smoke: Path, tmp_path: Path, before=lambda: None, as_background_job: bool = False):
@@ -142,30 +144,12 @@ def _training_run(smoke: Path, tmp_path: Path, before=lambda: None, as_backgroun
     values["training"].update(steps=10**7, checkpoint_every=50)
     config = tmp_path / "long.yaml"
     config.write_text(yaml.safe_dump(values))
-    command = [sys.executable, "-m", "eval.experiment", str(config), "--out", str(run), "--arms", "clean,sim_only", "--stage", "train"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
-                               preexec_fn=_ignore_ctrl_c if as_background_job else None)  # fmt: skip
-    return run, process
-
-
-def _wait_for(condition, process, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"condition not met (runner exit {process.poll()}): {process.stderr.read()[-2000:]}")
-        time.sleep(0.5)
+    return run, _start_runner(["--arms", "clean,sim_only", "--stage", "train"], config, run, as_background_job)
 
 
 def _ended(process, timeout: float, failure: str) -> str:
     """The runner's stderr once it has ended; the test fails with ``failure`` if it runs on past ``timeout``."""
-    try:
-        return process.communicate(timeout=timeout)[1]
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail(failure)
+    return stopping.ended(process, timeout, failure)[1]
 
 
 def _train_entries(run: Path) -> dict:
@@ -191,7 +175,7 @@ def test_an_interrupted_training_stops_saves_and_books_every_arm(smoke, tmp_path
     """
     run, process = _training_run(smoke, tmp_path, as_background_job=signum == signal.SIGTERM)
     metrics = [run / "arms" / arm / "train" / "metrics.jsonl" for arm in ("clean", "sim_only")]
-    _wait_for(lambda: all(m.is_file() and len(m.read_text().splitlines()) >= 3 for m in metrics), process)
+    stopping.wait_for(lambda: all(stopping.lines(m) >= 3 for m in metrics), process)
     (os.killpg if to == "group" else os.kill)(process.pid, signum)
     err = _ended(process, 120, f"the runner did not stop within 120 s of {signal.Signals(signum).name}")
     assert process.returncode == 130 and err.strip().splitlines()[-1].endswith("interrupted; run the same command to resume")
@@ -212,11 +196,9 @@ def test_a_background_runner_stopped_with_sigterm_while_it_evaluates_keeps_its_t
     values["evaluation"].update(trials=10**4)  # hours of trials
     config = tmp_path / "long.yaml"
     config.write_text(yaml.safe_dump(values))
-    command = [sys.executable, "-m", "eval.experiment", str(config), "--out", str(run), "--arms", "clean", "--stage", "eval"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}, preexec_fn=_ignore_ctrl_c)  # fmt: skip
+    process = _start_runner(["--arms", "clean", "--stage", "eval"], config, run, as_background_job=True)
     trials = run / "arms" / "clean" / "eval_target" / "trials.jsonl"
-    _wait_for(lambda: trials.is_file() and len(trials.read_text().splitlines()) >= 3, process)
+    stopping.wait_for(lambda: stopping.lines(trials) >= 3, process)
     os.kill(process.pid, signal.SIGTERM)
     err = _ended(process, 60, "the runner did not stop within 60 s of a SIGTERM")
     assert process.returncode == 130 and err.strip().splitlines()[-1].endswith("interrupted; run the same command to resume")
@@ -242,7 +224,7 @@ def test_a_ctrl_c_while_the_arms_start_stops_them_once_they_can_save(smoke, tmp_
     """A Ctrl-C (or a SIGTERM to the whole run) that reaches the workers while they load their data is noted, and they stop after their first step."""
     run, process = _training_run(smoke, tmp_path, as_background_job=signum == signal.SIGTERM)
     runs = [run / "arms" / arm / "train" for arm in ("clean", "sim_only")]
-    _wait_for(lambda: all(r.is_dir() for r in runs), process, timeout=180.0)  # train() began: loading, building
+    stopping.wait_for(lambda: all(r.is_dir() for r in runs), process, timeout=180.0)  # train() began: loading, building
     os.killpg(process.pid, signum)
     err = _ended(process, 120, f"the arms trained on after a {signal.Signals(signum).name} that came while they started")
     assert process.returncode == 130 and "Traceback" not in err
@@ -264,7 +246,7 @@ def _group_members(pgid: int) -> list[int]:
 def test_ctrl_c_again_and_again_as_the_workers_start_kills_none_of_them(smoke, tmp_path):
     """Workers start with Ctrl-C ignored: one that died of it while starting would break the pool (rc 2, a traceback)."""
     run, process = _training_run(smoke, tmp_path)
-    _wait_for(lambda: len(_train_entries(run)) == 2, process, timeout=180.0)  # the workers are being started
+    stopping.wait_for(lambda: len(_train_entries(run)) == 2, process, timeout=180.0)  # the workers are being started
     for _ in range(60):  # to every process of the run but the runner, which would stop the run
         for pid in set(_group_members(process.pid)) - {process.pid}:
             try:
@@ -273,7 +255,7 @@ def test_ctrl_c_again_and_again_as_the_workers_start_kills_none_of_them(smoke, t
                 pass
         time.sleep(0.05)
     metrics = [run / "arms" / arm / "train" / "metrics.jsonl" for arm in ("clean", "sim_only")]
-    _wait_for(lambda: all(m.is_file() for m in metrics), process)  # both arms train
+    stopping.wait_for(lambda: all(m.is_file() for m in metrics), process)  # both arms train
     os.kill(process.pid, signal.SIGINT)
     err = _ended(process, 120, "the runner did not stop within 120 s of a Ctrl-C")
     assert process.returncode == 130 and "Traceback" not in err, err[-2000:]
@@ -283,7 +265,7 @@ def test_ctrl_c_again_and_again_as_the_workers_start_kills_none_of_them(smoke, t
 def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp_path, capsys):
     run, process = _training_run(smoke, tmp_path)
     started = time.monotonic()
-    _wait_for(lambda: len(entries := _train_entries(run)) == 2 and all(e["seconds"] > 0 for e in entries.values()), process)
+    stopping.wait_for(lambda: len(entries := _train_entries(run)) == 2 and all(e["seconds"] > 0 for e in entries.values()), process)
     # While it runs, a second run on the same directory (which would book into the same ledger) is refused.
     ledger = (run / "ledger.json").read_text()
     try:
@@ -294,7 +276,7 @@ def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp
         assert main([str(tmp_path / "long.yaml"), "--out", str(run), "--arms", "gcs_expert", "--stage", "report"]) == 0  # only reads: allowed
         assert "| gcs_expert | target |" in (run / "results.md").read_text()
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        stopping.kill(process)
         process.wait()
     entries = _train_entries(run)
     assert all(not e["done"] and 0 < e["seconds"] <= time.monotonic() - started for e in entries.values())

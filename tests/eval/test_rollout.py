@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 from eval.compare import main as compare_main
 from eval.rollout import RolloutSpec, TrialRunner, main, run_trials
+from tests import stopping
 
 CLI = [sys.executable, "-m", "eval.rollout"]
 
@@ -185,21 +185,12 @@ def test_an_interrupted_evaluation_resumes_with_the_missing_trials_only(tmp_path
 def test_kill_stops_an_evaluation_started_with_ctrl_c_ignored_and_keeps_its_trials(tmp_path):
     """`kill` (SIGTERM) of an evaluation started from a script with `cmd &` (so deaf to Ctrl-C) ends it as Ctrl-C does."""
     out = tmp_path / "eval"
-    process = subprocess.Popen(CLI + ["--policy", "random", "--trials", "100000", "--max-steps", "6", "--workers", "2", "--videos", "0",
-                                      "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
-    trials, deadline = out / "trials.jsonl", time.monotonic() + 120
-    while not (trials.is_file() and len(trials.read_text().splitlines()) >= 4):
-        if process.poll() is not None or time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"no trials within 120 s (exit {process.poll()}): {process.stderr.read()[-2000:]}")
-        time.sleep(0.2)
+    process = stopping.start(CLI + ["--policy", "random", "--trials", "100000", "--max-steps", "6", "--workers", "2", "--videos", "0",
+                                    "--out", str(out)], ctrl_c_ignored=True)
+    trials = out / "trials.jsonl"
+    stopping.wait_for(lambda: stopping.lines(trials) >= 4, process, timeout=120)
     os.kill(process.pid, signal.SIGTERM)
-    try:
-        err = process.communicate(timeout=60)[1]
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail("the evaluation ran on for 60 s after a SIGTERM")
+    _, err = stopping.ended(process, 60, "the evaluation ran on for 60 s after a SIGTERM")
     assert process.returncode == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == f"interrupted: finished trials kept in {trials}; run the same command to resume"
     assert all(json.loads(line) for line in trials.read_text().splitlines())  # every line whole
