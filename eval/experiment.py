@@ -174,13 +174,10 @@ class Experiment:
         ready, later = self.arm_groups()
         self.run_arms(ready, stages)
         if later:
-            best = [a for a in later if a.sigma_min == "best"]
-            if best and self.best_sigma_min() is None:
-                self.run_arms([a for a in later if a not in best], stages)
-                if "train" in stages or "eval" in stages:
-                    print(f"skipping {[a.name for a in best]}: sigma_min 'best' needs the evaluated sigma_min sweep")
-            else:
-                self.run_arms(later, stages)
+            waiting = [a for a in later if a.sigma_min == "best" and self.best_sigma_min(a) is None]
+            self.run_arms([a for a in later if a not in waiting], stages)
+            if waiting and ("train" in stages or "eval" in stages):
+                print(f"skipping {[a.name for a in waiting]}: sigma_min 'best' needs the evaluated sigma_min sweep")
         report = self.report() if "report" in stages else None
         print(f"experiment {self.config.name}: stages {', '.join(stages)} done in {(time.perf_counter() - started) / 60:.1f} min; "
               f"compute recorded in {self.out / LEDGER_NAME}: {self.total_seconds() / 3600:.2f} h")  # fmt: skip
@@ -189,15 +186,16 @@ class Experiment:
     def arm_groups(self) -> tuple[list[Arm], list[Arm]]:
         """The arms to run first, and those to run once the dataset-level sigma_min sweep is evaluated.
 
-        The ``sigma_min: best`` arms must wait for the sweep. The classifier arms may run in either
+        The ``sigma_min: best`` arms must wait for their sweep, unless it is evaluated already (a
+        resumed run): then they train beside the other arms left. The classifier arms may run in either
         group; they fill the first group's last round of ``training.parallel`` arms, and what is left
         of them waits to train beside the ``best`` arms rather than alone.
         """
-        best = [a for a in self.arms if a.sigma_min == "best"]
+        best = [a for a in self.arms if a.sigma_min == "best" and self.best_sigma_min(a) is None]
         classifier = [a for a in self.arms if a.sigma_min == "classifier"]
         plain = [a for a in self.arms if a not in best and a not in classifier]
         if not best:
-            return plain + classifier, []
+            return list(self.arms), []
         untrained = sum(1 for a in plain if a.trained and not self.train_done(a))
         first = min(len(classifier), -untrained % self.config.training.parallel)
         return plain + classifier[:first], classifier[first:] + best
@@ -333,7 +331,7 @@ class Experiment:
             data = DataConfig(clean=(clean,), corrupt=(corrupt,))
             training.update(method=arm.method, alpha=arm.alpha, alpha_schedule=arm.alpha_schedule, admission=arm.admission)
         if arm.method == "ambient":
-            sigma_min = self.best_sigma_min() if arm.sigma_min == "best" else arm.sigma_min
+            sigma_min = self.best_sigma_min(arm) if arm.sigma_min == "best" else arm.sigma_min
             if sigma_min is None:
                 raise ExperimentError(f"arm {arm.name}: sigma_min 'best' needs the evaluated sigma_min sweep first")
             if sigma_min == "classifier":
@@ -535,16 +533,15 @@ class Experiment:
         finally:
             bar.close()
 
-    def best_sigma_min(self) -> float | None:
-        """The dataset-level sigma_min of the best evaluated ambient arm with the denoising loss."""
+    def best_sigma_min(self, best: Arm) -> float | None:
+        """The sigma_min of the best-scoring arm of ``best``'s sweep (``ExperimentConfig.sweep``); None until it is all evaluated."""
         domain = self.config.evaluation.domain
         scored = []
-        for arm in self.config.arms:
-            if arm.method == "ambient" and isinstance(arm.sigma_min, float) and arm.corrupt_loss == "denoise":
-                if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
-                    return None
-                results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
-                scored.append((results["success_rate"], results["mean_max_coverage"], -arm.sigma_min, arm.sigma_min))
+        for arm in self.config.sweep(best):
+            if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
+                return None
+            results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
+            scored.append((results["success_rate"], results["mean_max_coverage"], -arm.sigma_min, arm.sigma_min))
         return max(scored)[-1] if scored else None
 
     # report ----------------------------------------------------------------------------------------
@@ -569,7 +566,7 @@ class Experiment:
             "command": f"python -m eval.experiment {self.out / 'experiment.yaml'} --out {self.out}",
             "config": self.config.model_dump(mode="json"),
             "sigma_min": self.ledger.result("sigma_min"),
-            "best_sigma_min": self.best_sigma_min(),
+            "best_sigma_min": {arm.name: self.best_sigma_min(arm) for arm in self.config.arms if arm.sigma_min == "best"},
             "compute_hours": self.compute_seconds() / 3600,
         }
         report = build_report(rows, self.config.evaluation.domain, meta)

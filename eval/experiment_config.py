@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from policies.classify import ClassifierConfig
-from policies.config import PolicyConfig, one_line
+from policies.config import DEFAULT_ALPHA, PolicyConfig, one_line
 
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ANNOTATION_NAME = "classifier"  # the corrupt store's annotation set the experiment writes and reads
@@ -92,7 +92,7 @@ class Arm(_Strict):
     method: clean (clean data only), sim_only (corrupt data only, as if clean), cotrain, ambient, or
     expert (the closed-loop GCS planner, privileged, not trained). sigma_min (ambient): a number
     (dataset level), "classifier" (per sample, the experiment's annotation set) or "best" (the
-    dataset-level value of the best-scoring ambient arm with the denoising loss).
+    dataset-level value of the best-scoring arm of its sweep, see ``ExperimentConfig.sweep``).
     """
 
     name: str
@@ -126,6 +126,12 @@ class Arm(_Strict):
     def trained(self) -> bool:
         return self.method != "expert"
 
+    @property
+    def mixing(self) -> tuple:
+        """What an ambient arm sets besides sigma_min and its loss: its clean weight, sigma_max and admission order."""
+        alpha = DEFAULT_ALPHA if self.alpha is None and self.alpha_schedule is None else self.alpha
+        return alpha, self.alpha_schedule, self.sigma_max, self.admission
+
     def domains(self, default: str) -> tuple[str, ...]:
         if self.eval_domains is not None:
             return self.eval_domains
@@ -158,11 +164,25 @@ class ExperimentConfig(_Strict):
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"arm names must be unique: {duplicated}")
-        if any(arm.sigma_min == "best" for arm in self.arms) and not any(
-            arm.method == "ambient" and isinstance(arm.sigma_min, float) and arm.corrupt_loss == "denoise" for arm in self.arms
-        ):
-            raise ValueError("sigma_min 'best' needs ambient arms with a numeric sigma_min and the denoising loss")
+        for arm in self.arms:
+            if arm.sigma_min == "best" and not self.sweep(arm):
+                raise ValueError(
+                    f"arm {arm.name}: sigma_min 'best' needs a sweep to pick from: ambient arms with a numeric sigma_min, the "
+                    "denoising loss and the same alpha, alpha_schedule, sigma_max and admission"
+                )
         return self
+
+    def sweep(self, arm: Arm) -> list[Arm]:
+        """The dataset-level sigma_min sweep a ``sigma_min: best`` arm takes its value from.
+
+        The ambient arms with a numeric sigma_min and the denoising loss that differ from ``arm`` in
+        nothing else (``Arm.mixing``), so an arm that varies another lever (alpha, sigma_max) is not
+        part of the sweep: it neither sets the best value nor holds it back until it is evaluated.
+        """
+        return [
+            a for a in self.arms
+            if a.method == "ambient" and isinstance(a.sigma_min, float) and a.corrupt_loss == "denoise" and a.mixing == arm.mixing
+        ]  # fmt: skip
 
     @property
     def needs_classifier(self) -> bool:

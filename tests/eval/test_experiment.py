@@ -53,7 +53,7 @@ def test_the_smoke_experiment_runs_every_stage_and_reports_every_arm(smoke):
     admission = json.loads((smoke / "arms" / "ambient_classifier" / "train" / "admission.json").read_text())
     assert admission["sources"]["sigma_min"]["annotation"] == "smoke-classifier"
     best = json.loads((smoke / "arms" / "ambient_loss_best" / "train" / "config.json").read_text())["training"]
-    assert best["sigma_min"] == report["best_sigma_min"] in (0.2, 0.5) and best["corrupt_loss"] == "ambient"
+    assert best["sigma_min"] == report["best_sigma_min"]["ambient_loss_best"] in (0.2, 0.5) and best["corrupt_loss"] == "ambient"
     sim_only = json.loads((smoke / "arms" / "sim_only" / "train" / "config.json").read_text())
     assert sim_only["data"]["clean"] == [str(smoke / "data" / "corrupt.zarr")]
 
@@ -293,6 +293,7 @@ def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp
         (lambda v: v["arms"].append({"name": "clean", "method": "clean"}), "unique"),
         (lambda v: v["arms"].append({"name": "x", "method": "ambient"}), "needs sigma_min"),
         (lambda v: v["arms"].append({"name": "y", "method": "clean", "alpha": 0.3}), "alpha applies"),
+        (lambda v: v["arms"].append({"name": "z", "method": "ambient", "sigma_min": "best", "sigma_max": 0.1}), "needs a sweep to pick from"),
         (lambda v: v["clean"].update(store="a.zarr"), "either store"),
         (lambda v: v.update(ray_address="127.0.0.1:6379"), "ray_address needs backend: ray"),
         (lambda v: v.setdefault("evaluation", {}).update(precision="float32", envs_per_worker=2), "depend on the batching"),
@@ -392,6 +393,27 @@ def test_a_classifier_arm_left_over_trains_beside_the_best_arm_not_alone(smoke, 
     assert [a.name for a in later] == ["ambient_loss_best"]
     even_first, even_later = Experiment(ExperimentConfig.load(SMOKE), tmp_path / "fresh2", progress=False).arm_groups()
     assert [a.name for a in even_later] == ["ambient_classifier", "ambient_loss_best"]
+
+def test_a_best_arm_takes_its_sweep_s_value_and_an_arm_varying_another_lever_neither_sets_nor_delays_it(smoke, tmp_path):
+    values = yaml.safe_load(SMOKE.read_text())
+    values["arms"].insert(-1, {"name": "ambient_s0.2_a0.8", "method": "ambient", "sigma_min": 0.2, "alpha": 0.8})  # the alpha lever
+    path = tmp_path / "levers.yaml"
+    path.write_text(yaml.safe_dump(values))
+    config = ExperimentConfig.load(path)
+    best = next(a for a in config.arms if a.name == "ambient_loss_best")
+    assert [a.name for a in config.sweep(best)] == ["ambient_s0.2", "ambient_s0.5"]  # alpha 0.5 given or by default: the same
+    run = tmp_path / "run"
+    shutil.copytree(smoke, run)
+    ledger = json.loads((run / "ledger.json").read_text())
+    del ledger["train/ambient_loss_best"], ledger["eval/ambient_loss_best/target"]
+    shutil.rmtree(run / "arms" / "ambient_loss_best")
+    (run / "ledger.json").write_text(json.dumps(ledger))
+    experiment = Experiment(config, run, progress=False)
+    # The lever arm is not evaluated (nor trained), yet the sweep's value stands.
+    assert experiment.best_sigma_min(best) == json.loads((smoke / "results.json").read_text())["best_sigma_min"]["ambient_loss_best"]
+    first, later = experiment.arm_groups()  # so the best arm need not wait: it trains beside the lever arm
+    assert later == [] and [a.name for a in first if a.trained and not experiment.train_done(a)] == ["ambient_loss_best", "ambient_s0.2_a0.8"]
+
 
 def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retrains_only_unevaluated_arms(smoke, tmp_path, capsys):
     # What survives a machine that is gone: the ledger, configs, metrics and evaluation results.
