@@ -321,7 +321,8 @@ class Experiment:
         budget = self.config.training
         training: dict[str, Any] = {
             "steps": budget.steps, "batch_size": budget.batch_size, "lr": budget.lr, "warmup_steps": budget.warmup_steps,
-            "checkpoint_every": budget.checkpoint_every, "device": budget.device, "seed": self.config.seed,
+            "checkpoint_every": budget.checkpoint_every, "device": budget.device,
+            "seed": self.config.seed if arm.seed is None else arm.seed,
         }  # fmt: skip
         clean, corrupt = str(self.store("clean")), str(self.store("corrupt"))
         if arm.method in ("clean", "sim_only"):

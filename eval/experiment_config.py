@@ -105,6 +105,9 @@ class Arm(_Strict):
     s_max_factor: float | None = Field(None, gt=1)
     admission: Literal["sample_first", "step_first"] = "sample_first"
     eval_domains: tuple[str, ...] | None = None  # default: the evaluation's domain (sim_only: also "sim")
+    # The training seed, default the experiment's: a replicate under another seed shows how far training
+    # noise alone moves an arm. Its evaluation keeps the experiment's seed (the same start poses).
+    seed: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> Arm:
@@ -116,6 +119,8 @@ class Arm(_Strict):
         ambient_only = (self.sigma_max, self.s_max_factor, None if self.corrupt_loss == "denoise" else self.corrupt_loss)
         if self.method != "ambient" and (self.sigma_min is not None or any(v is not None for v in ambient_only)):
             raise ValueError(f"arm {self.name}: sigma_min, sigma_max, corrupt_loss and s_max_factor apply to ambient arms")
+        if self.method == "expert" and self.seed is not None:
+            raise ValueError(f"arm {self.name}: seed (the training seed) applies to trained arms")
         if self.method == "ambient" and self.sigma_min is None:
             raise ValueError(f"arm {self.name}: an ambient arm needs sigma_min (a number, 'classifier' or 'best')")
         if isinstance(self.sigma_min, float) and not 0 <= self.sigma_min < 1:
@@ -127,10 +132,10 @@ class Arm(_Strict):
         return self.method != "expert"
 
     @property
-    def mixing(self) -> tuple:
-        """What an ambient arm sets besides sigma_min and its loss: its clean weight, sigma_max and admission order."""
+    def sweep_key(self) -> tuple:
+        """What an ambient arm sets besides sigma_min and its loss: clean weight, sigma_max, admission order, seed."""
         alpha = DEFAULT_ALPHA if self.alpha is None and self.alpha_schedule is None else self.alpha
-        return alpha, self.alpha_schedule, self.sigma_max, self.admission
+        return alpha, self.alpha_schedule, self.sigma_max, self.admission, self.seed
 
     def domains(self, default: str) -> tuple[str, ...]:
         if self.eval_domains is not None:
@@ -168,7 +173,7 @@ class ExperimentConfig(_Strict):
             if arm.sigma_min == "best" and not self.sweep(arm):
                 raise ValueError(
                     f"arm {arm.name}: sigma_min 'best' needs a sweep to pick from: ambient arms with a numeric sigma_min, the "
-                    "denoising loss and the same alpha, alpha_schedule, sigma_max and admission"
+                    "denoising loss and the same alpha, alpha_schedule, sigma_max, admission and seed"
                 )
         return self
 
@@ -176,12 +181,12 @@ class ExperimentConfig(_Strict):
         """The dataset-level sigma_min sweep a ``sigma_min: best`` arm takes its value from.
 
         The ambient arms with a numeric sigma_min and the denoising loss that differ from ``arm`` in
-        nothing else (``Arm.mixing``), so an arm that varies another lever (alpha, sigma_max) is not
+        nothing else (``Arm.sweep_key``), so an arm that varies another lever (alpha, sigma_max) is not
         part of the sweep: it neither sets the best value nor holds it back until it is evaluated.
         """
         return [
             a for a in self.arms
-            if a.method == "ambient" and isinstance(a.sigma_min, float) and a.corrupt_loss == "denoise" and a.mixing == arm.mixing
+            if a.method == "ambient" and isinstance(a.sigma_min, float) and a.corrupt_loss == "denoise" and a.sweep_key == arm.sweep_key
         ]  # fmt: skip
 
     @property

@@ -294,6 +294,7 @@ def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp
         (lambda v: v["arms"].append({"name": "x", "method": "ambient"}), "needs sigma_min"),
         (lambda v: v["arms"].append({"name": "y", "method": "clean", "alpha": 0.3}), "alpha applies"),
         (lambda v: v["arms"].append({"name": "z", "method": "ambient", "sigma_min": "best", "sigma_max": 0.1}), "needs a sweep to pick from"),
+        (lambda v: v["arms"].append({"name": "e2", "method": "expert", "seed": 3}), "seed (the training seed) applies to trained arms"),
         (lambda v: v["clean"].update(store="a.zarr"), "either store"),
         (lambda v: v.update(ray_address="127.0.0.1:6379"), "ray_address needs backend: ray"),
         (lambda v: v.setdefault("evaluation", {}).update(precision="float32", envs_per_worker=2), "depend on the batching"),
@@ -413,6 +414,21 @@ def test_a_best_arm_takes_its_sweep_s_value_and_an_arm_varying_another_lever_nei
     assert experiment.best_sigma_min(best) == json.loads((smoke / "results.json").read_text())["best_sigma_min"]["ambient_loss_best"]
     first, later = experiment.arm_groups()  # so the best arm need not wait: it trains beside the lever arm
     assert later == [] and [a.name for a in first if a.trained and not experiment.train_done(a)] == ["ambient_loss_best", "ambient_s0.2_a0.8"]
+
+
+def test_an_arm_s_seed_is_its_training_seed_and_its_evaluation_keeps_the_experiment_s_starts(tmp_path):
+    values = yaml.safe_load(SMOKE.read_text())
+    values["arms"] += [{"name": "cotrain_a0.5_seed7", "method": "cotrain", "alpha": 0.5, "seed": 7},
+                       {"name": "ambient_s0.2_seed7", "method": "ambient", "sigma_min": 0.2, "seed": 7}]  # fmt: skip
+    path = tmp_path / "replicates.yaml"
+    path.write_text(yaml.safe_dump(values))
+    config = ExperimentConfig.load(path)
+    arms = {a.name: a for a in config.arms}
+    experiment = Experiment(config, tmp_path / "run", progress=False)
+    assert experiment.run_config(arms["cotrain_a0.5_seed7"]).training.seed == 7 != config.seed
+    assert experiment.run_config(arms["cotrain_a0.5"]).training.seed == config.seed
+    assert experiment.eval_section(arms["cotrain_a0.5_seed7"], "target")["seed"] == experiment.eval_section(arms["cotrain_a0.5"], "target")["seed"]
+    assert [a.name for a in config.sweep(arms["ambient_loss_best"])] == ["ambient_s0.2", "ambient_s0.5"]  # a replicate is not a sweep value
 
 
 def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retrains_only_unevaluated_arms(smoke, tmp_path, capsys):
