@@ -322,7 +322,7 @@ class Experiment:
         training: dict[str, Any] = {
             "steps": budget.steps, "batch_size": budget.batch_size, "lr": budget.lr, "warmup_steps": budget.warmup_steps,
             "checkpoint_every": budget.checkpoint_every, "device": budget.device,
-            "seed": self.config.seed if arm.seed is None else arm.seed,
+            "seed": self.config.training_seed(arm),
         }  # fmt: skip
         clean, corrupt = str(self.store("clean")), str(self.store("corrupt"))
         if arm.method in ("clean", "sim_only"):
@@ -558,7 +558,7 @@ class Experiment:
             train_seconds = _train_seconds(self.arm_dir(arm) / "train") if arm.trained else None
             role = {"expert": "expert", "sim_only": "sim_only"}.get(arm.method, arm.method)
             eval_seconds = self.ledger.entries[f"eval/{arm.name}/{domain}"]["seconds"]
-            rows.append(arm_row(arm.name, domain, results, train_seconds, role, eval_seconds))
+            rows.append(arm_row(arm.name, domain, results, train_seconds, role, eval_seconds) | {"replicate": self.config.replicate(arm)})
         if not rows:
             print("report: no arm has been evaluated yet")
             return None

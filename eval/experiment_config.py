@@ -132,10 +132,10 @@ class Arm(_Strict):
         return self.method != "expert"
 
     @property
-    def sweep_key(self) -> tuple:
-        """What an ambient arm sets besides sigma_min and its loss: clean weight, sigma_max, admission order, seed."""
+    def mixing(self) -> tuple:
+        """How an ambient arm mixes in the corrupt data besides sigma_min: clean weight, sigma_max, admission order."""
         alpha = DEFAULT_ALPHA if self.alpha is None and self.alpha_schedule is None else self.alpha
-        return alpha, self.alpha_schedule, self.sigma_max, self.admission, self.seed
+        return alpha, self.alpha_schedule, self.sigma_max, self.admission
 
     def domains(self, default: str) -> tuple[str, ...]:
         if self.eval_domains is not None:
@@ -173,21 +173,33 @@ class ExperimentConfig(_Strict):
             if arm.sigma_min == "best" and not self.sweep(arm):
                 raise ValueError(
                     f"arm {arm.name}: sigma_min 'best' needs a sweep to pick from: ambient arms with a numeric sigma_min, the "
-                    "denoising loss and the same alpha, alpha_schedule, sigma_max, admission and seed"
+                    "denoising loss, no s_max_factor, evaluated in the evaluation's domain, with its alpha, alpha_schedule, "
+                    "sigma_max, admission and seed"
                 )
         return self
 
     def sweep(self, arm: Arm) -> list[Arm]:
         """The dataset-level sigma_min sweep a ``sigma_min: best`` arm takes its value from.
 
-        The ambient arms with a numeric sigma_min and the denoising loss that differ from ``arm`` in
-        nothing else (``Arm.sweep_key``), so an arm that varies another lever (alpha, sigma_max) is not
-        part of the sweep: it neither sets the best value nor holds it back until it is evaluated.
+        The ambient arms with a numeric sigma_min, the denoising loss and no buffer (``s_max_factor``),
+        evaluated in the evaluation's domain (where they are scored), that differ from ``arm`` in nothing
+        else (``Arm.mixing`` and the training seed), so an arm that varies another lever (alpha,
+        sigma_max, the seed) is not part of the sweep: it neither sets the best value nor holds it back
+        until it is evaluated.
         """
+        domain = self.evaluation.domain
         return [
             a for a in self.arms
-            if a.method == "ambient" and isinstance(a.sigma_min, float) and a.corrupt_loss == "denoise" and a.sweep_key == arm.sweep_key
+            if a.method == "ambient" and isinstance(a.sigma_min, float) and a.corrupt_loss == "denoise" and a.s_max_factor is None
+            and domain in a.domains(domain) and a.mixing == arm.mixing and self.training_seed(a) == self.training_seed(arm)
         ]  # fmt: skip
+
+    def training_seed(self, arm: Arm) -> int:
+        return self.seed if arm.seed is None else arm.seed
+
+    def replicate(self, arm: Arm) -> bool:
+        """Trained under another seed than the experiment's: a replicate, never the report's reference."""
+        return self.training_seed(arm) != self.seed
 
     @property
     def needs_classifier(self) -> bool:

@@ -69,9 +69,13 @@ def arm_row(name: str, domain: str, results: dict, train_seconds: float | None, 
 
 
 def build_report(rows: list[dict[str, Any]], domain: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """Rows plus each arm's paired comparison with the best cotrain arm, in ``domain``."""
+    """Rows plus each arm's paired comparison with the best cotrain arm, in ``domain``.
+
+    A row marked ``replicate`` (an arm trained again under another seed) is compared, never the
+    reference: the better of two draws of one arm would flatter it against every other arm.
+    """
     main_rows = [r for r in rows if r["domain"] == domain]
-    cotrain = [r for r in main_rows if r["role"] == "cotrain"]
+    cotrain = [r for r in main_rows if r["role"] == "cotrain" and not r.get("replicate")]
     reference = max(cotrain, key=lambda r: (r["success_rate"], r["mean_max_coverage"])) if cotrain else None
     comparisons = []
     if reference is not None:

@@ -40,7 +40,10 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 180.0, every
     """Return once ``condition()`` holds; fail the test (after kill -9) if the process ends or ``timeout`` passes first."""
     deadline = time.monotonic() + timeout
     while not condition():
-        if process.poll() is not None or time.monotonic() > deadline:
+        gone = process.poll() is not None
+        if gone and condition():  # it got there, then ended, between the two looks
+            return
+        if gone or time.monotonic() > deadline:
             kill(process)
             output = process.stderr or process.stdout
             pytest.fail(f"condition not met within {timeout:.0f} s (exit {process.poll()}): {output.read()[-2000:] if output else ''}")

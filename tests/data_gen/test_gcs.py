@@ -64,7 +64,7 @@ def test_a_killed_run_resumes_with_no_loss_and_no_duplicates(tmp_path):
 
     process = stopping.start(CLI + args + ["--out", str(killed)], env=env, stderr=subprocess.DEVNULL)
     stopping.wait_for(lambda: stopping.stored_episodes(killed) >= 1, process, timeout=120)
-    process.send_signal(signal.SIGKILL)
+    stopping.kill(process)  # and any worker with it
     process.wait()
     with EpisodeStore.open(killed) as store:
         assert store.n_episodes < 4  # it really was interrupted

@@ -395,25 +395,53 @@ def test_a_classifier_arm_left_over_trains_beside_the_best_arm_not_alone(smoke, 
     even_first, even_later = Experiment(ExperimentConfig.load(SMOKE), tmp_path / "fresh2", progress=False).arm_groups()
     assert [a.name for a in even_later] == ["ambient_classifier", "ambient_loss_best"]
 
-def test_a_best_arm_takes_its_sweep_s_value_and_an_arm_varying_another_lever_neither_sets_nor_delays_it(smoke, tmp_path):
+def test_a_best_arm_takes_its_sweep_s_value_and_arms_varying_other_levers_neither_set_nor_delay_it(smoke, tmp_path):
     values = yaml.safe_load(SMOKE.read_text())
-    values["arms"].insert(-1, {"name": "ambient_s0.2_a0.8", "method": "ambient", "sigma_min": 0.2, "alpha": 0.8})  # the alpha lever
-    path = tmp_path / "levers.yaml"
-    path.write_text(yaml.safe_dump(values))
-    config = ExperimentConfig.load(path)
+    next(a for a in values["arms"] if a["name"] == "ambient_s0.5")["alpha"] = 0.5  # given, or the default: the same sweep
+    values["arms"][-1:-1] = [
+        {"name": "ambient_s0.35_a0.8", "method": "ambient", "sigma_min": 0.35, "alpha": 0.8},
+        {"name": "ambient_s0.35_smax", "method": "ambient", "sigma_min": 0.35, "sigma_max": 0.1},
+        {"name": "ambient_s0.35_b2", "method": "ambient", "sigma_min": 0.35, "s_max_factor": 2.0},
+        {"name": "ambient_s0.35_seed5", "method": "ambient", "sigma_min": 0.35, "seed": 5},
+        {"name": "ambient_s0.35_sim", "method": "ambient", "sigma_min": 0.35, "eval_domains": ["sim"]},  # never scored in target
+    ]
+    with_seed0 = {**values, "arms": [*values["arms"], {"name": "ambient_s0.35_seed0", "method": "ambient", "sigma_min": 0.35, "seed": 0}]}
+    for name, config_values in (("levers", values), ("seed0", with_seed0)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config_values))
+    config = ExperimentConfig.load(tmp_path / "levers.yaml")
     best = next(a for a in config.arms if a.name == "ambient_loss_best")
-    assert [a.name for a in config.sweep(best)] == ["ambient_s0.2", "ambient_s0.5"]  # alpha 0.5 given or by default: the same
+    assert [a.name for a in config.sweep(best)] == ["ambient_s0.2", "ambient_s0.5"]
+    seed0 = ExperimentConfig.load(tmp_path / "seed0.yaml")  # the experiment's own seed, given: the same training
+    assert [a.name for a in seed0.sweep(best)] == ["ambient_s0.2", "ambient_s0.5", "ambient_s0.35_seed0"]
+
     run = tmp_path / "run"
     shutil.copytree(smoke, run)
     ledger = json.loads((run / "ledger.json").read_text())
     del ledger["train/ambient_loss_best"], ledger["eval/ambient_loss_best/target"]
     shutil.rmtree(run / "arms" / "ambient_loss_best")
+    # The alpha lever, evaluated with a perfect score: were it part of the sweep, 'best' would be its 0.35.
+    ledger["eval/ambient_s0.35_a0.8/target"] = {**ledger["eval/ambient_s0.2/target"], "done": True}
+    perfect = json.loads((run / "arms" / "ambient_s0.2" / "eval_target" / "results.json").read_text()) | {"success_rate": 1.0, "mean_max_coverage": 1.0}
+    (run / "arms" / "ambient_s0.35_a0.8" / "eval_target").mkdir(parents=True)
+    (run / "arms" / "ambient_s0.35_a0.8" / "eval_target" / "results.json").write_text(json.dumps(perfect))
     (run / "ledger.json").write_text(json.dumps(ledger))
     experiment = Experiment(config, run, progress=False)
-    # The lever arm is not evaluated (nor trained), yet the sweep's value stands.
+    # The other levers are not evaluated (nor trained), yet the sweep's value stands.
     assert experiment.best_sigma_min(best) == json.loads((smoke / "results.json").read_text())["best_sigma_min"]["ambient_loss_best"]
-    first, later = experiment.arm_groups()  # so the best arm need not wait: it trains beside the lever arm
-    assert later == [] and [a.name for a in first if a.trained and not experiment.train_done(a)] == ["ambient_loss_best", "ambient_s0.2_a0.8"]
+    first, later = experiment.arm_groups()  # so the best arm need not wait: it trains beside the lever arms
+    assert later == [] and "ambient_loss_best" in [a.name for a in first if a.trained and not experiment.train_done(a)]
+
+
+def test_a_replicate_under_another_seed_is_compared_but_never_the_reference():
+    def row(arm, successes, replicate=False):
+        return {"arm": arm, "domain": "target", "role": "cotrain", "replicate": replicate, "trials": 4, "success_rate": sum(successes) / 4,
+                "mean_max_coverage": 0.5, "success_by_trial": successes}  # fmt: skip
+
+    from eval.report import build_report
+
+    report = build_report([row("cotrain_a0.5", [1, 1, 0, 0]), row("cotrain_a0.5_seed1", [1, 1, 1, 1], replicate=True)], "target", {})
+    assert report["best_cotrain"] == "cotrain_a0.5"
+    assert [c["arm"] for c in report["paired_vs_best_cotrain"]] == ["cotrain_a0.5_seed1"]
 
 
 def test_an_arm_s_seed_is_its_training_seed_and_its_evaluation_keeps_the_experiment_s_starts(tmp_path):
