@@ -17,7 +17,7 @@ import yaml
 from data_gen.episode_store import EpisodeStore
 from eval.experiment import Experiment, main
 from eval.experiment_config import ExperimentConfig, ExperimentError
-from eval.report import paired_comparison
+from eval.report import build_report, paired_comparison
 from tests import stopping
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -436,8 +436,6 @@ def test_a_replicate_under_another_seed_is_compared_but_never_the_reference():
     def row(arm, successes, replicate=False):
         return {"arm": arm, "domain": "target", "role": "cotrain", "replicate": replicate, "trials": 4, "success_rate": sum(successes) / 4,
                 "mean_max_coverage": 0.5, "success_by_trial": successes}  # fmt: skip
-
-    from eval.report import build_report
 
     report = build_report([row("cotrain_a0.5", [1, 1, 0, 0]), row("cotrain_a0.5_seed1", [1, 1, 1, 1], replicate=True)], "target", {})
     assert report["best_cotrain"] == "cotrain_a0.5"
