@@ -18,10 +18,10 @@ otherwise train alone waits to train beside them.
 
 Arms are trained ``training.parallel`` at a time and each batch is evaluated as soon as it is
 trained, so whole arms finish early. A run directory can be carried to another machine without its
-data, checkpoints and videos (the ledger, configs, metrics and trials are a few MB): the data are
-generated again and must match the digest recorded in the ledger, the classifier runs again if an
-arm still needs it, and an arm whose checkpoint is gone is trained again only if it still has
-evaluations to run.
+data, checkpoints and videos (``python -m eval.carry``: the ledger, configs, metrics and trials are a
+few MB): the data are generated again and must match the digest recorded in the ledger, the
+classifier runs again if an arm still needs it, and an arm whose checkpoint is gone is trained
+again only if it still has evaluations to run.
 """
 
 from __future__ import annotations

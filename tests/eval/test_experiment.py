@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from data_gen.episode_store import EpisodeStore
+from eval.carry import carry, record_files
 from eval.experiment import Experiment, main
 from eval.experiment_config import ExperimentConfig, ExperimentError
 from eval.report import build_report, paired_comparison
@@ -460,7 +461,11 @@ def test_an_arm_s_seed_is_its_training_seed_and_its_evaluation_keeps_the_experim
 def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retrains_only_unevaluated_arms(smoke, tmp_path, capsys):
     # What survives a machine that is gone: the ledger, configs, metrics and evaluation results.
     carried = tmp_path / "carried"
-    shutil.copytree(smoke, carried, ignore=shutil.ignore_patterns("data", "ckpt.pt", "videos"))
+    files = carry(smoke, carried)
+    assert set(files) == set(record_files(carried))  # the record, and nothing else
+    assert not any(f.parts[0] == "data" or f.suffix in (".pt", ".mp4", ".safetensors") for f in files)
+    assert {Path("ledger.json"), Path("experiment.yaml"), Path("arms/clean/train/metrics.jsonl"), Path("arms/clean/eval_target/trials.jsonl")} <= set(files)
+    assert not list(carried.glob("**/*.pt")) and not (carried / "data").exists() and (smoke / "data").is_dir()
     ledger = json.loads((carried / "ledger.json").read_text())
     digest = ledger["data/clean"]["result"]["digest"]
     assert len(digest) == 64 and ledger["data/corrupt"]["result"]["digest"] != digest

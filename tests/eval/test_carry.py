@@ -1,0 +1,123 @@
+"""eval.carry: a run's record, not its data, checkpoints or videos, replaces the destination whole.
+
+That the carried record resumes a real run is tested in test_experiment (the carried-run test).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eval.carry import carry, main, record_files
+
+
+def make_run(root: Path) -> Path:
+    """A run directory with the layout eval.experiment writes (file contents do not matter to carry)."""
+    files = {
+        "ledger.json": json.dumps({"data/clean": {"done": True}}),
+        "experiment.yaml": "name: x\n",
+        "experiment.lock": "",
+        "results.md": "| arm |\n",
+        "results.png": "png",
+        "data/clean.zarr/zarr.json": "{}",
+        "data/clean.zarr/data/action/c/0": "bytes",
+        "arms/clean/train/config.json": "{}",
+        "arms/clean/train/metrics.jsonl": "{}\n",
+        "arms/clean/train/ckpt.pt": "weights",
+        "arms/clean/eval_target/results.json": "{}",
+        "arms/clean/eval_target/trials.jsonl": "{}\n",
+        "arms/clean/eval_target/videos/trial_000.mp4": "video",
+        "arms/clean/eval_target/videos/trial_000.json": "{}",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+RECORD = {
+    "ledger.json", "experiment.yaml", "results.md", "results.png", "arms/clean/train/config.json",
+    "arms/clean/train/metrics.jsonl", "arms/clean/eval_target/results.json", "arms/clean/eval_target/trials.jsonl",
+}  # fmt: skip
+
+
+def test_the_record_leaves_data_checkpoints_videos_and_the_lock_behind(tmp_path):
+    run = make_run(tmp_path / "run")
+    assert {str(f) for f in record_files(run)} == RECORD
+    written = carry(run, tmp_path / "dest")
+    assert {str(f) for f in written} == RECORD
+    assert {str(p.relative_to(tmp_path / "dest")) for p in (tmp_path / "dest").rglob("*") if p.is_file()} == RECORD
+    assert (tmp_path / "dest" / "ledger.json").read_text() == (run / "ledger.json").read_text()
+
+
+def test_carrying_again_replaces_the_old_record_whole(tmp_path):
+    run = make_run(tmp_path / "run")
+    dest = tmp_path / "dest"
+    carry(run, dest)
+    (dest / "arms" / "gone" / "train").mkdir(parents=True)
+    (dest / "arms" / "gone" / "train" / "metrics.jsonl").write_text("stale\n")
+    (run / "ledger.json").write_text('{"newer": true}')
+    carry(run, dest)
+    assert not (dest / "arms" / "gone").exists()
+    assert json.loads((dest / "ledger.json").read_text()) == {"newer": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "run"]  # no staging or old copy left
+
+
+def test_a_carry_that_fails_midway_leaves_the_old_record_intact(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run")
+    dest = tmp_path / "dest"
+    carry(run, dest)
+    before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    (run / "ledger.json").write_text('{"newer": true}')
+    calls = []
+
+    def copy_then_fail(source, target):
+        calls.append(source)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        Path(target).write_bytes(Path(source).read_bytes())
+
+    monkeypatch.setattr("eval.carry.shutil.copy2", copy_then_fail)
+    with pytest.raises(OSError):
+        carry(run, dest)
+    assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
+    monkeypatch.undo()
+    carry(run, dest)  # the staging left by the failure is cleared
+    assert json.loads((dest / "ledger.json").read_text()) == {"newer": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "run"]
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda t: (t / "notrun").mkdir(), "not an experiment run directory"),
+        (lambda t: (t / "dest").mkdir() or (t / "dest" / "mine.txt").write_text("keep"), "refusing to replace it"),
+        (lambda t: (t / "dest").write_text("a file"), "is not a directory"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_and_touches_nothing(tmp_path, capsys, setup, message):
+    make_run(tmp_path / "run")
+    setup(tmp_path)
+    source = tmp_path / ("notrun" if "run directory" in message else "run")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as exit_:
+        main([str(source), str(tmp_path / "dest")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("python -m eval.carry: error:") and message in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_the_destination_may_not_lie_inside_the_run_or_hold_it(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    for dest in (run / "carried", tmp_path, run):
+        with pytest.raises(SystemExit):
+            main([str(run), str(dest)])
+        assert "must lie outside" in capsys.readouterr().err
+    assert not (run / "carried").exists()
+
+
+def test_the_command_line_reports_what_it_carried(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    assert main([str(run), str(tmp_path / "dest")]) == 0
+    assert f"carried {len(RECORD)} files" in capsys.readouterr().out
