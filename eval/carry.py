@@ -3,69 +3,95 @@
 A run of ``eval.experiment`` outlives the machine it started on only through its record: the ledger,
 the config, each arm's training config, metrics and admission, each evaluation's results and trials,
 and the report (a few MB). The data (generated again, checked against the ledger's digests),
-checkpoints and videos (hundreds of MB) stay behind. ``DEST`` is replaced as a whole, so a file the
-run no longer has does not linger there; the new record is written beside it first and swapped in,
-so an interrupted carry leaves the old one intact. On the new machine, copy ``DEST`` back to a run
+checkpoints and videos (hundreds of MB) stay behind. On the new machine, copy ``DEST`` back to a run
 directory and run the same ``python -m eval.experiment`` command: finished arms are not redone.
+
+``DEST`` is replaced as a whole, so a file the run no longer has does not linger there, and only when
+it holds nothing but a record (a live run directory is refused). The new record is written beside it
+under a hidden name and swapped in; a carry interrupted at any point leaves the old record in place
+or, between the two renames, beside it, where the next carry puts it back first. The ledger is copied
+first, so a record taken while the run goes on never says work is done whose files it lacks (work
+the ledger does not yet count as done is resumed).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-from data_gen.cli import ArgumentParser, fail
-from eval.experiment import LEDGER_NAME, LOCK_NAME
+from data_gen.cli import ArgumentParser, fail, no_empty_dirs_on_failure
+from eval.experiment import LEDGER_NAME
 
 RECORD_SUFFIXES = (".json", ".jsonl", ".yaml", ".md", ".png")  # configs, metrics, trials, reports, plots
-LEFT_BEHIND_DIRS = ("data", "videos")  # regenerated / too large to carry
 PROG = "python -m eval.carry"
 
 
+def _left_behind(parts: tuple[str, ...]) -> bool:
+    """The stores (``data/``) and the evaluations' videos (``arms/NAME/eval_DOMAIN/videos/``), where the runner writes them."""
+    return parts[0] == "data" or (len(parts) > 4 and parts[0] == "arms" and parts[3] == "videos")
+
+
 def record_files(run: Path) -> list[Path]:
-    """The files of ``run`` that make up its record, relative to it, sorted."""
+    """The files of ``run`` that make up its record, relative to it, the ledger first."""
     run = Path(run)
+    if not run.is_dir():
+        raise ValueError(f"{run}: no such directory")
     if not (run / LEDGER_NAME).is_file():
         raise ValueError(f"{run}: not an experiment run directory (no {LEDGER_NAME})")
     files = []
-    for path in run.rglob("*"):
-        relative = path.relative_to(run)
-        parts = relative.parts
-        if (
-            not path.is_file()
-            or path.is_symlink()
-            or parts[0] in LEFT_BEHIND_DIRS
-            or any(p in LEFT_BEHIND_DIRS or p.endswith(".zarr") for p in parts[:-1])
-            or relative.name == LOCK_NAME
-            or path.suffix not in RECORD_SUFFIXES
-        ):
-            continue
-        files.append(relative)
-    return sorted(files)
+    for directory, _, names in os.walk(run, followlinks=True):  # a linked arms/ on a bigger disk is still the run's
+        for name in names:
+            relative = (Path(directory) / name).relative_to(run)
+            if relative.suffix in RECORD_SUFFIXES and not _left_behind(relative.parts) and (run / relative).is_file():
+                files.append(relative)
+    return sorted(files, key=lambda f: (f != Path(LEDGER_NAME), f))
+
+
+def _all_files(root: Path) -> set[Path]:
+    return {Path(d, n).relative_to(root) for d, _, names in os.walk(root) for n in names}
+
+
+def _restore_interrupted(dest: Path) -> None:
+    """Put back a record moved aside by a carry that stopped between its two renames; clear its staging."""
+    for staging in dest.parent.glob(f".{dest.name}.carrying-*"):
+        shutil.rmtree(staging, ignore_errors=True)
+    moved = sorted(dest.parent.glob(f".{dest.name}.old-*/record"), key=lambda p: p.stat().st_mtime)
+    if moved and not dest.exists():
+        moved[-1].rename(dest)
+    for old in dest.parent.glob(f".{dest.name}.old-*"):
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def carry(run: Path, dest: Path) -> list[Path]:
     """Replace ``dest`` with the record of ``run``; return the files written (relative paths)."""
-    run, dest = Path(run).resolve(), Path(dest).resolve()
+    shown_run, shown_dest = Path(run), Path(dest)  # errors name the paths as the user gave them
+    run, dest = shown_run.resolve(), shown_dest.resolve()
     if dest == run or run in dest.parents or dest in run.parents:
-        raise ValueError(f"{dest}: must lie outside {run} (and not contain it)")
+        raise ValueError(f"{shown_dest}: must lie outside {shown_run} (and not contain it)")
+    files = record_files(shown_run)
+    if dest.parent.is_dir():
+        _restore_interrupted(dest)
     if dest.exists() and not dest.is_dir():
-        raise ValueError(f"{dest}: exists and is not a directory")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / LEDGER_NAME).is_file():
-        raise ValueError(f"{dest}: not empty and not a carried record (no {LEDGER_NAME}); refusing to replace it")
-    files = record_files(run)
-    staging, old = dest.with_name(dest.name + ".carrying"), dest.with_name(dest.name + ".old")
-    for leftover in (staging, old):
-        shutil.rmtree(leftover, ignore_errors=True)
-    for relative in files:
-        target = staging / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(run / relative, target)
-    if dest.exists():
-        dest.rename(old)
-    staging.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
+        raise ValueError(f"{shown_dest}: exists and is not a directory")
+    if dest.is_dir() and any(dest.iterdir()):
+        foreign = sorted(_all_files(dest) - set(record_files(dest) if (dest / LEDGER_NAME).is_file() else []))
+        if foreign:
+            raise ValueError(f"{shown_dest}: holds {foreign[0]} ({len(foreign)} files in all), not only a carried record; refusing to replace it")
+    with no_empty_dirs_on_failure(dest.parent):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.carrying-"))
+        try:
+            for relative in files:
+                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(run / relative, staging / relative)
+            if dest.exists():
+                dest.rename(Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-")) / "record")
+            staging.rename(dest)
+        finally:
+            _restore_interrupted(dest)  # success: clears the old record; failure: clears the staging, puts the old one back
     return files
 
 
@@ -76,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         files = carry(args.run, args.dest)
-    except (ValueError, OSError) as error:
+    except ValueError as error:
         fail(PROG, error)
+    except OSError as error:
+        fail(PROG, f"{error.filename or args.dest}: {error.strerror or error}")
     size = sum((args.dest / f).stat().st_size for f in files)
     print(f"carried {len(files)} files ({size / 1e6:.1f} MB) of {args.run} to {args.dest}")
     return 0

@@ -11,6 +11,13 @@ import pytest
 from eval.carry import carry, main, record_files
 
 
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
 def make_run(root: Path) -> Path:
     """A run directory with the layout eval.experiment writes (file contents do not matter to carry)."""
     files = {
@@ -29,10 +36,7 @@ def make_run(root: Path) -> Path:
         "arms/clean/eval_target/videos/trial_000.mp4": "video",
         "arms/clean/eval_target/videos/trial_000.json": "{}",
     }
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
+    return write(root, files)
 
 
 RECORD = {
@@ -63,6 +67,79 @@ def test_carrying_again_replaces_the_old_record_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "run"]  # no staging or old copy left
 
 
+def test_a_carry_stopped_between_its_renames_is_put_back_by_the_next(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run")
+    dest = tmp_path / "dest"
+    carry(run, dest)
+    before = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    renames = []
+    real_rename = Path.rename
+
+    def die_on_second_rename(self, target):
+        renames.append(self)
+        if len(renames) == 2:  # the old record is aside, the new one not yet in place: as if killed here
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", die_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        carry(run, dest)
+    monkeypatch.undo()
+    assert {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before  # put back at once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "run"]
+
+    # killed for real between the renames (no cleanup ran): the next carry restores, then replaces
+    aside = tmp_path / ".dest.old-x"
+    aside.mkdir()
+    real_rename(dest, aside / "record")
+    (tmp_path / ".dest.carrying-y").mkdir()
+    (run / "ledger.json").write_text('{"newer": true}')
+    carry(run, dest)
+    assert json.loads((dest / "ledger.json").read_text()) == {"newer": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "run"]
+
+
+def test_only_the_runner_s_own_data_and_video_folders_are_left_behind(tmp_path):
+    run = make_run(tmp_path / "run")
+    for name in ("arms/data/train/metrics.jsonl", "arms/videos/eval_target/results.json", "arms/x.zarr/train/config.json"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("{}")
+    assert {str(f) for f in record_files(run)} == RECORD | {
+        "arms/data/train/metrics.jsonl", "arms/videos/eval_target/results.json", "arms/x.zarr/train/config.json"}
+
+
+def test_a_linked_file_or_folder_of_the_run_is_carried_by_content(tmp_path):
+    run = make_run(tmp_path / "run")
+    elsewhere = tmp_path / "bigdisk"
+    (elsewhere / "arm").mkdir(parents=True)
+    (elsewhere / "arm" / "metrics.jsonl").write_text('{"step": 1}\n')
+    (run / "arms" / "linked").mkdir()
+    (run / "arms" / "linked" / "train").symlink_to(elsewhere / "arm")
+    carry(run, tmp_path / "dest")
+    carried = tmp_path / "dest" / "arms" / "linked" / "train" / "metrics.jsonl"
+    assert carried.read_text() == '{"step": 1}\n' and not carried.is_symlink()
+
+
+def test_a_live_run_directory_is_never_replaced(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    other = make_run(tmp_path / "other")  # e.g. the two paths given the wrong way round
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit):
+        main([str(run), str(other)])
+    assert "not only a carried record" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_folder_of_the_user_s_beside_the_destination_is_never_touched(tmp_path):
+    run = make_run(tmp_path / "run")
+    mine = tmp_path / "dest.old"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    carry(run, tmp_path / "dest")
+    carry(run, tmp_path / "dest")
+    assert (mine / "keep.txt").read_text() == "mine"
+
+
 def test_a_carry_that_fails_midway_leaves_the_old_record_intact(tmp_path, monkeypatch):
     run = make_run(tmp_path / "run")
     dest = tmp_path / "dest"
@@ -87,25 +164,35 @@ def test_a_carry_that_fails_midway_leaves_the_old_record_intact(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "run"]
 
 
+def snapshot(root: Path) -> dict:
+    """Every path under root (folders too), with the bytes of each file."""
+    return {p: (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")}
+
+
 @pytest.mark.parametrize(
-    "setup, message",
+    "source, dest, setup, message",
     [
-        (lambda t: (t / "notrun").mkdir(), "not an experiment run directory"),
-        (lambda t: (t / "dest").mkdir() or (t / "dest" / "mine.txt").write_text("keep"), "refusing to replace it"),
-        (lambda t: (t / "dest").write_text("a file"), "is not a directory"),
+        ("missing", "dest", lambda t: None, "no such directory"),
+        ("notrun", "dest", lambda t: (t / "notrun").mkdir(), "not an experiment run directory"),
+        ("run", "dest", lambda t: write(t / "dest", {"mine.txt": "keep"}), "refusing to replace it"),
+        ("run", "dest", lambda t: write(t / "dest", {"ledger.json": "{}", "arms/a/train/ckpt.pt": "w"}), "ckpt.pt"),  # a live run
+        ("run", "dest", lambda t: write(t / "dest", {"ledger.json": "{}", "experiment.lock": ""}), "experiment.lock"),
+        ("run", "dest", lambda t: (t / "dest").write_text("a file"), "is not a directory"),
+        ("run", "new/deeper/dest", lambda t: None, "No such file"),
     ],
 )
-def test_bad_input_is_a_one_line_error_and_touches_nothing(tmp_path, capsys, setup, message):
+def test_bad_input_is_a_one_line_error_and_touches_nothing(tmp_path, capsys, monkeypatch, source, dest, setup, message):
     make_run(tmp_path / "run")
     setup(tmp_path)
-    source = tmp_path / ("notrun" if "run directory" in message else "run")
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    if dest.startswith("new/"):  # the copy fails after the destination's parents were made: they go again
+        monkeypatch.setattr("eval.carry.shutil.copy2", lambda *a: (_ for _ in ()).throw(FileNotFoundError(2, "No such file or directory")))
+    before = snapshot(tmp_path)
     with pytest.raises(SystemExit) as exit_:
-        main([str(source), str(tmp_path / "dest")])
+        main([str(tmp_path / source), str(tmp_path / dest)])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("python -m eval.carry: error:") and message in err
-    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert snapshot(tmp_path) == before
 
 
 def test_the_destination_may_not_lie_inside_the_run_or_hold_it(tmp_path, capsys):

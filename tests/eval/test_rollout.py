@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from eval.compare import main as compare_main
+from eval.metrics import wilson_interval
 from eval.rollout import RolloutSpec, TrialRunner, main, run_trials
 from tests import stopping
 
@@ -85,6 +86,33 @@ def test_bad_inputs_are_one_line_errors(args, message, tmp_path):
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_paired_pairs_trials_on_the_same_starts_and_refuses_other_starts(tmp_path, capsys):
+    runs = {}
+    for name, seed in (("first", 0), ("other_starts", 1)):
+        runs[name] = tmp_path / name / "eval_target"  # an experiment's layout: named for its arm
+        assert main(["--policy", "random", "--trials", "3", "--workers", "1", "--max-steps", "4", "--videos", "0",
+                     "--seed", str(seed), "--out", str(runs[name])]) == 0
+    report = json.loads((runs["first"] / "results.json").read_text())
+    assert not any(t["success"] for t in report["per_trial"])
+    better = tmp_path / "better" / "eval_target"  # the same starts, two of them now successes
+    better.mkdir(parents=True)
+    for trial, success in zip(report["per_trial"], (True, False, True)):
+        trial["success"] = success
+    (better / "results.json").write_text(json.dumps({**report, "success_rate": 2 / 3, "ci95": list(wilson_interval(2, 3))}))
+    capsys.readouterr()
+
+    assert compare_main([str(runs["first"]), str(better), "--paired", "--out", str(tmp_path / "c.png")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "vs first (target) (paired)" in table[0]
+    row = next(line for line in table if line.startswith("better (target)"))
+    assert "+66.7 [+0.0, +100.0]" in row and row.split()[-1] == "0.5"  # 2 discordant trials, both for it: p = 0.5
+
+    assert compare_main([str(runs["first"]), str(runs["other_starts"]), "--paired"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not evaluated on the start poses" in err
+    assert compare_main([str(runs["first"]), str(runs["other_starts"]), "--out", str(tmp_path / "d.png")]) == 0  # unpaired: fine
 
 
 def test_compare_refuses_a_directory_without_results(tmp_path, capsys):

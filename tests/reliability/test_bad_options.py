@@ -60,6 +60,7 @@ CASES = [
     ("eval.compare", ["out/no_eval", "--out", "out/c.png"], "no_eval"),
     ("eval.compare", ["{results}", "--out", "{file}/c.png"], "cannot write"),
     ("eval.compare", ["{results}", "--out", "{results}"], "is a directory"),
+    ("eval.compare", ["{results}", "{results}", "--paired", "--out", "out/c.png"], "no per-trial results"),
     ("eval.analyze", ["--store", "out/missing.zarr", "--out", "out/an"], "missing.zarr"),
     ("eval.analyze", ["--store", "{target}", "--store", "{sim}", "--chunk", "0", "--out", "out/an"], "chunk"),
     ("eval.analyze", ["--store", "{target}", "--annotation", "nosuch", "--out", "out/an"], "nosuch"),
