@@ -19,9 +19,10 @@ otherwise train alone waits to train beside them.
 Arms are trained ``training.parallel`` at a time and each batch is evaluated as soon as it is
 trained, so whole arms finish early. A run directory can be carried to another machine without its
 data, checkpoints and videos (``python -m eval.carry``: the ledger, configs, metrics and trials are a
-few MB): the data are generated again and must match the digest recorded in the ledger, the
-classifier runs again if an arm still needs it, and an arm whose checkpoint is gone is trained
-again only if it still has evaluations to run.
+few MB): the data are generated again, or carried without their images (``--states``), and must
+match the digest recorded in the ledger; the classifier runs again if an arm still needs it and its
+annotation set was not carried, and an arm whose checkpoint is gone is trained again only if it
+still has evaluations to run.
 """
 
 from __future__ import annotations
@@ -232,8 +233,8 @@ class Experiment:
                 continue
             section = source.model_dump(mode="json")
             if self.ledger.is_done(key, section):
-                if path.is_dir():
-                    self._record_digest(key, path)
+                if path.is_dir():  # kept, or carried in without images (eval.carry --states): it must be the same data
+                    self._record_digest(key, path, expected=self.ledger.result(key).get("digest"))
                     continue
                 print(f"{path}: gone; generating it again (it must come out the same as before)")
                 self.ledger.reopen(key)
@@ -264,7 +265,7 @@ class Experiment:
         digest = store_digest(path)
         if expected is not None and digest != expected:
             raise ExperimentError(
-                f"{path}: generated again, it differs from the data the finished arms used (digest {digest[:12]} != "
+                f"{path}: differs from the data the finished arms used (digest {digest[:12]} != "
                 f"{expected[:12]}); remove {self.out / 'arms'} to train every arm on the new data"
             )
         self.ledger.finish(key, 0.0, {**result, "digest": digest})

@@ -4,11 +4,15 @@ That the carried record resumes a real run is tested in test_experiment (the car
 """
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from data_gen.episode_store import META_COLUMNS, EpisodeMeta, EpisodeStore
 from eval.carry import carry, main, record_files
+from eval.experiment import store_digest
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -208,3 +212,70 @@ def test_the_command_line_reports_what_it_carried(tmp_path, capsys):
     run = make_run(tmp_path / "run")
     assert main([str(run), str(tmp_path / "dest")]) == 0
     assert f"carried {len(RECORD)} files" in capsys.readouterr().out
+
+
+def make_store(path: Path, episodes: int = 3) -> Path:
+    """A real episode store with one camera and an annotation set, as the generator and classifier leave it."""
+    rng = np.random.default_rng(0)
+    with EpisodeStore.create(path, cameras={"overhead": (8, 8)}, domain_config={"name": "sim"}, run={"seed": 2}) as store:
+        for index in range(episodes):
+            steps = 5 + index
+            store.append_episode(
+                {"action": rng.normal(size=(steps, 2)), "agent_pos": rng.normal(size=(steps, 2)),
+                 "slider_pose": rng.normal(size=(steps, 3)), "overhead": rng.integers(0, 255, (steps, 8, 8, 3), np.uint8)},
+                EpisodeMeta(source="gcs", domain="sim", seed=index, initial_pose=(0.1, 0.2, index), success=index != 1,
+                            planning_time=0.5, plan_cost=2.0 + index, extra={"attempt": index}),
+            )  # fmt: skip
+        store.write_annotation("cls", rng.uniform(size=store.n_steps), attrs={"by": "test"})
+    return path
+
+
+def test_states_carries_the_stores_without_images_and_the_same_data(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    (run / "data" / "clean.zarr").rename(tmp_path / "fake.zarr")  # make_run's stand-in, not a store
+    make_store(run / "data" / "corrupt.zarr")
+    assert main([str(run), str(tmp_path / "dest"), "--states"]) == 0
+    assert "and corrupt.zarr without images" in capsys.readouterr().out
+    original, copied = run / "data" / "corrupt.zarr", tmp_path / "dest" / "data" / "corrupt.zarr"
+    assert store_digest(copied) == store_digest(original)  # what the runner checks against its ledger
+    with EpisodeStore.open(original) as a, EpisodeStore.open(copied) as b:
+        assert b.cameras == () and a.cameras == ("overhead",)
+        assert b.step_keys == ("action", "agent_pos", "slider_pose")
+        assert np.array_equal(a.episode_ends, b.episode_ends)
+        for key in b.step_keys:
+            assert np.array_equal(a.array(key), b.array(key))
+        for name in META_COLUMNS:
+            assert np.array_equal(a.meta_column(name), b.meta_column(name))
+        assert (a.domain_config, a.run, a.action_dim) == (b.domain_config, b.run, b.action_dim)
+        assert b.annotation_names == ("cls",)
+        assert np.array_equal(a.annotation("cls").sigma_min, b.annotation("cls").sigma_min)
+        assert b.annotation("cls").attrs["by"] == "test"
+    assert sum(p.stat().st_size for p in copied.rglob("*")) < sum(p.stat().st_size for p in original.rglob("*"))
+
+    assert main([str(run), str(tmp_path / "dest"), "--states"]) == 0  # carried stores are replaced like the record
+    assert main([str(run), str(tmp_path / "dest")]) == 0  # without --states: the stores go
+    assert not (tmp_path / "dest" / "data").exists()
+
+
+def test_a_store_with_images_at_the_destination_is_never_replaced(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    dest = make_run(tmp_path / "dest")  # a run's data, not a carried copy
+    for name in ("experiment.lock", "arms/clean/train/ckpt.pt", "arms/clean/eval_target/videos/trial_000.mp4"):
+        (dest / name).unlink()
+    for path in (dest / "data").iterdir():
+        shutil.rmtree(path)
+    make_store(dest / "data" / "corrupt.zarr")
+    with pytest.raises(SystemExit):
+        main([str(run), str(dest), "--states"])
+    assert "not only a carried record" in capsys.readouterr().err and (dest / "data" / "corrupt.zarr" / "data" / "overhead").is_dir()
+
+
+def test_states_from_a_damaged_store_is_one_line_and_keeps_the_old_record(tmp_path, capsys):
+    run = make_run(tmp_path / "run")  # its data/clean.zarr is no store
+    carry(run, tmp_path / "dest")
+    before = snapshot(tmp_path / "dest")
+    with pytest.raises(SystemExit):
+        main([str(run), str(tmp_path / "dest"), "--states"])
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "clean.zarr" in err
+    assert snapshot(tmp_path / "dest") == before and sorted(p.name for p in tmp_path.iterdir()) == ["dest", "run"]

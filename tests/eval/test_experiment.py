@@ -458,6 +458,26 @@ def test_an_arm_s_seed_is_its_training_seed_and_its_evaluation_keeps_the_experim
     assert [a.name for a in config.sweep(arms["ambient_loss_best"])] == ["ambient_s0.2", "ambient_s0.5"]  # a replicate is not a sweep value
 
 
+def test_a_run_carried_with_its_states_neither_generates_the_data_nor_classifies_and_checks_the_stores(smoke, tmp_path, capsys):
+    carried = tmp_path / "carried"
+    carry(smoke, carried, states=True)
+    with EpisodeStore.open(carried / "data" / "corrupt.zarr") as store:
+        assert store.cameras == () and store.annotation_names  # the classifier's sigma_min came along
+    capsys.readouterr()
+    assert main([str(SMOKE), "--out", str(carried)]) == 0
+    printed = capsys.readouterr().out
+    assert not any(f"== {stage}" in printed for stage in ("data", "sigma_min", "train", "eval"))
+    rows = lambda run: {(r["arm"], r["domain"]): r["success_by_trial"] for r in json.loads((run / "results.json").read_text())["arms"]}  # noqa: E731
+    assert rows(carried) == rows(smoke)
+
+    ledger = json.loads((carried / "ledger.json").read_text())
+    ledger["data/corrupt"]["result"]["digest"] = "0" * 64  # as if other data had been carried in
+    (carried / "ledger.json").write_text(json.dumps(ledger))
+    assert main([str(SMOKE), "--out", str(carried)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("python -m eval.experiment: error:") and "corrupt.zarr: differs from the data the finished arms used" in error
+
+
 def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retrains_only_unevaluated_arms(smoke, tmp_path, capsys):
     # What survives a machine that is gone: the ledger, configs, metrics and evaluation results.
     carried = tmp_path / "carried"
