@@ -154,6 +154,21 @@ META_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
 }
 
 
+def meta_from_columns(columns: Mapping[str, Any], index: int) -> EpisodeMeta:
+    """Row ``index`` of metadata columns (as ``EpisodeStore.meta_column`` or an export holds them) as
+    an EpisodeMeta, ``extra`` parsed from its JSON string."""
+    return EpisodeMeta(
+        source=str(columns["source"][index]),
+        domain=str(columns["domain"][index]),
+        seed=int(columns["seed"][index]),
+        initial_pose=tuple(float(x) for x in columns["initial_pose"][index]),
+        success=bool(columns["success"][index]),
+        planning_time=float(columns["planning_time"][index]),
+        plan_cost=float(columns["plan_cost"][index]),
+        extra=json.loads(str(columns["extra"][index])),
+    )
+
+
 class EpisodeStore:
     """An episode store opened for reading (``mode="r"``) or appending (``mode="a"``).
 
@@ -377,17 +392,13 @@ class EpisodeStore:
     def episode_meta(self, index: int) -> EpisodeMeta:
         """The metadata row of one episode."""
         index = self._episode_index(index)
-        row = {name: self._read(f"meta/{name}", self._meta[name], index, index + 1)[0] for name in META_COLUMNS}
-        return EpisodeMeta(
-            source=str(row["source"]),
-            domain=str(row["domain"]),
-            seed=int(row["seed"]),
-            initial_pose=tuple(float(x) for x in row["initial_pose"]),
-            success=bool(row["success"]),
-            planning_time=float(row["planning_time"]),
-            plan_cost=float(row["plan_cost"]),
-            extra=json.loads(str(row["extra"])),
-        )
+        row = {name: self._read(f"meta/{name}", self._meta[name], index, index + 1) for name in META_COLUMNS}
+        return meta_from_columns(row, 0)
+
+    def episode_metas(self) -> list[EpisodeMeta]:
+        """Every committed episode's metadata, read column by column (not one read per episode)."""
+        columns = {name: self.meta_column(name) for name in META_COLUMNS}
+        return [meta_from_columns(columns, index) for index in range(self.n_episodes)]
 
     def meta_column(self, name: str) -> np.ndarray:
         """One metadata column over all committed episodes (strings as a numpy str array)."""

@@ -20,7 +20,6 @@ zeros (the store refuses NaN steps); see each layout's module for where it finds
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -33,7 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data_gen.cli import no_empty_dirs_on_failure
-from data_gen.episode_store import META_COLUMNS, RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError
+from data_gen.episode_store import (  # noqa: F401  meta_from_columns: the interop modules' import
+    META_COLUMNS, RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError, meta_from_columns)
 
 FORMATS = ("lerobot", "diffusion-policy")
 # The env and every generator step at the task's control rate (pushing_sim.task.TaskConfig.control_hz,
@@ -199,20 +199,6 @@ def tree_bytes(path: Path) -> int:
 def meta_columns(store: EpisodeStore) -> dict[str, np.ndarray]:
     """The store's metadata columns, ``extra`` as the JSON string it stores (so it round-trips exactly)."""
     return {name: store.meta_column(name) for name in META_COLUMNS}
-
-
-def meta_from_columns(columns: dict[str, np.ndarray], index: int) -> EpisodeMeta:
-    """Row ``index`` of metadata columns as an EpisodeMeta."""
-    return EpisodeMeta(
-        source=str(columns["source"][index]),
-        domain=str(columns["domain"][index]),
-        seed=int(columns["seed"][index]),
-        initial_pose=tuple(float(x) for x in columns["initial_pose"][index]),
-        success=bool(columns["success"][index]),
-        planning_time=float(columns["planning_time"][index]),
-        plan_cost=float(columns["plan_cost"][index]),
-        extra=json.loads(str(columns["extra"][index])),
-    )
 
 
 def foreign_meta(index: int, slider_pose: np.ndarray, success: bool, extra: dict[str, Any]) -> EpisodeMeta:

@@ -22,7 +22,6 @@ the ledger does not yet count as done is resumed).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -30,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from data_gen.cli import ArgumentParser, fail, no_empty_dirs_on_failure
-from data_gen.episode_store import StoreError
+from data_gen.episode_store import STATE_WIDTHS, EpisodeStore, StoreError
 from eval.experiment import LEDGER_NAME
 
 RECORD_SUFFIXES = (".json", ".jsonl", ".yaml", ".md", ".png")  # configs, metrics, trials, reports, plots
@@ -60,32 +59,19 @@ def record_files(run: Path) -> list[Path]:
 
 def states_copy(source: Path, dest: Path) -> None:
     """``dest``: the episode store ``source`` without its camera arrays, with its annotation sets."""
-    from data_gen.episode_store import META_COLUMNS, STATE_WIDTHS, EpisodeMeta, EpisodeStore
-
     with EpisodeStore.open(source) as store:
         arrays = {key: store.array(key) for key in ("action", *STATE_WIDTHS)}
-        columns = {name: store.meta_column(name) for name in META_COLUMNS}
         annotations = [store.annotation(name) for name in store.annotation_names]
         with EpisodeStore.create(dest, cameras={}, domain_config=store.domain_config, run=store.run,
                                  action_dim=store.action_dim) as copy:  # fmt: skip
-            start = 0
-            for index, end in enumerate(store.episode_ends):
-                meta = EpisodeMeta(
-                    source=str(columns["source"][index]), domain=str(columns["domain"][index]),
-                    seed=int(columns["seed"][index]), initial_pose=tuple(float(v) for v in columns["initial_pose"][index]),
-                    success=bool(columns["success"][index]), planning_time=float(columns["planning_time"][index]),
-                    plan_cost=float(columns["plan_cost"][index]), extra=json.loads(str(columns["extra"][index])),
-                )  # fmt: skip
+            for meta, start, end in zip(store.episode_metas(), (0, *store.episode_ends[:-1]), store.episode_ends):
                 copy.append_episode({key: values[start:end] for key, values in arrays.items()}, meta)
-                start = int(end)
             for annotation in annotations:
                 copy.write_annotation(annotation.name, annotation.sigma_min, annotation.sigma_max, annotation.attrs)
 
 
 def _states_only_stores(data: Path) -> bool:
     """Whether ``data`` holds nothing but episode stores without cameras (what ``--states`` carries)."""
-    from data_gen.episode_store import EpisodeStore
-
     for path in data.iterdir():
         try:
             with EpisodeStore.open(path) as store:

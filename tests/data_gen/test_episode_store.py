@@ -88,6 +88,7 @@ def test_round_trip_of_several_episodes(tmp_path):
     for i, (episode, meta) in enumerate(zip(episodes, metas)):
         assert_episode_equal(store.episode(i), episode)
         assert store.episode_meta(i).model_dump_json() == meta.model_dump_json()
+    assert [m.model_dump_json() for m in store.episode_metas()] == [m.model_dump_json() for m in metas]
     assert_episode_equal(store.episode(-1), episodes[-1])
     np.testing.assert_array_equal(
         store.array("slider_pose"), np.concatenate([ep["slider_pose"] for ep in episodes]).astype(np.float32)
