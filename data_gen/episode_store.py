@@ -397,8 +397,12 @@ class EpisodeStore:
 
     def episode_metas(self) -> list[EpisodeMeta]:
         """Every committed episode's metadata, read column by column (not one read per episode)."""
-        columns = {name: self.meta_column(name) for name in META_COLUMNS}
+        columns = self.meta_columns()
         return [meta_from_columns(columns, index) for index in range(self.n_episodes)]
+
+    def meta_columns(self) -> dict[str, np.ndarray]:
+        """Every metadata column (``extra`` as the JSON string it stores, so it round-trips exactly)."""
+        return {name: self.meta_column(name) for name in META_COLUMNS}
 
     def meta_column(self, name: str) -> np.ndarray:
         """One metadata column over all committed episodes (strings as a numpy str array)."""

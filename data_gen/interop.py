@@ -32,8 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_gen.cli import no_empty_dirs_on_failure
-from data_gen.episode_store import (  # noqa: F401  meta_from_columns: the interop modules' import
-    META_COLUMNS, RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError, meta_from_columns)
+from data_gen.episode_store import RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError
 
 FORMATS = ("lerobot", "diffusion-policy")
 # The env and every generator step at the task's control rate (pushing_sim.task.TaskConfig.control_hz,
@@ -193,12 +192,7 @@ def tree_bytes(path: Path) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Per-episode metadata as columns
-
-
-def meta_columns(store: EpisodeStore) -> dict[str, np.ndarray]:
-    """The store's metadata columns, ``extra`` as the JSON string it stores (so it round-trips exactly)."""
-    return {name: store.meta_column(name) for name in META_COLUMNS}
+# Foreign episodes: their metadata, run identity and camera names
 
 
 def foreign_meta(index: int, slider_pose: np.ndarray, success: bool, extra: dict[str, Any]) -> EpisodeMeta:

@@ -35,10 +35,9 @@ import zarr
 from tqdm import tqdm
 
 from data_gen.episode_store import (
-    ANNOTATION_ARRAYS, FORMAT_NAME, IMAGE_CHUNK_FRAMES, META_COLUMNS, Annotation, EpisodeStore,
+    ANNOTATION_ARRAYS, FORMAT_NAME, IMAGE_CHUNK_FRAMES, META_COLUMNS, Annotation, EpisodeStore, meta_from_columns,
 )
-from data_gen.interop import Contents, InteropError, foreign_meta, foreign_run, camera_name, meta_columns, \
-    meta_from_columns, to_uint8_images
+from data_gen.interop import Contents, InteropError, foreign_meta, foreign_run, camera_name, to_uint8_images
 
 FORMAT = "diffusion-policy"
 STATE_KEY = "state"  # DP's name for the low-dim observation; ours is agent_pos
@@ -66,7 +65,7 @@ def write(store: EpisodeStore, out: Path, progress: bool = False) -> None:
         for name, array in images.items():
             array[steps] = store.array(name, steps.start, steps.stop)
     _array(root, "meta/episode_ends", store.episode_ends, None, LOW_DIM_COMPRESSOR)
-    for name, values in meta_columns(store).items():
+    for name, values in store.meta_columns().items():
         _array(root, f"meta/{name}", values, None, LOW_DIM_COMPRESSOR)
     annotation_attrs = {}
     for name in store.annotation_names:

@@ -54,9 +54,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_gen.episode_store import ANNOTATION_ARRAYS, FORMAT_NAME, META_COLUMNS, Annotation, EpisodeStore
-from data_gen.interop import DEFAULT_FPS, Contents, InteropError, camera_name, foreign_meta, foreign_run, \
-    meta_columns, meta_from_columns
+from data_gen.episode_store import ANNOTATION_ARRAYS, FORMAT_NAME, META_COLUMNS, Annotation, EpisodeStore, \
+    meta_from_columns
+from data_gen.interop import DEFAULT_FPS, Contents, InteropError, camera_name, foreign_meta, foreign_run
 
 FORMAT = "lerobot"
 CODEBASE_VERSION = "v3.0"
@@ -208,7 +208,7 @@ def _episodes_table(store: EpisodeStore, starts: np.ndarray, ends: np.ndarray, l
         columns |= {f"videos/{key}/chunk_index": zeros, f"videos/{key}/file_index": zeros,
                     f"videos/{key}/from_timestamp": starts / fps, f"videos/{key}/to_timestamp": ends / fps}
     columns |= {"meta/episodes/chunk_index": zeros, "meta/episodes/file_index": zeros}
-    for name, values in meta_columns(store).items():
+    for name, values in store.meta_columns().items():
         if values.ndim == 2:
             columns[name] = _fixed_list(values)
         elif values.dtype.kind == "U":
