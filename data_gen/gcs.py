@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
 from data_gen.backends import BackendError, add_backend_arguments, check_backend, check_backend_arguments, ordered_map
 from data_gen.cli import ArgumentParser, stops_on_sigterm
+from data_gen.corruption import Corruption, command_offsets
 from data_gen.episode_store import EpisodeMeta, EpisodeStore, StoreError
 from data_gen.planner import PlannerConfig, PlanningError, plan_push
 from data_gen.replay import kinematic_episode, physics_episode
@@ -52,10 +53,19 @@ class GenerationConfig(BaseModel):
     planner: PlannerConfig = PlannerConfig()
     task: TaskConfig = TaskConfig()
     max_attempts_factor: float = Field(2.0, ge=1.0, description="give up after this many attempts per episode")
+    # A controlled corruption executed with the commands (jitter, bias; data_gen.corruption): physics replay only.
+    corruption: Corruption | None = None
+
+    @model_validator(mode="after")
+    def _executed_corruption(self) -> GenerationConfig:
+        if self.corruption is not None and (not self.corruption.executed or self.replay != "physics"):
+            raise ValueError("a corruption in generation must be executed (jitter, bias) with physics replay; "
+                             "label noise is applied to a finished store (data_gen.corruption.write_label_noise)")
+        return self
 
     def run_identity(self) -> dict:
         """The store's record of the run: a resume with anything else different is refused."""
-        return {
+        identity = {
             "generator": "gcs",
             "seed": self.seed,
             "domain": self.domain.name,
@@ -63,6 +73,9 @@ class GenerationConfig(BaseModel):
             "replan_every": self.replan_every,
             "keep": self.keep,
         }
+        if self.corruption is not None:  # absent otherwise, so stores made before corruptions existed still resume
+            identity["corruption"] = self.corruption.model_dump(mode="json")
+        return identity
 
 
 def start_pose(task: TaskConfig, seed: int, attempt: int) -> np.ndarray:
@@ -109,8 +122,11 @@ class Attempter:
             episode = kinematic_episode(self.sim, sampled.slider_poses, sampled.pusher_xy)
             success = True  # by construction: the planner's model ends within tolerance
         else:
+            offsets = None
+            if config.corruption is not None:
+                offsets = command_offsets(config.corruption, attempt, config.task.max_episode_steps, self.hz)
             episode, success = physics_episode(
-                self.sim, pose, sampled.pusher_xy, self.plan_targets, config.replan_every
+                self.sim, pose, sampled.pusher_xy, self.plan_targets, config.replan_every, command_offsets=offsets
             )
         if config.keep == "successful" and not success:
             return AttemptResult(attempt, pose, None, False, planning_time, plan.cost, "physics replay missed the goal")
@@ -211,7 +227,8 @@ def generate(config: GenerationConfig, out: Path, workers: int = 1, append: bool
                     success=result.success,
                     planning_time=result.planning_time,
                     plan_cost=result.plan_cost,
-                    extra={"attempt": result.attempt, "replay": config.replay},
+                    extra={"attempt": result.attempt, "replay": config.replay}
+                    | ({"corruption": config.corruption.kind} if config.corruption else {}),
                 )
                 store.append_episode(result.episode, meta)
                 stored += 1

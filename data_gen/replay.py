@@ -39,11 +39,14 @@ def physics_episode(
     planner: Planner | None = None,
     replan_every: int | None = None,
     settle_steps: int = 10,
+    command_offsets: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], bool]:
     """Track pusher targets in the domain's physics; stop on success, at the time limit, or when done.
 
     With `replan_every` K and a `planner`, the targets are re-planned from the measured state every K
-    steps. Returns the episode and whether it met the task's success check.
+    steps. `command_offsets` (max_episode_steps, 2): added to the command of each step (a controlled
+    corruption, data_gen.corruption), clipped to the workspace, executed and recorded as the action.
+    Returns the episode and whether it met the task's success check.
     """
     task = sim.task
     sim.reset(start_pose, np.asarray(task.pusher_start, dtype=float))
@@ -68,6 +71,8 @@ def physics_episode(
             if settle_steps < 0:
                 break
         action = queue.pop(0) if queue else hold
+        if command_offsets is not None:
+            action = np.clip(action + command_offsets[step], *task.workspace())
         recorder.add(sim.render(), agent_pos, slider_pose, action)
         sim.step(action)
     if not len(recorder):  # already at the goal: record the state once
