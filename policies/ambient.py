@@ -59,15 +59,20 @@ def ambient_training_pair(
     sigma_t: torch.Tensor | float,
     sigma_min: torch.Tensor | float,
     prediction_type: str = "epsilon",
+    *,
+    contract: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_t, target) for action chunks ``a`` with per-element sigma_min (0: plain denoising of ``a``).
 
-    First the contraction: y = sqrt(1 - s_m^2) a + s_m z1, so that a corrupt chunk becomes a draw of
-    q_{s_m}, which matches p_{s_m}; only then is y noised on to s_t and the ambient target formed
-    from it. Treating the raw chunk as x_{s_m} instead biases the denoiser even when the corrupt data
-    equals the clean data. z1, z: independent standard normal noise shaped like ``a``.
+    With ``contract`` (the default), first the contraction: y = sqrt(1 - s_m^2) a + s_m z1, so that a
+    corrupt chunk becomes a draw of q_{s_m}, which matches p_{s_m}; only then is y noised on to s_t
+    and the ambient target formed from it. Treating the raw chunk as x_{s_m} instead biases the
+    denoiser even when the corrupt data equals the clean data. Without it y = a ("idea 2"), right
+    only for data that already are noisy copies at level s_m (contracting those again would put them
+    at s' with s'^2 = 2 s_m^2 - s_m^4). z1, z: independent standard normal noise shaped like ``a``
+    (z1 unused without the contraction).
     """
-    y = add_noise(a, z1, sigma_min)
+    y = add_noise(a, z1, sigma_min) if contract else a
     x_t = ambient_noisy_input(y, z, sigma_t, sigma_min)
     if prediction_type == "epsilon":
         return x_t, ambient_eps_target(x_t, y, sigma_t, sigma_min)

@@ -36,14 +36,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import ClassVar, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from data_gen.cli import ArgumentParser
 from data_gen.episode_store import EpisodeStore, StoreError
-from policies.config import one_line
+from policies.config import Recorded, one_line
 from policies.dataset import DataError
 from policies.model import resolve_device
 from policies.noise import add_noise, ddpm_sigmas, first_admissible_step
@@ -58,10 +60,11 @@ ROLES = ("train", "validation", "test")
 LEVELS_PER_PASS = 8  # noise levels scored together while scanning for sigma_min
 
 
-class ClassifierConfig(BaseModel):
+class ClassifierConfig(Recorded):
     """The classifier, its cross-fitted training and the sigma_min estimate."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # an infinite lr passes gt=0
+    omit_at_default: ClassVar[tuple[str, ...]] = ("action_normalizer",)
 
     horizon: int = Field(16, ge=2)
     with_agent_pos: bool = False  # condition on the pusher position at the chunk's first step
@@ -78,6 +81,9 @@ class ClassifierConfig(BaseModel):
     draws: int = Field(8, ge=1)
     seed: int = Field(0, ge=0)  # numpy seed sequences take no negative entropy
     device: str = "auto"
+    # The steps the action normaliser is fitted on, as in the policy runs that use the sigma_min
+    # (policies.config.DataConfig.action_normalizer): every store's, or the clean stores' alone.
+    action_normalizer: Literal["all", "clean"] = "all"
 
     @field_validator("device")
     @classmethod
@@ -183,12 +189,15 @@ def chunk_indices(episode_ends: np.ndarray, horizon: int) -> np.ndarray:
 def read_pools(
     clean: Mapping[str, EpisodeStore], corrupt: Mapping[str, EpisodeStore], config: ClassifierConfig
 ) -> tuple[Pool, Pool, MinMaxNormalizer]:
-    """Both pools' chunks, normalised by a min-max normaliser fitted on every step of every store (as training's)."""
+    """Both pools' chunks, normalised by a min-max normaliser fitted as training's: on every step of every
+    store, or with ``action_normalizer: clean`` the actions on the clean stores' steps alone."""
     dims = {path: store.action_dim for path, store in {**clean, **corrupt}.items()}
     if len(set(dims.values())) > 1:
         raise DataError(f"the stores hold different action sizes: {dims}")
     raw = [_read_steps(stores) for stores in (clean, corrupt)]
     union = {key: np.concatenate([steps[key] for steps in raw]) for key in ("action", "agent_pos")}
+    if config.action_normalizer == "clean":
+        union["action"] = raw[0]["action"]
     normalizer = MinMaxNormalizer.fitted(union)
     pools = []
     for steps in raw:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer, model_validator
 
 from policies.ambient import buffer_factor
 
@@ -44,6 +44,25 @@ DEFAULT_ALPHA = 0.5
 AMBIENT_LOSS_S_MAX_FACTOR = 4.0
 # Training fields that may change when a run is resumed.
 RESUMABLE_TRAINING_FIELDS = {"steps", "epochs", "device", "checkpoint_every", "log_every"}
+
+
+class Recorded(BaseModel):
+    """A config whose dumps are records (saved configs, an experiment's ledger sections).
+
+    Fields added after runs were recorded are listed in ``omit_at_default``: a dump leaves them out
+    while they hold their default, so the records of those runs still compare equal and resume.
+    """
+
+    omit_at_default: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self.omit_at_default:
+                if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                    del data[name]
+        return data
 
 
 class ConfigError(Exception):
@@ -99,11 +118,12 @@ class PolicyConfig(BaseModel):
         return self
 
 
-class TrainingConfig(BaseModel):
+class TrainingConfig(Recorded):
     """The training method (science.md §3) and the optimiser (science.md §2)."""
 
     # No inf or NaN in any float: an infinite lr or image cache passes a bound check and fails mid-run.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    omit_at_default: ClassVar[tuple[str, ...]] = ("contraction",)
 
     method: Literal["clean", "cotrain", "ambient"] = "clean"
     # Clean weight per batch element (cotrain, ambient); DEFAULT_ALPHA when neither it nor a schedule is given.
@@ -119,6 +139,10 @@ class TrainingConfig(BaseModel):
     sigma_max: float | None = Field(None, gt=0, le=1)
     sigma_max_from: str | None = Field(None, min_length=1)
     corrupt_loss: Literal["denoise", "ambient"] = "denoise"
+    # The ambient loss first contracts a corrupt chunk to its sigma_min (right for data that are not noisy
+    # copies: sim, other robots); False takes it as x_{sigma_min} as it is, right for data that already
+    # are noisy copies at that level (a label-noise control), which a contraction would noise twice.
+    contraction: bool = True
     # The buffer b = sqrt(1 + 1/(s_max_factor - 1)) on sigma_min. None: AMBIENT_LOSS_S_MAX_FACTOR with
     # the ambient loss (its division needs it), no buffer with the denoising loss.
     s_max_factor: float | None = Field(None, gt=1)
@@ -164,6 +188,8 @@ class TrainingConfig(BaseModel):
             raise ValueError("alpha applies to methods 'cotrain' and 'ambient' only")
         if self.corrupt_loss == "ambient" and self.method != "ambient":
             raise ValueError("corrupt_loss 'ambient' applies to method 'ambient' only")
+        if not self.contraction and self.corrupt_loss != "ambient":
+            raise ValueError("contraction=False applies to method 'ambient' with corrupt_loss 'ambient' only")
         return self
 
     @property
@@ -179,14 +205,19 @@ class TrainingConfig(BaseModel):
         return self.steps is not None or self.epochs is not None
 
 
-class DataConfig(BaseModel):
+class DataConfig(Recorded):
     """The episode stores a run trains on, and how much memory decoded images may take."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    omit_at_default: ClassVar[tuple[str, ...]] = ("action_normalizer",)
 
     clean: tuple[str, ...] = Field(min_length=1)
     corrupt: tuple[str, ...] = ()
     image_cache_gb: float | None = Field(None, ge=0)  # None: up to half the available memory
+    # The steps the action normaliser is fitted on: every store's, or the clean stores' alone. With
+    # corrupt data that are noisy copies (a label-noise control), "clean" keeps the action units the
+    # noise was drawn in; a fit that includes the noisy actions would stretch them.
+    action_normalizer: Literal["all", "clean"] = "all"
 
 
 class RunConfig(BaseModel):
@@ -236,7 +267,8 @@ class RunConfig(BaseModel):
 
     def resume_differences(self, other: RunConfig) -> list[str]:
         """Fields that differ from ``other`` and forbid resuming its run (steps, device... may differ)."""
-        mine, theirs = self.model_dump(mode="json"), other.model_dump(mode="json")
+        # Every field, also those a dump leaves out at their default (Recorded), so none reads as None.
+        mine, theirs = ({section: dict(getattr(config, section)) for section in ("policy", "training", "data")} for config in (self, other))
         differences = []
         for section in ("policy", "training", "data"):
             for key in sorted(set(mine[section]) | set(theirs[section])):

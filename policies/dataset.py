@@ -184,9 +184,16 @@ class WindowDataset:
             batch[camera] = random_crop(frames, crops[camera], rng) if crops is not None else channels_first(frames)
         return batch
 
-    def fit_normalizer(self) -> MinMaxNormalizer:
-        """A normaliser fitted on every step of every store: action and agent_pos, or state."""
-        data = {"action": self.low_dim["action"]}
+    def fit_normalizer(self, action_on: str = "all") -> MinMaxNormalizer:
+        """A normaliser fitted on every step of every store: action and agent_pos, or state.
+
+        action_on "clean": the action's on the clean stores' steps alone (which come first), so that
+        noisy corrupt labels do not stretch the action units (DataConfig.action_normalizer).
+        """
+        if action_on not in ("all", "clean"):
+            raise ValueError(f"action_on must be 'all' or 'clean', not {action_on!r}")
+        clean_steps = int(sum(s.n_steps for s in self.stores if s.kind == "clean"))
+        data = {"action": self.low_dim["action"][:clean_steps] if action_on == "clean" else self.low_dim["action"]}
         if self.obs_mode == "state":
             data["state"] = np.concatenate([self.low_dim["agent_pos"], self.low_dim["slider_pose"]], axis=-1)
         else:

@@ -88,19 +88,23 @@ class DiffusionModel(nn.Module):
         ambient_sigma_min: torch.Tensor,
         noise: torch.Tensor,
         contraction_noise: torch.Tensor,
+        *,
+        contract: bool = True,
     ) -> torch.Tensor:
         """Per-sample (B,) squared error of the eps or x0 prediction.
 
         t: (B,) DDPM steps. ambient_sigma_min: (B,) the sigma_min of the ambient loss (science.md §3):
-        the chunk is first contracted to it with ``contraction_noise``, then noised on to sigma_t with
-        ``noise``; 0 gives plain denoising. noise, contraction_noise: (B, horizon, A) standard normal,
-        drawn by the caller so that a run is reproducible on any device.
+        the chunk is first contracted to it with ``contraction_noise`` (unless not ``contract``: data
+        that already are noisy copies at sigma_min are taken as x_{sigma_min} as they are), then
+        noised on to sigma_t with ``noise``; 0 gives plain denoising. noise, contraction_noise:
+        (B, horizon, A) standard normal, drawn by the caller so that a run is reproducible on any device.
         """
         x0 = self.normalizer.normalize("action", batch["action"].float())
         cond = self.encode_obs(batch)
         sigma = self.schedule.sigmas.to(x0.device)[t]
         x_t, target = ambient_training_pair(
-            x0, contraction_noise.to(x0), noise.to(x0), sigma, ambient_sigma_min.to(x0), self.config.prediction_type
+            x0, contraction_noise.to(x0), noise.to(x0), sigma, ambient_sigma_min.to(x0), self.config.prediction_type,
+            contract=contract,
         )
         prediction = self.unet(x_t, t, cond)
         return ((prediction.float() - target) ** 2).mean(dim=(1, 2))
@@ -112,9 +116,11 @@ class DiffusionModel(nn.Module):
         ambient_sigma_min: torch.Tensor,
         noise: torch.Tensor,
         contraction_noise: torch.Tensor,
+        *,
+        contract: bool = True,
     ) -> torch.Tensor:
         """The training loss (``loss``): DistributedDataParallel synchronises the gradients of what forward computes."""
-        return self.loss(batch, t, ambient_sigma_min, noise, contraction_noise)
+        return self.loss(batch, t, ambient_sigma_min, noise, contraction_noise, contract=contract)
 
     # ----------------------------------------------------------------------------------------------
     # Inference

@@ -5,7 +5,8 @@ and DDPM step (by default the sample first, clean with weight alpha, then a step
 clean windows at every step; cotrain: corrupt windows at every step; ambient: corrupt windows only
 where sigma_t > b sigma_min, or sigma_t < sigma_max). The loss on admitted corrupt windows is plain
 denoising, or with ``corrupt_loss="ambient"`` the ambient targets of science.md §3 after the
-contraction of the chunk to its own sigma_min.
+contraction of the chunk to its own sigma_min (``contraction=False``: the chunk taken as it is, for
+corrupt data that already are noisy copies at sigma_min).
 
 A run directory holds config.json, admission.json (the resolved clean weights, sigma_min source
 and the induced P(clean | t)), ckpt.pt (the last checkpoint) and metrics.jsonl. Starting a run
@@ -143,6 +144,7 @@ def admission_sampler(
         "alpha_per_step": sampler.alpha_per_step.tolist(),
         "buffer": training.buffer,
         "corrupt_loss": training.corrupt_loss,
+        "contraction": training.contraction,
         "sources": sources,
         "corrupt_windows_admissible_somewhere": sampler.num_corrupt_admissible_somewhere,
         "corrupt_windows": int(sampler.num_corrupt),
@@ -274,15 +276,17 @@ def make_optimizer(model: torch.nn.Module, training: TrainingConfig) -> torch.op
 
 def training_step(model, ema, optimizer, scheduler, batch: dict[str, torch.Tensor], step: int, autocast,
                   grad_norms: list[float] | None = None, *, net: torch.nn.Module | None = None,
-                  ranks: Ranks | None = None) -> float:
+                  ranks: Ranks | None = None, contract: bool = True) -> float:
     """One optimiser step (the ``step``-th) on a batch already on the model's device; returns the loss
     and, given a list, appends the gradients' global L2 norm to it (measured, never clipped).
+    contract: the ambient loss's contraction (TrainingConfig.contraction).
 
     Under torchrun: net is the model wrapped in DistributedDataParallel (which averages the gradients
     over the processes), and the loss returned is the mean over ranks, checked before any of them steps.
     """
     with autocast:
-        loss = (model if net is None else net)(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"], batch["contraction_noise"]).mean()
+        loss = (model if net is None else net)(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"], batch["contraction_noise"],
+                                               contract=contract).mean()
     value = loss.item() if ranks is None else ranks.mean([loss.item()])[0]
     if not math.isfinite(value):
         raise NonFiniteLossError(f"non-finite loss ({value}) at step {step}")
@@ -348,7 +352,7 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
     with torch.random.fork_rng(devices=[]):  # the initial weights from the run's seed, the caller's RNG untouched
         torch.manual_seed(training.seed)
         model = DiffusionModel(config.policy, dataset.cameras, dataset.action_dim)
-    model.normalizer.load_state_dict(dataset.fit_normalizer().state_dict())
+    model.normalizer.load_state_dict(dataset.fit_normalizer(config.data.action_normalizer).state_dict())
     sampler, admission = admission_sampler(training, dataset, model.schedule.sigmas, model.normalizer)
     total = total_steps(training, dataset)
     model.to(device)
@@ -436,7 +440,8 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
                 batch = {key: value.to(device, non_blocking=True) for key, value in host_batch.items()}
                 try:
                     value = training_step(model, ema, optimizer, scheduler, batch, step + 1, autocast, window_norms,
-                                          net=net, ranks=ranks if ranks.distributed else None)  # fmt: skip
+                                          net=net, ranks=ranks if ranks.distributed else None,
+                                          contract=training.contraction)  # fmt: skip
                 except NonFiniteLossError as error:
                     kept = f"{checkpoint_file} keeps the last good state" if saved_step is not None else "nothing saved"
                     raise NonFiniteLossError(f"{error}: stopped; {kept}") from None
@@ -523,6 +528,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sigma_max.add_argument("--sigma-max", type=float, help="ambient: also admit corrupt windows below this sigma (locality branch)")
     sigma_max.add_argument("--sigma-max-from", metavar="NAME", help="ambient: per-sample sigma_max from this annotation set")
     parser.add_argument("--corrupt-loss", default="denoise", choices=("denoise", "ambient"), help="loss on admitted corrupt chunks")
+    parser.add_argument("--action-normalizer", default="all", choices=("all", "clean"),
+                        help="fit the action normaliser on every store's steps or on the clean stores' alone (label-noise data)")
+    parser.add_argument("--no-contraction", action="store_true",
+                        help="ambient loss: take each corrupt chunk as x_{sigma_min} as it is, not contracted to it "
+                             "(for corrupt data that already are noisy copies at sigma_min)")  # fmt: skip
     parser.add_argument("--s-max-factor", type=float,
                         help="buffer b = sqrt(1 + 1/(F - 1)) on sigma_min (default: 4 with the ambient loss, none with denoise)")  # fmt: skip
     parser.add_argument("--out", required=True, help="run directory (resumed if it holds a checkpoint)")
@@ -569,6 +579,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                 sigma_max=args.sigma_max,
                 sigma_max_from=args.sigma_max_from,
                 corrupt_loss=args.corrupt_loss,
+                contraction=not args.no_contraction,
                 s_max_factor=args.s_max_factor,
                 lr=args.lr,
                 warmup_steps=args.warmup_steps,
@@ -580,7 +591,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                 checkpoint_every=args.checkpoint_every,
                 log_every=args.log_every,
             ),
-            data=DataConfig(clean=tuple(args.clean), corrupt=tuple(args.corrupt), image_cache_gb=args.image_cache_gb),
+            data=DataConfig(clean=tuple(args.clean), corrupt=tuple(args.corrupt), image_cache_gb=args.image_cache_gb,
+                            action_normalizer=args.action_normalizer),
         )
     except ValidationError as error:
         raise ConfigError(f"invalid arguments: {one_line(error)}") from None

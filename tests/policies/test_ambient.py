@@ -143,6 +143,44 @@ def test_plain_loss_on_noisy_data_does_not_recover_the_clean_denoiser(sigma_t, p
     assert max((a - a_opt).abs().max().item(), (c - c_opt).abs().max().item()) > 0.2
 
 
+def test_without_contraction_the_chunk_is_x_sigma_min_as_it_is():
+    """contract=False: y = a, so x_t = r a + sqrt((s_t^2 - s_m^2)/(1 - s_m^2)) z and the targets are those of y = a."""
+    a, z1, z = randn(3, 4, 16, 2, seed=6)
+    sigma_t = torch.tensor([0.5, 0.7, 0.9, 0.99], dtype=torch.float64)
+    sigma_min = torch.tensor([0.3, 0.4, 0.0, 0.8], dtype=torch.float64)
+    s_t, s_m = sigma_t[:, None, None], sigma_min[:, None, None]
+    expected_x_t = torch.sqrt(1 - s_t**2) / torch.sqrt(1 - s_m**2) * a + torch.sqrt((s_t**2 - s_m**2) / (1 - s_m**2)) * z
+    for prediction_type, target_of in [("epsilon", ambient_eps_target), ("sample", ambient_x0_target)]:
+        x_t, target = ambient_training_pair(a, z1, z, sigma_t, sigma_min, prediction_type, contract=False)
+        torch.testing.assert_close(x_t, expected_x_t, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(target, target_of(expected_x_t, a, sigma_t, sigma_min), rtol=1e-12, atol=1e-12)
+        # z1 plays no part; with the contraction (the default) it does, as y = sqrt(1 - s_m^2) a + s_m z1.
+        torch.testing.assert_close(ambient_training_pair(a, -z1, z, sigma_t, sigma_min, prediction_type, contract=False)[0], x_t)
+        contracted_x_t, contracted_target = ambient_training_pair(a, z1, z, sigma_t, sigma_min, prediction_type)
+        y = add_noise(a, z1, sigma_min)
+        torch.testing.assert_close(contracted_x_t, ambient_noisy_input(y, z, sigma_t, sigma_min), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(contracted_target, target_of(contracted_x_t, y, sigma_t, sigma_min), rtol=1e-12, atol=1e-12)
+        assert (contracted_x_t[sigma_min > 0] - x_t[sigma_min > 0]).abs().min() > 0
+        torch.testing.assert_close(contracted_x_t[2], x_t[2])  # s_m = 0: nothing to contract
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "epsilon"])
+@pytest.mark.parametrize("sigma_t", SIGMAS_ABOVE_BUFFER)
+def test_noisy_copies_without_contraction_learn_the_clean_denoiser(sigma_t, prediction_type):
+    """Data that are x_{s_m} (label noise at a known s_m): taken as they are, the least-squares denoiser is
+    the clean one; contracted again (to s'^2 = 2 s_m^2 - s_m^4 while the loss assumes s_m) it is biased."""
+    x0, z1, z = gaussian_chunks(200_000, seed=4)
+    label_noise = randn(200_000, 4, seed=5)
+    noisy = math.sqrt(1 - SIGMA_MIN**2) * x0 + SIGMA_MIN * label_noise
+    a_opt, c_opt = optimal_affine_denoiser(sigma_t, prediction_type)
+    a, c = least_squares_affine(*ambient_training_pair(noisy, z1, z, sigma_t, SIGMA_MIN, prediction_type, contract=False))
+    torch.testing.assert_close(a, a_opt, atol=0.03, rtol=0)
+    torch.testing.assert_close(c, c_opt, atol=0.03, rtol=0)
+    if sigma_t in SIGMAS_ABOVE_BUFFER[:2]:  # near s_m the double contraction's bias is large
+        a, c = least_squares_affine(*ambient_training_pair(noisy, z1, z, sigma_t, SIGMA_MIN, prediction_type))
+        assert max((a - a_opt).abs().max().item(), (c - c_opt).abs().max().item()) > 0.2
+
+
 # --- admission sampler ------------------------------------------------------------------------
 
 

@@ -1,5 +1,7 @@
 """Run configs: presets, validation as one-line errors, JSON/YAML round trips, resume compatibility."""
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -49,6 +51,21 @@ def test_round_trip_through_json_and_yaml(tmp_path, suffix):
     assert RunConfig.from_json(config.to_json()) == RunConfig.from_yaml(config.to_yaml()) == config
 
 
+def test_contraction_is_left_out_of_records_at_its_default():
+    """Runs recorded before the field existed dump and compare as before; turned off, it is recorded."""
+    ambient_loss = {"method": "ambient", "sigma_min": 0.3, "corrupt_loss": "ambient"}
+    default, off = TrainingConfig(**ambient_loss), TrainingConfig(**ambient_loss, contraction=False)
+    assert default.contraction is True and "contraction" not in default.model_dump()
+    assert "contraction" not in json.loads(default.model_dump_json())
+    assert json.loads(off.model_dump_json())["contraction"] is False and off.model_dump()["contraction"] is False
+    for config in (default, off):
+        assert TrainingConfig.model_validate_json(config.model_dump_json()) == config
+    run = run_config(corrupt_loss="ambient", contraction=False)
+    assert RunConfig.from_json(run.to_json()) == run and RunConfig.from_yaml(run.to_yaml()) == run
+    differences = run_config(corrupt_loss="ambient").resume_differences(run)
+    assert len(differences) == 1 and differences[0].startswith("training.contraction False")
+
+
 @pytest.mark.parametrize(
     "build, message",
     [
@@ -64,6 +81,8 @@ def test_round_trip_through_json_and_yaml(tmp_path, suffix):
         (lambda: TrainingConfig(lr=float("inf")), "(?s)lr.*finite number"),  # passes gt=0, then every loss is NaN
         (lambda: DataConfig(clean=("a",), image_cache_gb=float("inf")), "(?s)image_cache_gb.*finite number"),
         (lambda: TrainingConfig(method="cotrain", corrupt_loss="ambient"), "corrupt_loss"),
+        (lambda: TrainingConfig(method="cotrain", contraction=False), "contraction=False applies"),
+        (lambda: TrainingConfig(method="ambient", sigma_min=0.2, contraction=False), "contraction=False applies"),
         (lambda: TrainingConfig(method="ambient", alpha=0.5, alpha_schedule=(0.1, 0.2)), "not both"),
         (lambda: TrainingConfig(method="bogus"), "method"),
         (lambda: PolicyConfig(down_dims=(30, 60)), "multiples of n_groups"),
@@ -91,3 +110,16 @@ def test_resume_may_change_the_run_length_and_device_only():
     assert config.resume_differences(longer) == []
     other = run_config(s_max_factor=2.0)
     assert other.resume_differences(config) == ["training.s_max_factor None -> 2.0"]
+
+
+def test_resume_differences_name_fields_left_out_of_dumps_by_their_default():
+    """contraction and action_normalizer are left out of a dump at their default; a change still reads old -> new."""
+    from policies.config import DataConfig, RunConfig, TrainingConfig
+
+    ambient = {"method": "ambient", "sigma_min": 0.2, "corrupt_loss": "ambient"}
+    old = RunConfig(data=DataConfig(clean=("c",), corrupt=("x",)), training=TrainingConfig(**ambient))
+    new = RunConfig(data=DataConfig(clean=("c",), corrupt=("x",), action_normalizer="clean"),
+                    training=TrainingConfig(**ambient, contraction=False))
+    assert "action_normalizer" not in old.model_dump()["data"] and "contraction" not in old.model_dump()["training"]
+    assert new.resume_differences(old) == ["training.contraction True -> False", "data.action_normalizer 'all' -> 'clean'"]
+    assert old.resume_differences(RunConfig.from_json(old.to_json())) == []

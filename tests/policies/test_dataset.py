@@ -52,6 +52,20 @@ def test_normalizer_maps_the_data_onto_minus_one_one_and_back(clean_store, corru
     torch.testing.assert_close(restored.normalize("action", actions), scaled)
 
 
+def test_the_action_normaliser_may_be_fitted_on_the_clean_stores_alone(tmp_path, clean_store):
+    noisy = make_store(tmp_path / "noisy.zarr", episodes=3, steps=30, noise=0.2, seed=5)  # labels far outside the clean range
+    data = WindowDataset([clean_store], [noisy], obs_mode="state")
+    with EpisodeStore.open(clean_store) as store:
+        clean_actions = store.array("action")
+    on_clean, on_all = data.fit_normalizer("clean"), data.fit_normalizer()
+    torch.testing.assert_close(on_clean.action_min, torch.from_numpy(clean_actions.min(0)).to(on_clean.action_min))
+    torch.testing.assert_close(on_clean.action_max, torch.from_numpy(clean_actions.max(0)).to(on_clean.action_max))
+    assert torch.all(on_all.action_min < on_clean.action_min) and torch.all(on_all.action_max > on_clean.action_max)
+    torch.testing.assert_close(on_clean.state_min, on_all.state_min)  # observations: every store's, either way
+    with pytest.raises(ValueError, match="action_on"):
+        data.fit_normalizer("corrupt")
+
+
 def test_crops_have_the_requested_shape_and_come_from_the_image():
     assert crop_shape((96, 96), 0.875) == (84, 84)
     rng = np.random.default_rng(0)

@@ -16,7 +16,7 @@ from policies.config import DataConfig, PolicyConfig, RunConfig, TrainingConfig
 from policies.ema import EMA
 from policies.model import DiffusionModel
 from policies.policy import PolicyError, act_batch, load_policy
-from policies.train import BatchStream, TrainingError, admission_sampler, main, open_dataset, total_steps, train
+from policies.train import BatchStream, TrainingError, admission_sampler, config_from_args, main, open_dataset, parse_args, total_steps, train
 from tests.policies.synthetic_stores import make_store
 
 STEPS = 40
@@ -355,7 +355,9 @@ def test_batches_carry_the_contraction_noise_and_the_ambient_sigma_min_only_for_
         assert not torch.equal(batch["contraction_noise"], batch["noise"])
 
 
-def test_the_loss_contracts_each_chunk_to_its_sigma_min_before_noising_it(annotated, monkeypatch):
+@pytest.mark.parametrize("contract", [True, False])
+def test_the_loss_contracts_each_chunk_to_its_sigma_min_before_noising_it(annotated, monkeypatch, contract):
+    """With the contraction y = sqrt(1 - s_m^2) a + s_m z1; without it the chunk itself is x_{s_m}."""
     config, _ = annotated
     dataset, sampler, _ = sampler_for(config)
     model = DiffusionModel(config.policy, {}, 2)
@@ -365,11 +367,11 @@ def test_the_loss_contracts_each_chunk_to_its_sigma_min_before_noising_it(annota
     stream.close()
     seen = {}
     monkeypatch.setattr(model.unet, "forward", lambda x_t, t, cond: seen.setdefault("x_t", x_t))
-    model.loss(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"], batch["contraction_noise"])
+    model.loss(batch, batch["t"], batch["ambient_sigma_min"], batch["noise"], batch["contraction_noise"], contract=contract)
     x0 = model.normalizer.normalize("action", batch["action"])
     s_t = model.schedule.sigmas[batch["t"]][:, None, None].double()
     s_m = batch["ambient_sigma_min"][:, None, None].double()
-    y = torch.sqrt(1 - s_m**2) * x0 + s_m * batch["contraction_noise"]  # the contraction
+    y = torch.sqrt(1 - s_m**2) * x0 + s_m * batch["contraction_noise"] if contract else x0.double()
     expected = torch.sqrt(1 - s_t**2) / torch.sqrt(1 - s_m**2) * y + torch.sqrt((s_t**2 - s_m**2) / (1 - s_m**2)) * batch["noise"]
     assert batch["ambient_sigma_min"].gt(0).any()
     torch.testing.assert_close(seen["x_t"].double(), expected, atol=1e-5, rtol=1e-5)
@@ -384,6 +386,38 @@ def test_ambient_losses_train(annotated, tmp_path):
         })  # fmt: skip
         result = train(run, tmp_path / f"ambient-{loss}", progress=False)
         assert result.step == 5 and np.isfinite(result.losses).all()
+
+
+def test_a_run_without_the_contraction_trains_and_records_it(tmp_path, clean_store, corrupt_store):
+    """The same seed with and without the contraction: the same batches and initial weights, so the first
+    losses differ only if the flag reaches the loss."""
+    losses = {}
+    for contraction in (True, False):
+        config = tiny_config(clean_store, [corrupt_store], obs_mode="state", method="ambient", sigma_min=0.3,
+                             corrupt_loss="ambient", contraction=contraction, steps=4)  # fmt: skip
+        out = tmp_path / f"contraction-{contraction}"
+        result = train(config, out, progress=False)
+        assert result.step == 4 and np.isfinite(result.losses).all()
+        assert json.loads((out / "admission.json").read_text())["contraction"] is contraction
+        assert RunConfig.load(out / "config.json").training.contraction is contraction
+        assert RunConfig.from_json(load_checkpoint(out)["config"]) == config
+        losses[contraction] = result.losses
+    assert "contraction" not in json.loads((tmp_path / "contraction-True" / "config.json").read_text())["training"]
+    assert abs(losses[True][0] - losses[False][0]) > 1e-4 * losses[True][0], losses
+
+
+def test_cli_no_contraction_needs_the_ambient_loss(tmp_path, clean_store, corrupt_store, capsys):
+    common = ["--clean", str(clean_store), "--corrupt", str(corrupt_store), "--out", str(tmp_path / "run"), "--preset", "tiny",
+              "--steps", "2", "--device", "cpu", "--no-contraction"]  # fmt: skip
+    for method in (["--method", "cotrain"], ["--method", "ambient", "--sigma-min", "0.3"]):
+        code, err = run_cli(common + method, capsys)
+        assert code == 2 and "contraction=False applies" in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "run").exists()
+    code, err = run_cli(common + ["--method", "cotrain", "--corrupt-loss", "ambient"], capsys)
+    assert code == 2 and "corrupt_loss 'ambient' applies" in err and len(err.splitlines()) == 1, err
+    args = common + ["--method", "ambient", "--sigma-min", "0.3", "--corrupt-loss", "ambient"]
+    assert config_from_args(parse_args(args)).training.contraction is False
+    assert config_from_args(parse_args([a for a in args if a != "--no-contraction"])).training.contraction is True
 
 
 def test_epochs_give_every_method_the_same_number_of_steps(tmp_path, clean_store, corrupt_store):
@@ -435,7 +469,7 @@ def test_cli_subprocess_prints_no_traceback(tmp_path):
 
 
 def test_non_finite_loss_stops_with_exit_1(tmp_path, clean_store, capsys, monkeypatch):
-    monkeypatch.setattr(DiffusionModel, "loss", lambda self, batch, *a: torch.full((len(batch["t"]),), float("nan")))
+    monkeypatch.setattr(DiffusionModel, "loss", lambda self, batch, *a, **k: torch.full((len(batch["t"]),), float("nan")))
     code, err = run_cli(["--clean", str(clean_store), "--method", "clean", "--obs", "state", "--preset", "tiny",
                          "--out", str(tmp_path / "nan"), "--steps", "3", "--device", "cpu"], capsys)  # fmt: skip
     assert code == 1 and err.splitlines()[-1].startswith("python -m policies.train: error: non-finite loss (nan) at step 1")
