@@ -1,7 +1,7 @@
 """Data diagnostics: action spectra, the corruption spectrum and sigma_min distributions (science.md §5).
 
     python -m eval.analyze --store data/target.zarr --store data/sim.zarr [--out DIR] [--pairs 10000] [--chunk 32]
-                           [--annotation NAME ...]
+                           [--no-baselines] [--distance-bins 3] [--bootstrap 1000] [--annotation NAME ...]
 
 The first store is the clean one, the second the corrupt one. Writes to DIR (default ``analysis/``
 next to the first store):
@@ -9,15 +9,22 @@ next to the first store):
 - ``psd_<store>.png``: PSD of action chunks per action dimension and averaged, log-log, with the
   fitted power law;
 - ``corruption_spectrum.png`` (two stores or more): PSD of clean-minus-corrupt action chunks over
-  pairs matched by state (``eval.spectra.corruption_spectrum``), against the flat noise floors of
-  the DDPM levels ``--noise-steps``: where the curve is below a floor, noise at that level masks
-  the corruption;
+  pairs matched by state, against the flat noise floors of the DDPM levels ``--noise-steps`` (where
+  the curve is below a floor, noise at that level masks the difference), and beside it, per
+  state-distance bin, its baselines (``eval.spectra.corruption_comparison``): clean vs other clean
+  and corrupt vs other corrupt, each chunk against its nearest neighbours in other episodes of its
+  own set, with the same chunks, pair count and bins. Two demos from nearby states differ by their
+  own variety; only power above clean vs clean (the "excess") reads as corruption (science.md §7);
 - ``sigma_min_<store>_<set>.png``: histogram of per-step sigma_min, one per annotation set of each
   store (the store module's ``annotations/<set>``): by default every set a store holds, with
   ``--annotation NAME`` (repeatable) only those, and then every store must hold each of them;
 - ``summary.png``: the above side by side;
 - ``analysis.json``: the config and every number drawn. Each store's ``"sigma_min"`` maps set name
-  to its histogram, ``{}`` for a store with no sets.
+  to its histogram, ``{}`` for a store with no sets. ``corruption_spectrum`` holds the overall
+  clean-vs-corrupt spectrum, ``comparisons`` (pairs per bin of each comparison), ``bins`` (per
+  distance bin: each comparison's mean PSD, total power with a bootstrap interval and power-law fit,
+  and the excess over clean vs clean with its verdict) and ``matched`` (the same averaged over the
+  bins both populate, weighted as clean vs corrupt).
 
 A histogram reports ``mean_t_min``, the mean of t_min = ``policies.noise.first_admissible_step``
 (the smallest DDPM step t with sigma_t > sigma_min, over training's float32 schedule
@@ -33,6 +40,7 @@ arrays are read, never the images. Bad inputs exit with code 2 and a one-line me
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -42,30 +50,35 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from scipy.signal import get_window
 from tqdm import tqdm
 
 from data_gen.cli import ArgumentParser, fail, no_empty_dirs_on_failure
 from data_gen.episode_store import EpisodeStore, StoreError
+from eval.analysis_report import print_summary, write_figures
 from eval.neighbours import DEFAULT_ANGLE_SCALE_M
 from eval.spectra import (
     CONTROL_RATE_HZ,
+    Comparison,
+    CorruptionComparison,
     Demonstrations,
-    PowerLaw,
     Spectrum,
+    band_power,
     chunk_psd,
     chunk_starts,
-    corruption_spectrum,
+    corruption_comparison,
     fit_power_law,
     masking_floor,
+    percentile_interval,
 )
 from policies.noise import ddpm_sigmas, first_admissible_step
 
 NUM_TRAIN_TIMESTEPS = 100
 JSON_NAME = "analysis.json"
+COMPARISONS = ("clean_vs_corrupt", "clean_vs_clean", "corrupt_vs_corrupt")
+MIN_BIN_PAIRS = 10  # fewer pairs in a distance bin: counted, no spectrum
+INTERVAL_LEVEL = 0.95
 
 
 class AnalysisError(Exception):
@@ -81,7 +94,10 @@ class AnalysisConfig(BaseModel):
     out: Path | None = None  # default: analysis/ next to the first store
     chunk: int = Field(32, ge=4)  # steps per action chunk (16 = the policy horizon)
     stride: int | None = Field(None, ge=1)  # between chunks of the per-store PSD; default chunk // 2
-    pairs: int = Field(10_000, ge=1)  # clean/corrupt pairs of the corruption spectrum
+    pairs: int = Field(10_000, ge=1)  # pairs of the corruption spectrum, and of each baseline
+    baselines: bool = True  # clean vs other clean and corrupt vs other corrupt at matched state distance
+    distance_bins: int = Field(3, ge=1)  # state-distance bins (equal counts of clean/corrupt pairs)
+    bootstrap: int = Field(1000, ge=0)  # resamples of episodes for the intervals; 0: none
     window: str = "hann"
     detrend: Literal["constant", "linear", "none"] = "constant"
     angle_scale: float = Field(DEFAULT_ANGLE_SCALE_M, gt=0)  # metres per radian in the state distance
@@ -182,13 +198,14 @@ def analyze(config: AnalysisConfig, progress: bool = True) -> dict[str, Any]:
     timing["corruption"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    figures = _write_figures(out_dir, store_results, corruption)
+    figures = write_figures(out_dir, store_results, corruption)
     timing["plots"] = time.perf_counter() - tick
     timing["total"] = time.perf_counter() - started
 
     result = _jsonable({
         "config": json.loads(config.model_dump_json()),
         "control_rate_hz": CONTROL_RATE_HZ,
+        "num_train_timesteps": NUM_TRAIN_TIMESTEPS,
         "units": "PSD of actions min-max normalised to [-1, 1] over all stores, per Hz (eval.spectra convention)",
         "normalisation": {"action_min": low.tolist(), "action_max": high.tolist()},
         "stores": store_results,
@@ -198,7 +215,7 @@ def analyze(config: AnalysisConfig, progress: bool = True) -> dict[str, Any]:
     })
     with open(out_dir / JSON_NAME, "w") as file:
         json.dump(result, file, indent=1, allow_nan=False)
-    _print_summary(result, out_dir)
+    print_summary(result, out_dir)
     return result
 
 
@@ -309,19 +326,23 @@ def _corruption_result(
     sigmas: np.ndarray,
     bar,
 ) -> dict[str, Any]:
-    with bar(total=1, desc="corruption spectrum (KD-tree)") as progress:
-        result = corruption_spectrum(
+    with bar(total=1, desc="corruption spectrum and baselines (KD-trees)") as progress:
+        comparison = corruption_comparison(
             clean_demos,
             corrupt_demos,
             config.chunk,
             n_pairs=config.pairs,
+            n_bins=config.distance_bins,
+            baselines=config.baselines,
+            n_draws=config.bootstrap,
+            min_bin_pairs=MIN_BIN_PAIRS,
             angle_scale=config.angle_scale,
             rng=np.random.default_rng(config.seed),
             window=config.window,
             detrend=config.detrend,
         )
         progress.update()
-    spectrum = result.spectrum
+    spectrum = comparison.clean_vs_corrupt.spectra.overall
     positive = spectrum.frequencies > 0
     floors = []
     for t in config.noise_steps:
@@ -337,132 +358,132 @@ def _corruption_result(
     return {
         "clean": clean.name,
         "corrupt": corrupt.name,
-        "n_pairs": len(result.clean_starts),
-        "neighbour_distance": {
-            "median": float(np.median(result.distances)),
-            "p90": float(np.percentile(result.distances, 90)),
-        },
+        "n_pairs": spectrum.n_chunks,
+        "neighbour_distance": _distance_summary(comparison.clean_vs_corrupt.pairs.distances),
         **_spectrum_result(spectrum),
+        "total_power": band_power(spectrum.frequencies, spectrum.mean),
         "noise_floors": floors,
+        **_baseline_results(comparison, {"clean": clean.name, "corrupt": corrupt.name}, config),
     }
 
 
-# --------------------------------------------------------------------------------------------------
-# Figures
+def _baseline_results(comparison: CorruptionComparison, names: dict[str, str], config: AnalysisConfig) -> dict:
+    """Per distance bin: the three comparisons' power side by side and the excess over clean vs clean."""
+    f, edges = comparison.frequencies, comparison.edges
+    compared = {key: getattr(comparison, key) for key in COMPARISONS}
+    has_baseline = comparison.clean_vs_clean is not None
+    excess_means, excess_draws = comparison.excess() if has_baseline else ([None] * (len(edges) - 1), None)
+    bins = []
+    for b, excess in enumerate(excess_means):
+        entry: dict[str, Any] = {"bin": b, "distance_m": [edges[b], edges[b + 1]]}
+        for key, item in compared.items():
+            spectrum = None if item is None else item.spectra.bins[b]
+            entry[key] = None if spectrum is None else {
+                **_power_result(f, spectrum.mean, item.spectra.draws[:, b], spectrum.n_chunks,
+                                item.spectra.episodes_per_bin[b]),
+                "median_distance_m": float(np.median(item.pairs.distances[item.spectra.pair_bins == b])),
+            }
+        episodes = min(item.spectra.episodes_per_bin[b] for item in compared.values() if item is not None)
+        entry["excess"] = None if excess is None else _excess_result(f, excess, excess_draws[:, b], episodes)
+        bins.append(entry)
+    return {
+        "baselines": config.baselines,
+        "distance_bins": {
+            "edges_m": edges,
+            "min_pairs": MIN_BIN_PAIRS,
+            "rule": "equal counts of clean-vs-corrupt pairs (0, their quantiles, their maximum); a baseline pair "
+                    "beyond the last edge is in no bin; a bin needs min_pairs pairs for a spectrum",
+        },
+        "comparisons": {key: None if item is None else _pairs_result(item, names) for key, item in compared.items()},
+        "bins": bins,
+        "matched": _matched_result(comparison) if has_baseline else None,
+        "total_power_definition": "sum over the frequencies f > 0 of the mean-over-dims PSD times the bin width "
+                                  "(normalised action^2)",
+        "bootstrap": {
+            "draws": config.bootstrap,
+            "level": INTERVAL_LEVEL,
+            "resampled": f"each draw resamples the {names['clean']} and the {names['corrupt']} episodes once; a pair "
+                         "weighs the product of its two episodes' counts; every comparison uses the same draws, so "
+                         "the excess is paired",
+        },
+    }
 
 
-def _write_figures(out_dir: Path, stores: list[dict], corruption: dict | None) -> dict[str, Any]:
-    figures: dict[str, Any] = {"psd": {}, "sigma_min": {}}
-    for store in stores:
-        figures["psd"][store["name"]] = _save(out_dir, f"psd_{store['name']}.png", _draw_store_psd, store)
-    if corruption is not None:
-        figures["corruption_spectrum"] = _save(
-            out_dir, "corruption_spectrum.png", _draw_corruption, corruption, stores[0]
-        )
-    for store in stores:
-        figures["sigma_min"][store["name"]] = {
-            set_name: _save(out_dir, f"sigma_min_{store['name']}_{set_name}.png", _draw_sigma_min, store, set_name)
-            for set_name in store["sigma_min"]
-        }
-    figures["summary"] = _write_summary(out_dir, stores, corruption)
-    return figures
+def _pairs_result(item: Comparison, names: dict[str, str]) -> dict[str, Any]:
+    counts = item.spectra.counts
+    return {
+        "query": names[item.query],
+        "reference": names[item.reference],
+        "own_episode_excluded": item.query == item.reference,
+        "n_pairs": len(item.pairs.distances),
+        "neighbour_distance": _distance_summary(item.pairs.distances),
+        "pairs_per_bin": counts,
+        "query_episodes_per_bin": item.spectra.episodes_per_bin,
+        "pairs_beyond_last_bin": int(np.count_nonzero(item.spectra.pair_bins < 0)),
+        "populated_bins": [b for b, spectrum in enumerate(item.spectra.bins) if spectrum is not None],
+    }
 
 
-def _save(out_dir: Path, name: str, draw, *args) -> str:
-    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
-    draw(figure.add_subplot(), *args)
-    figure.savefig(out_dir / name, dpi=110)
-    return name
+def _power_result(f: np.ndarray, mean: np.ndarray, draws: np.ndarray, n_pairs: int, episodes: int) -> dict[str, Any]:
+    return {
+        "n_pairs": n_pairs,
+        "mean": mean,
+        "fit": _fit(f, mean),
+        "total_power": band_power(f, mean),
+        "total_power_interval": _interval(band_power(f, draws), episodes),
+    }
 
 
-def _write_summary(out_dir: Path, stores: list[dict], corruption: dict | None) -> str:
-    panels = [(_draw_all_psd, (stores,))]
-    if corruption is not None:
-        panels.append((_draw_corruption, (corruption, stores[0])))
-    panels += [(_draw_sigma_min, (store, set_name)) for store in stores for set_name in store["sigma_min"]]
-    figure = Figure(figsize=(5.2 * len(panels), 5.0), layout="constrained")
-    for axes, (draw, args) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
-        draw(axes, *args)
-    slopes = ", ".join(f"{s['name']} {_slope_text(s['psd']['fit'])}" for s in stores)
-    title = f"PSD slopes: {slopes}"
-    if corruption is not None:
-        title += f"  |  corruption {corruption['clean']} vs {corruption['corrupt']}: {_slope_text(corruption['fit'])}"
-    figure.suptitle(title)
-    figure.savefig(out_dir / "summary.png", dpi=90)
-    return "summary.png"
+def _excess_result(f: np.ndarray, excess: np.ndarray, draws: np.ndarray, episodes: int) -> dict[str, Any]:
+    total_interval = _interval(band_power(f, draws), episodes)
+    if total_interval is None:
+        verdict = "no interval"
+    else:
+        verdict = "above" if total_interval[0] > 0 else "below" if total_interval[1] < 0 else "within"
+    return {
+        "mean": excess,
+        "interval": _interval(draws, episodes),  # [low (F,), high (F,)]
+        "total_power": band_power(f, excess),
+        "total_power_interval": total_interval,
+        "verdict": verdict,
+    }
 
 
-def _draw_store_psd(axes, store: dict) -> None:
-    psd = store["psd"]
-    f, positive = np.asarray(psd["frequencies_hz"]), np.asarray(psd["frequencies_hz"]) > 0
-    for d, column in enumerate(psd["per_dim"]):
-        axes.loglog(f[positive], np.asarray(column)[positive], lw=1, alpha=0.7, label=f"action dim {d}")
-    axes.loglog(f[positive], np.asarray(psd["mean"])[positive], "k", lw=2, label="mean over dims")
-    _draw_fit(axes, f[positive], psd["fit"])
-    axes.set_title(f"{store['name']}: PSD of {psd['n_chunks']} action chunks")
-    _label_psd_axes(axes)
+def _matched_result(comparison: CorruptionComparison) -> dict[str, Any] | None:
+    """The comparisons averaged over the bins both clean vs corrupt and clean vs clean populate (weights: the first)."""
+    bins = comparison.matched_bins()
+    if len(bins) == 0:
+        return None
+    f = comparison.frequencies
+    result: dict[str, Any] = {"bins": bins, "weights": comparison.matched_weights()}
+    averaged = {}
+    for key in COMPARISONS:
+        item = getattr(comparison, key)
+        averaged[key] = None if item is None else comparison.matched(item)
+        if averaged[key] is None:
+            result[key] = None
+            continue
+        n_pairs = int(item.spectra.counts[bins].sum())
+        episodes = int(item.spectra.episodes_per_bin[bins].min())
+        result[key] = _power_result(f, *averaged[key], n_pairs, episodes)
+    (corrupt_mean, corrupt_draws), (clean_mean, clean_draws) = averaged["clean_vs_corrupt"], averaged["clean_vs_clean"]
+    episodes = int(comparison.clean_vs_corrupt.spectra.episodes_per_bin[bins].min())
+    result["excess"] = _excess_result(f, corrupt_mean - clean_mean, corrupt_draws - clean_draws, episodes)
+    return result
 
 
-def _draw_all_psd(axes, stores: list[dict]) -> None:
-    for store in stores:
-        psd = store["psd"]
-        f = np.asarray(psd["frequencies_hz"])
-        line, = axes.loglog(f[f > 0], np.asarray(psd["mean"])[f > 0], lw=2, label=store["name"])
-        _draw_fit(axes, f[f > 0], psd["fit"], color=line.get_color())
-    axes.set_title("PSD of action chunks (mean over dims)")
-    _label_psd_axes(axes)
+def _interval(draws: np.ndarray, episodes: int) -> list | None:
+    """[low, high] of the bootstrap draws; None without draws, or with one episode (no spread to resample)."""
+    if len(draws) == 0 or episodes < 2:
+        return None
+    low, high = percentile_interval(draws, INTERVAL_LEVEL)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        return None
+    return [low, high]
 
 
-def _draw_corruption(axes, corruption: dict, clean: dict) -> None:
-    f = np.asarray(corruption["frequencies_hz"])
-    positive = f > 0
-    clean_f = np.asarray(clean["psd"]["frequencies_hz"])
-    axes.loglog(clean_f[clean_f > 0], np.asarray(clean["psd"]["mean"])[clean_f > 0], color="0.6", lw=1.5,
-                label=f"{clean['name']} actions (reference)")
-    axes.loglog(f[positive], np.asarray(corruption["mean"])[positive], "k", lw=2,
-                label=f"{corruption['clean']} - {corruption['corrupt']} ({corruption['n_pairs']} pairs)")
-    colours = iter(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"] * 20)
-    for level in corruption["noise_floors"]:
-        axes.axhline(level["floor"], color=next(colours), ls="--", lw=1,
-                     label=f"noise floor t={level['t']} (sigma {level['sigma']:.2f})")
-    axes.set_title("corruption spectrum vs noise floors\n(below a floor = masked at that noise level)")
-    _label_psd_axes(axes, fontsize=7)
-
-
-def _draw_sigma_min(axes, store: dict, set_name: str) -> None:
-    hist = store["sigma_min"][set_name]
-    edges = np.asarray(hist["bin_edges"])
-    axes.stairs(hist["counts"], edges, fill=True, alpha=0.7)
-    axes.axvline(hist["mean"], color="k", ls="--",
-                 label=f"mean {hist['mean']:.3f} (mean t_min {hist['mean_t_min']:.1f})")
-    axes.set_xlabel("sigma_min")
-    axes.set_ylabel("samples")
-    axes.set_title(f"{store['name']} / {set_name}: sigma_min of {hist['n_samples']} steps")
-    axes.legend(fontsize=8)
-
-
-def _draw_fit(axes, frequencies: np.ndarray, fit: dict | None, color: str = "r") -> None:
-    if fit is not None:
-        law = PowerLaw(fit["slope"], fit["intercept"])
-        axes.loglog(frequencies, law(frequencies), ls=":", color=color, lw=1.5,
-                    label=f"fit f^{fit['slope']:.2f}, log10 P(1 Hz) = {fit['intercept']:.2f}")
-
-
-def _plain_tick(value: float, _position: int) -> str:
-    """'0.2', '1', '5' for the ticks with leading digit 1, 2 or 5; blank for the rest (they would overlap)."""
-    if value <= 0:
-        return ""
-    leading = round(value / 10 ** np.floor(np.log10(value)), 6)
-    return f"{value:g}" if leading in (1.0, 2.0, 5.0) else ""
-
-
-def _label_psd_axes(axes, fontsize: int = 8) -> None:
-    axes.set_xlabel("frequency (Hz)")
-    axes.set_ylabel("PSD (normalised action$^2$ / Hz)")
-    axes.xaxis.set_major_formatter(FuncFormatter(_plain_tick))
-    axes.xaxis.set_minor_formatter(FuncFormatter(_plain_tick))
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=fontsize)
+def _distance_summary(distances: np.ndarray) -> dict[str, float]:
+    return {"median": float(np.median(distances)), "p90": float(np.percentile(distances, 90))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -498,40 +519,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _slope_text(fit: dict | None) -> str:
-    return "no fit (zero power)" if fit is None else f"slope {fit['slope']:.2f}"
-
-
-def _print_summary(result: dict[str, Any], out_dir: Path) -> None:
-    config = result["config"]
-    print(f"eval.analyze: chunks of {config['chunk']} steps at {CONTROL_RATE_HZ:g} Hz, "
-          f"actions normalised to [-1, 1] over all stores")
-    for store in result["stores"]:
-        fit = store["psd"]["fit"]
-        intercept = "" if fit is None else f", log10 P(1 Hz) {fit['intercept']:.2f}"
-        sets = "no sigma_min sets" if not store["sigma_min"] else f"sigma_min sets {', '.join(store['sigma_min'])}"
-        print(f"  {store['name']:>12}: {store['n_episodes']} episodes, {store['n_steps']} steps, "
-              f"PSD {_slope_text(fit)}{intercept}; {sets}")
-        for set_name, sigma in store["sigma_min"].items():
-            print(f"  {'':>12}  {set_name}: sigma_min mean {sigma['mean']:.3f}, median {sigma['median']:.3f}, "
-                  f"mean t_min {sigma['mean_t_min']:.1f} of {NUM_TRAIN_TIMESTEPS} "
-                  f"({sigma['n_without_admissible_step']} steps with none admissible)")
-    corruption = result["corruption_spectrum"]
-    if corruption is not None:
-        distance = corruption["neighbour_distance"]
-        print(f"  corruption spectrum {corruption['clean']} vs {corruption['corrupt']}: {corruption['n_pairs']} pairs, "
-              f"neighbour distance median {distance['median']:.4f} (p90 {distance['p90']:.4f}), "
-              f"{_slope_text(corruption['fit'])}")
-        for level in corruption["noise_floors"]:
-            masked = level["masked_frequencies_hz"]
-            where = "none" if len(masked) == 0 else f"{min(masked):.2f}-{max(masked):.2f} Hz"
-            print(f"    t={level['t']:>2} sigma {level['sigma']:.3f}: "
-                  f"masks {level['masked_fraction']:.0%} of bins ({where})")
-    timing = result["timing_s"]
-    print(f"  wrote {out_dir} in {timing['total']:.2f} s (load {timing['load']:.2f}, PSD {timing['psd']:.2f}, "
-          f"corruption {timing['corruption']:.2f}, plots {timing['plots']:.2f})")
-
-
 # --------------------------------------------------------------------------------------------------
 # Command line
 
@@ -545,7 +532,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", action="append", required=True, type=Path,
                         help="episode store; give it twice: clean first, then corrupt")
     parser.add_argument("--out", type=Path, help="output directory (default: analysis/ next to the first store)")
-    parser.add_argument("--pairs", type=int, default=10_000, help="clean/corrupt pairs of the corruption spectrum")
+    parser.add_argument("--pairs", type=int, default=10_000,
+                        help="clean/corrupt pairs of the corruption spectrum (and pairs of each baseline)")
+    parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                        help="clean vs other clean and corrupt vs other corrupt at matched state distance")
+    parser.add_argument("--distance-bins", type=int, default=3,
+                        help="state-distance bins, equal counts of clean/corrupt pairs")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of episodes for the intervals; 0: none")
     parser.add_argument("--chunk", type=int, default=32, help="steps per action chunk")
     parser.add_argument("--stride", type=int, help="steps between chunks of the per-store PSD (default chunk // 2)")
     parser.add_argument("--window", default="hann", help="taper (any scipy.signal.get_window name)")
@@ -561,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = AnalysisConfig(
             stores=args.store, out=args.out, chunk=args.chunk, stride=args.stride, pairs=args.pairs,
+            baselines=args.baselines, distance_bins=args.distance_bins, bootstrap=args.bootstrap,
             window=args.window, detrend=args.detrend, angle_scale=args.angle_scale,
             noise_steps=tuple(args.noise_steps), seed=args.seed,
             annotations=None if args.annotation is None else tuple(args.annotation),

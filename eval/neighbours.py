@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 # About the T's radius of gyration: rotating it by 1 rad moves its material about this far.
 DEFAULT_ANGLE_SCALE_M = 0.05
+QUERY_BUDGET = 1 << 22  # neighbours held at once by query_other_groups (queries x width)
 
 
 def state_features(
@@ -54,3 +55,45 @@ class StateIndex:
         features = state_features(slider_pose, agent_pos, self.angle_scale)
         distances, indices = self._tree.query(features, k=k)
         return distances.reshape(len(features), k), indices.reshape(len(features), k).astype(np.int64)
+
+    def query_other_groups(
+        self,
+        slider_pose: np.ndarray,
+        agent_pos: np.ndarray,
+        query_groups: np.ndarray,
+        reference_groups: np.ndarray,
+        k: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``query``, but only among references whose group differs from the query's (e.g. never its own episode).
+
+        query_groups: (Q,) group of each query; reference_groups: (len(self),) group of each reference
+        state; groups are non-negative integers (e.g. episode indices).
+        """
+        query_groups = np.asarray(query_groups, dtype=np.int64)
+        reference_groups = np.asarray(reference_groups, dtype=np.int64)
+        if len(reference_groups) != len(self):
+            raise ValueError(f"need one reference group per reference state ({len(self)}), got {len(reference_groups)}")
+        sizes = np.bincount(reference_groups, minlength=query_groups.max(initial=-1) + 1)
+        available = len(self) - sizes[query_groups].max(initial=0)
+        if not 1 <= k <= available:
+            raise ValueError(f"k must be in [1, {available}] (reference states outside a query's group), got {k}")
+        features = state_features(slider_pose, agent_pos, self.angle_scale)
+        distances = np.empty((len(features), k))
+        indices = np.empty((len(features), k), dtype=np.int64)
+        # The own group can crowd the nearest list (neighbouring steps of one episode), so widen the
+        # search until k others are found: a query needs at most k + (its group's size) candidates.
+        pending = [(np.arange(len(features)), k + 16)]
+        while pending:
+            rows, width = pending.pop()
+            width = min(width, len(self))
+            for block in np.array_split(rows, max(1, -(-len(rows) * width // QUERY_BUDGET))):
+                found_d, found_i = self._tree.query(features[block], k=width)
+                found_d, found_i = found_d.reshape(len(block), width), found_i.reshape(len(block), width)
+                other = reference_groups[found_i] != query_groups[block, None]
+                done = other.sum(axis=1) >= k
+                first = np.argsort(~other[done], axis=1, kind="stable")[:, :k]  # the first k others, nearest first
+                distances[block[done]] = np.take_along_axis(found_d[done], first, axis=1)
+                indices[block[done]] = np.take_along_axis(found_i[done], first, axis=1)
+                if not done.all():
+                    pending.append((block[~done], width * 4))
+        return distances, indices

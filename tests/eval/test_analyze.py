@@ -127,6 +127,69 @@ def test_two_stores_write_plots_and_json(stores, tmp_path, capsys):
     assert all(a["floor"] < b["floor"] for a, b in zip(floors, floors[1:]))
     assert floors[-1]["masked_fraction"] == 1.0  # t = 80 hides everything of these small differences
     assert "slope" in stdout and "corruption spectrum target vs sim" in stdout and "wrote" in stdout
+    check_baselines(corruption, stdout)
+
+
+def check_baselines(corruption: dict, stdout: str) -> None:
+    """The baselines' numbers agree with each other: counts, bins, excess = clean-corrupt minus clean-clean."""
+    assert corruption["baselines"] is True
+    comparisons = corruption["comparisons"]
+    assert [(c["query"], c["reference"], c["own_episode_excluded"]) for c in comparisons.values()] == [
+        ("target", "sim", False), ("target", "target", True), ("sim", "sim", True)]
+    for item in comparisons.values():
+        assert item["n_pairs"] == corruption["n_pairs"]
+        assert sum(item["pairs_per_bin"]) + item["pairs_beyond_last_bin"] == item["n_pairs"]
+    assert comparisons["clean_vs_corrupt"]["pairs_per_bin"] == [100, 100, 100]  # bins of equal clean/corrupt counts
+    assert comparisons["clean_vs_corrupt"]["pairs_beyond_last_bin"] == 0
+    edges = corruption["distance_bins"]["edges_m"]
+    assert len(edges) == 4 and edges[0] == 0 and np.all(np.diff(edges) > 0)
+    f = np.asarray(corruption["frequencies_hz"])
+    for entry in corruption["bins"]:
+        assert entry["distance_m"] == edges[entry["bin"]: entry["bin"] + 2]
+        for key, item in comparisons.items():
+            power = entry[key]
+            if entry["bin"] not in item["populated_bins"]:
+                assert power is None
+                continue
+            assert power["n_pairs"] == item["pairs_per_bin"][entry["bin"]]
+            assert power["total_power"] == pytest.approx(np.sum(power["mean"][1:]) * f[1])
+            low, high = power["total_power_interval"]
+            assert low <= power["total_power"] <= high
+        excess = entry["excess"]
+        np.testing.assert_allclose(excess["mean"], np.subtract(entry["clean_vs_corrupt"]["mean"],
+                                                               entry["clean_vs_clean"]["mean"]), atol=1e-15)
+        assert excess["verdict"] in ("above", "within", "below")
+    matched = corruption["matched"]
+    assert matched["bins"] == [0, 1, 2] and sum(matched["weights"]) == pytest.approx(1.0)
+    weighted = sum(w * np.asarray(entry["clean_vs_clean"]["mean"]) for w, entry in zip(matched["weights"],
+                                                                                        corruption["bins"]))
+    np.testing.assert_allclose(matched["clean_vs_clean"]["mean"], weighted)
+    assert matched["excess"]["total_power"] == pytest.approx(
+        matched["clean_vs_corrupt"]["total_power"] - matched["clean_vs_clean"]["total_power"])
+    assert "target - other target" in stdout and "sim - other sim" in stdout and "excess" in stdout
+    assert stdout.count("excess  ") == 4 and "matched: bins 1, 2, 3" in stdout
+
+
+def test_baselines_can_be_left_out_or_impossible(stores, tmp_path, capsys):
+    clean, corrupt = stores
+    common = ["--pairs", "200", "--chunk", "16"]
+    code, stdout, _ = run_cli(capsys, "--store", str(clean), "--store", str(corrupt), "--out", str(tmp_path / "off"),
+                              "--no-baselines", *common)
+    assert code == 0 and "no baselines (--no-baselines)" in stdout
+    off = json.loads((tmp_path / "off" / "analysis.json").read_text())["corruption_spectrum"]
+    assert off["baselines"] is False and off["matched"] is None
+    assert off["comparisons"]["clean_vs_clean"] is None and off["comparisons"]["corrupt_vs_corrupt"] is None
+    assert all(entry["clean_vs_clean"] is None and entry["excess"] is None for entry in off["bins"])
+
+    # One clean episode: no clean demo to compare with; no bootstrap: no intervals, numbers side by side.
+    one = write_store(tmp_path / "one.zarr", 1, seed=2, action_noise=0.0, sigma_min=False)
+    code, stdout, _ = run_cli(capsys, "--store", str(one), "--store", str(corrupt), "--out", str(tmp_path / "one"),
+                              "--bootstrap", "0", "--distance-bins", "2", *common)
+    assert code == 0 and "no one - other one baseline: one has full chunks in one episode only" in stdout
+    single = json.loads((tmp_path / "one" / "analysis.json").read_text())["corruption_spectrum"]
+    assert single["comparisons"]["clean_vs_clean"] is None and single["matched"] is None
+    assert len(single["bins"]) == 2
+    assert all(entry["corrupt_vs_corrupt"]["total_power_interval"] is None for entry in single["bins"])
 
 
 def test_one_store_skips_the_corruption_spectrum_and_defaults_the_output_dir(stores, capsys):
@@ -204,6 +267,8 @@ def damaged_store(stores, tmp_path) -> Path:
         (["--store", "{clean}", "--chunk", "many"], "invalid int"),
         (["--store", "{clean}", "--noise-steps", "100"], "noise steps"),
         (["--store", "{clean}", "--window", "wobbly"], "unknown window"),
+        (["--store", "{clean}", "--distance-bins", "0"], "distance_bins"),
+        (["--store", "{clean}", "--bootstrap", "-1"], "bootstrap"),
         (["--store", "{clean}", "--annotation", "classifier"], "no annotation set 'classifier'"),
         (["--store", "{corrupt}", "--annotation", "grid", "--annotation", "nope"], "no annotation set 'nope'"),
         ([], "--store"),

@@ -11,12 +11,20 @@ from scipy.signal import welch
 from eval.neighbours import StateIndex, state_features
 from eval.spectra import (
     CONTROL_RATE_HZ,
+    ChunkIndex,
     Demonstrations,
+    band_power,
     chunk_psd,
     chunk_starts,
+    corruption_comparison,
     corruption_spectrum,
+    distance_bin_edges,
+    distance_bins,
+    episode_of,
     fit_power_law,
     masking_floor,
+    match_by_state,
+    percentile_interval,
     psd,
     white_noise_floor,
 )
@@ -182,6 +190,33 @@ def test_neighbours_match_brute_force_including_angle_wrap():
     np.testing.assert_allclose(distances, np.sort(expected, axis=1)[:, :3], rtol=1e-9)
 
 
+def test_other_group_neighbours_match_brute_force_when_the_own_group_crowds_the_nearest():
+    rng = np.random.default_rng(9)
+    n_ref, scale = 600, 0.05
+    ref_pose = np.column_stack([rng.uniform(0.4, 0.8, n_ref), rng.uniform(-0.2, 0.2, n_ref), rng.uniform(-3, 3, n_ref)])
+    ref_pusher = rng.uniform(0.3, 0.9, (n_ref, 2))
+    groups = rng.integers(0, 5, n_ref)
+    # Group 0's 300 states crowd around the queries: far more than the first search width of k + 16.
+    groups[:300] = 0
+    ref_pose[:300] = [0.6, 0.0, 0.0] + rng.normal(scale=1e-4, size=(300, 3))
+    ref_pusher[:300] = [0.5, 0.5] + rng.normal(scale=1e-4, size=(300, 2))
+    query_pose = np.array([[0.6, 0.0, 0.0]] * 4 + [[0.5, 0.1, 1.0]] * 2)
+    query_pusher = np.array([[0.5, 0.5]] * 4 + [[0.4, 0.6]] * 2)
+    query_groups = np.array([0, 0, 1, 2, 0, 3])
+    index = StateIndex(ref_pose, ref_pusher, scale)
+    distances, indices = index.query_other_groups(query_pose, query_pusher, query_groups, groups, k=4)
+    expected = brute_force_distances(query_pose, query_pusher, ref_pose, ref_pusher, scale)
+    expected[groups[None, :] == query_groups[:, None]] = np.inf
+    np.testing.assert_array_equal(indices, np.argsort(expected, axis=1)[:, :4])
+    np.testing.assert_allclose(distances, np.sort(expected, axis=1)[:, :4], rtol=1e-9)
+    assert np.all(groups[indices] != query_groups[:, None])
+    available = n_ref - np.bincount(groups)[query_groups].max()  # every state outside group 0
+    _, everyone = index.query_other_groups(query_pose, query_pusher, query_groups, groups, k=available)
+    assert set(everyone[0]) == set(np.flatnonzero(groups != 0))
+    with pytest.raises(ValueError, match="outside a query's group"):
+        index.query_other_groups(query_pose, query_pusher, query_groups, groups, k=available + 1)
+
+
 def test_angle_wraps_around_pi():
     pusher = np.zeros((2, 2))
     ref_pose = np.array([[0.5, 0.0, np.pi - 0.01], [0.5, 0.0, 0.5]])
@@ -240,3 +275,176 @@ def test_corruption_spectrum_takes_more_neighbours_when_clean_samples_are_few():
     np.testing.assert_allclose(result.distances, pair_distances, rtol=1e-9)
     assert np.all(result.distances[26:] >= result.distances[: 50 - 26])
     assert result.spectrum.n_chunks == 50
+
+
+# --------------------------------------------------------------------------------------------------
+# Baselines: clean vs other clean and corrupt vs other corrupt at matched state distance
+
+
+def walk_demos(rng, n_episodes, length, step=0.01, high_noise=0.0):
+    """Pushes whose pusher wanders (a random walk from a random start) and whose action is its next position.
+
+    Two episodes from nearby states differ by two independent walks, whatever their distance: the
+    demos' own variety, 2 * white_noise_floor(step) / (4 sin^2(pi f / fs)). high_noise adds the first
+    difference of white noise of that std to the actions: PSD 4 sin^2(pi f / fs) * white_noise_floor
+    (high_noise), nothing at DC, the most at fs / 2.
+    """
+    n = n_episodes * length
+    start = rng.uniform(0.3, 0.7, (n_episodes, 1, 2))
+    path = start + np.cumsum(rng.normal(scale=step, size=(n_episodes, length + 1, 2)), axis=1)
+    noise = np.diff(rng.normal(scale=high_noise, size=(n_episodes, length + 1, 2)), axis=1)
+    pusher = path[:, :-1].reshape(n, 2)
+    return Demonstrations(
+        action=(path[:, 1:] + noise).reshape(n, 2),
+        agent_pos=pusher,
+        slider_pose=np.column_stack([pusher + 0.05, np.zeros(n)]),
+        episode_ends=np.arange(1, n_episodes + 1) * length,
+    )
+
+
+def walk_variety(f, step=0.01):
+    """The PSD of the difference of two walks (at DC, where it diverges, 0: band_power skips DC)."""
+    variety = np.zeros_like(f)
+    variety[f > 0] = 2 * white_noise_floor(step) / (4 * np.sin(np.pi * f[f > 0] / FS) ** 2)
+    return variety
+
+
+def high_noise_psd(f, std):
+    return 4 * np.sin(np.pi * f / FS) ** 2 * white_noise_floor(std)
+
+
+def test_excess_over_the_clean_baseline_is_the_added_high_frequency_noise():
+    rng = np.random.default_rng(11)
+    clean = walk_demos(rng, 60, 120)
+    corrupt = walk_demos(rng, 60, 120, high_noise=0.01)  # new draws of the clean process, actions noised
+    result = corruption_comparison(clean, corrupt, chunk=16, n_pairs=3000, n_draws=300, rng=np.random.default_rng(1))
+    f = result.frequencies
+    high, low = f >= 2.5, (f > 0) & (f <= 1.0)
+    noise = high_noise_psd(f, 0.01)
+    assert np.all(noise[high] > 1.9 * walk_variety(f)[high])  # the noise is what stands out up there
+    excess, draws = result.excess()
+    clean_vs_corrupt, clean_vs_clean, corrupt_vs_corrupt = (
+        c.spectra for c in (result.clean_vs_corrupt, result.clean_vs_clean, result.corrupt_vs_corrupt))
+    for b in range(3):
+        # Above 2.5 Hz the excess is the noise, and clearly positive (its whole interval).
+        np.testing.assert_allclose(excess[b][high], noise[high], rtol=0.4)
+        assert np.all(percentile_interval(draws[:, b])[0][high] > 0)
+        # Below 1 Hz the walks dominate both sides; the baseline (other clean episodes) takes them out.
+        assert np.all(np.abs(excess[b][low]) < 0.2 * clean_vs_corrupt.bins[b].mean[low])
+        # Corrupt vs other corrupt carries the noise of both chunks.
+        difference = corrupt_vs_corrupt.bins[b].mean - clean_vs_clean.bins[b].mean
+        np.testing.assert_allclose(difference[high], 2 * noise[high], rtol=0.4)
+    matched, matched_draws = result.matched(result.clean_vs_corrupt)
+    baseline, baseline_draws = result.matched(result.clean_vs_clean)
+    assert percentile_interval(band_power(f, matched_draws - baseline_draws))[0] > 0
+
+
+def test_excess_vanishes_when_corrupt_is_another_draw_of_the_clean_process():
+    rng = np.random.default_rng(12)
+    clean, corrupt = walk_demos(rng, 60, 120), walk_demos(rng, 60, 120)
+    result = corruption_comparison(clean, corrupt, chunk=16, n_pairs=3000, n_draws=300, rng=np.random.default_rng(1))
+    f = result.frequencies
+    # The raw corruption spectrum is the demos' own variety, nowhere near zero ...
+    raw = band_power(f, result.clean_vs_corrupt.spectra.overall.mean)
+    assert raw > 0.5 * band_power(f, walk_variety(f))
+    # ... and the excess over clean vs other clean is, within 15% of the raw power in every bin.
+    excess, draws = result.excess()
+    assert list(result.matched_bins()) == [0, 1, 2]
+    for b in range(3):
+        in_bin = band_power(f, result.clean_vs_corrupt.spectra.bins[b].mean)
+        assert abs(band_power(f, excess[b])) < 0.15 * in_bin
+        low, high = percentile_interval(band_power(f, draws[:, b]))
+        assert low < 0 < high  # eval.analyze's verdict: within the baseline's spread
+    matched, matched_draws = result.matched(result.clean_vs_corrupt)
+    baseline, baseline_draws = result.matched(result.clean_vs_clean)
+    assert abs(band_power(f, matched - baseline)) < 0.1 * band_power(f, matched)
+
+
+def test_clean_baseline_never_pairs_a_chunk_with_its_own_episode():
+    rng = np.random.default_rng(13)
+    clean, corrupt = walk_demos(rng, 12, 60), walk_demos(rng, 12, 60)
+    index = ChunkIndex(clean, 16)  # 12 x 45 = 540 chunks, so 1500 pairs take 3 neighbours each
+    states = clean.slider_pose[index.starts], clean.agent_pos[index.starts]
+    _, nearest = index.states.query(*states, k=2)  # the first is the chunk itself
+    assert np.mean(index.episodes[nearest[:, 1]] == index.episodes) > 0.8  # mostly a neighbouring step of its episode
+    result = corruption_comparison(clean, corrupt, chunk=16, n_pairs=1500, n_draws=0)
+
+    for comparison, demos in ((result.clean_vs_clean, clean), (result.corrupt_vs_corrupt, corrupt)):
+        pairs = comparison.pairs
+        assert len(pairs.distances) == 1500
+        np.testing.assert_array_equal(pairs.query_episodes, episode_of(pairs.query_starts, demos.episode_ends))
+        np.testing.assert_array_equal(pairs.reference_episodes, episode_of(pairs.reference_starts, demos.episode_ends))
+        assert np.all(pairs.query_episodes != pairs.reference_episodes)
+        # The 3 nearest chunks of other episodes of the same set, rank-major, by brute force.
+        starts = chunk_starts(demos.episode_ends, 16)
+        distances = brute_force_distances(demos.slider_pose[starts], demos.agent_pos[starts], demos.slider_pose[starts],
+                                          demos.agent_pos[starts], 0.05)
+        episodes = episode_of(starts, demos.episode_ends)
+        distances[episodes[:, None] == episodes[None, :]] = np.inf
+        np.testing.assert_array_equal(pairs.query_starts, np.tile(starts, 3)[:1500])
+        np.testing.assert_allclose(pairs.distances, np.sort(distances, axis=1)[:, :3].T.reshape(-1)[:1500], rtol=1e-9)
+        own = brute_force_distances(demos.slider_pose[pairs.query_starts], demos.agent_pos[pairs.query_starts],
+                                    demos.slider_pose[pairs.reference_starts], demos.agent_pos[pairs.reference_starts],
+                                    0.05).diagonal()
+        np.testing.assert_allclose(pairs.distances, own, rtol=1e-9)  # each pair's distance is its own states'
+    # The clean baseline queries the very chunks that clean vs corrupt does.
+    np.testing.assert_array_equal(result.clean_vs_clean.pairs.query_starts, result.clean_vs_corrupt.pairs.query_starts)
+    with pytest.raises(ValueError, match="queries' set"):
+        match_by_state(clean, index.starts, ChunkIndex(corrupt, 16), 100, other_episodes_only=True)
+
+
+def test_bins_compare_pairs_at_matched_distance_when_one_set_is_denser():
+    """Differences that grow with state distance: a denser corrupt set's nearer neighbours differ less.
+
+    One chunk per episode, at a uniform random state, its actions a 2.5 Hz tone of phase K (x + y):
+    two chunks d apart differ by a tone of power ~ (K d)^2. The clean set's own neighbours are about
+    three times farther than its corrupt ones (8x fewer states), so the raw averages differ seven-fold
+    though nothing is corrupt; inside a distance bin they agree. (The last bin, open up to the
+    largest clean-vs-corrupt distance, keeps some mismatch: eval.analyze prints each bin's medians.)
+    """
+
+    def tone_demos(n_episodes, chunk=16, wavenumber=40.0, amplitude=0.05):
+        n = n_episodes * chunk
+        start = np.repeat(rng.uniform(0.3, 0.7, (n_episodes, 2)), chunk, axis=0)
+        phase = np.pi / 2 * np.tile(np.arange(chunk), n_episodes) + wavenumber * start.sum(axis=1)
+        action = amplitude * np.sin(phase)[:, None] * np.array([1.0, 0.5])
+        return Demonstrations(action, start, np.column_stack([start + 0.05, np.zeros(n)]),
+                              np.arange(1, n_episodes + 1) * chunk)
+
+    rng = np.random.default_rng(14)
+    clean, corrupt = tone_demos(600), tone_demos(4800)
+    result = corruption_comparison(clean, corrupt, chunk=16, n_pairs=3000, n_bins=4, n_draws=200,
+                                   rng=np.random.default_rng(1))
+    f = result.frequencies
+    clean_vs_corrupt, clean_vs_clean = result.clean_vs_corrupt.spectra, result.clean_vs_clean.spectra
+    assert band_power(f, clean_vs_corrupt.overall.mean) < 0.3 * band_power(f, clean_vs_clean.overall.mean)
+    assert np.count_nonzero(clean_vs_clean.pair_bins < 0) > 1000  # farther than any clean-vs-corrupt pair: no bin
+    excess, draws = result.excess()
+    for b in range(3):
+        assert clean_vs_clean.counts[b] >= 50
+        assert abs(band_power(f, excess[b])) < 0.35 * band_power(f, clean_vs_corrupt.bins[b].mean)
+        low, high = percentile_interval(band_power(f, draws[:, b]))
+        assert low < 0 < high
+
+
+def test_distance_bins_have_equal_counts_and_drop_what_lies_beyond():
+    distances = np.arange(1, 13, dtype=float)
+    edges = distance_bin_edges(distances, 3)
+    np.testing.assert_allclose(edges, [0.0, 4.666666666666667, 8.333333333333334, 12.0])
+    np.testing.assert_array_equal(np.bincount(distance_bins(distances, edges)), [4, 4, 4])
+    np.testing.assert_array_equal(distance_bins(np.array([0.0, 4.67, 12.0, 12.5]), edges), [0, 1, 2, -1])
+
+
+def test_baselines_are_skipped_for_a_set_of_one_episode_and_when_not_asked():
+    rng = np.random.default_rng(15)
+    clean, corrupt = walk_demos(rng, 1, 80), walk_demos(rng, 10, 80)
+    result = corruption_comparison(clean, corrupt, chunk=16, n_pairs=200, n_draws=10)
+    assert result.clean_vs_clean is None and result.corrupt_vs_corrupt is not None
+    with pytest.raises(ValueError, match="no clean-vs-clean baseline"):
+        result.excess()
+    result = corruption_comparison(clean, corrupt, chunk=16, n_pairs=200, n_draws=10, baselines=False)
+    assert result.clean_vs_clean is None and result.corrupt_vs_corrupt is None
+    # The clean-vs-corrupt pairs do not depend on the baselines: the same as corruption_spectrum's.
+    plain = corruption_spectrum(clean, corrupt, chunk=16, n_pairs=200)
+    np.testing.assert_array_equal(result.clean_vs_corrupt.pairs.reference_starts, plain.corrupt_starts)
+    np.testing.assert_allclose(result.clean_vs_corrupt.spectra.overall.per_dim, plain.spectrum.per_dim)
