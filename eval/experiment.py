@@ -2,10 +2,13 @@
 
     python -m eval.experiment experiments/cpu.yaml [--out DIR] [--arms NAME,...] [--stage STAGE]
 
-Stages, in order: ``data`` (clean and corrupt episode stores, generated or given) -> ``sigma_min``
-(the cross-fitted classifier's per-sample sigma_min, written as an annotation set of the corrupt
-store; only when an arm asks for it) -> ``train`` (every arm the same model and optimiser steps) ->
-``eval`` (every arm on the same start poses) -> ``report`` (``results.json/.md/.png``). It is a thin
+Stages, in order: ``data`` (the clean store and the corrupt pools' stores, generated, given or with a
+controlled corruption; ``eval.experiment_data``) -> ``sigma_min`` (the cross-fitted classifier's
+per-sample sigma_min, written as an annotation set of a corrupt store; only when an arm asks for it)
+-> ``train`` (every arm the same model and optimiser steps) -> ``eval`` (every arm on the same start
+poses; with ``evaluation.heldout_seed`` on the tuning and the held-out starts) -> ``report``
+(``results.json/.md/.png``; under a ``protocol``, ``eval.protocol``'s). With a protocol, the primary
+arms chosen on the tuning starts are trained again under its replicate seeds. It is a thin
 sequence over the package's own functions: ``data_gen.gcs.generate``, ``policies.classify.annotate``,
 ``policies.train.train`` and ``eval.rollout.evaluate``, each of which resumes by itself.
 
@@ -27,27 +30,27 @@ still has evaluations to run.
 
 from __future__ import annotations
 
-import ctypes
 import json
-import hashlib
 import multiprocessing
 import os
 import shutil
-import signal
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
-from queue import Empty
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts, stops_on_sigterm
 from data_gen.dir_lock import FileLock, Locked
+from eval.arm_training import checkpoint_step, drain, init_train_worker, train_arm, train_seconds
+from data_gen.corruption import TRUE_ANNOTATION
 from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
+from eval.experiment_data import ExperimentData
+from eval.ledger import Ledger
 
 STAGES = ("data", "sigma_min", "train", "eval", "report")
 LEDGER_NAME = "ledger.json"
@@ -56,75 +59,35 @@ BOOK_EVERY_S = 10.0  # a training arm's seconds go into the ledger this often, s
 
 
 # --------------------------------------------------------------------------------------------------
-# The ledger of finished work
-
-
-class Ledger:
-    """``ledger.json``: each stage key's config section, whether it finished, and what it measured."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            self.entries: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
-        except json.JSONDecodeError:
-            raise ExperimentError(f"{path}: damaged ledger (not JSON); move it away to start the experiment afresh") from None
-
-    def is_done(self, key: str, section: dict) -> bool:
-        """True if ``key`` finished with this section; ExperimentError if it was made with another."""
-        entry = self.entries.get(key)
-        if entry is None:
-            return False
-        if entry["section"] != section:
-            changed = ", ".join(_differences(entry["section"], section)[:4])
-            raise ExperimentError(
-                f"{self.path.parent}: {key} was made with another config ({changed}); use another --out or remove its outputs"
-            )
-        return bool(entry["done"])
-
-    def finished(self, key: str) -> bool:
-        """True if ``key`` finished (with whatever section)."""
-        return bool(self.entries.get(key, {}).get("done"))
-
-    def reopen(self, key: str) -> None:
-        """Mark a finished entry unfinished (its outputs are gone and will be made again)."""
-        self.entries[key]["done"] = False
-
-    def start(self, key: str, section: dict) -> None:
-        self.entries.setdefault(key, {"section": section, "done": False, "seconds": 0.0, "result": {}})
-        self._save()
-
-    def finish(self, key: str, seconds: float, result: dict | None = None) -> None:
-        entry = self.entries[key]
-        entry.update(done=True, seconds=entry["seconds"] + seconds, result=result or {})
-        self._save()
-
-    def add_seconds(self, key: str, seconds: float) -> None:
-        self.entries[key]["seconds"] += seconds
-        self._save()
-
-    def result(self, key: str) -> dict:
-        return self.entries.get(key, {}).get("result", {})
-
-    def _save(self) -> None:
-        temporary = self.path.with_suffix(".partial")
-        temporary.write_text(json.dumps(self.entries, indent=1))
-        os.replace(temporary, self.path)
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        found = []
-        for key in sorted(set(old) | set(new), key=str):
-            found += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
-        return found
-    return [] if old == new else [f"{prefix[:-1] or 'value'} {old!r} -> {new!r}"]
-
-
-# --------------------------------------------------------------------------------------------------
 # The experiment
 
 
-class Experiment:
+@dataclass(frozen=True)
+class EvalJob:
+    """One evaluation: an arm in a domain on the tuning starts (the experiment's seed) or the held-out ones."""
+
+    arm: Arm
+    domain: str
+    heldout: bool
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"eval/{self.arm.name}/{self.domain}" + ("/heldout" if self.heldout else "")
+
+    @property
+    def dirname(self) -> str:
+        return f"eval_{self.domain}" + ("_heldout" if self.heldout else "")
+
+    @property
+    def starts(self) -> str:
+        return "heldout" if self.heldout else "tuning"
+
+    def __str__(self) -> str:
+        return f"{self.arm.name} in {self.domain}" + (" (held-out starts)" if self.heldout else "")
+
+
+class Experiment(ExperimentData):
     """One experiment config run into one output directory."""
 
     def __init__(self, config: ExperimentConfig, out: Path, arms: list[str] | None = None, progress: bool = True):
@@ -133,18 +96,12 @@ class Experiment:
         out.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(out / LEDGER_NAME)
         self.cores = len(os.sched_getaffinity(0))  # the CPUs this run may use (taskset confines it)
+        self._replicate_of: dict[str, Arm] = {}  # protocol replicate name -> the arm it repeats
 
     # paths -----------------------------------------------------------------------------------------
 
-    def store(self, pool: str) -> Path:
-        source = getattr(self.config, pool)
-        return Path(source.store) if source.store else self.out / "data" / f"{pool}.zarr"
-
     def arm_dir(self, arm: Arm) -> Path:
         return self.out / "arms" / arm.name
-
-    def annotation_name(self) -> str:
-        return f"{self.config.name}-classifier"
 
     # stages ----------------------------------------------------------------------------------------
 
@@ -170,8 +127,10 @@ class Experiment:
         started = time.perf_counter()
         if "data" in stages:
             self.data()
-        if "sigma_min" in stages and "train" not in stages and self.config.needs_classifier:
-            self.sigma_min()  # with training, it runs just before the first arm that needs it
+        if "sigma_min" in stages and "train" not in stages:
+            for pool in self.config.pools:  # with training, each runs just before the first arm that needs it
+                if self.config.needs_classifier(pool):
+                    self.sigma_min(pool)
         ready, later = self.arm_groups()
         self.run_arms(ready, stages)
         if later:
@@ -179,6 +138,11 @@ class Experiment:
             self.run_arms([a for a in later if a not in waiting], stages)
             if waiting and ("train" in stages or "eval" in stages):
                 print(f"skipping {[a.name for a in waiting]}: sigma_min 'best' needs the evaluated sigma_min sweep")
+        if self.config.protocol is not None and ("train" in stages or "eval" in stages):
+            chosen = [a for a in self.replicate_arms() if self.base_arm(a) in self.arms]
+            self.run_arms(chosen, stages)
+            if len(self.primary_arms()) < self.expected_primary_arms():
+                print("replicates: some primary arms are not chosen yet (their candidates are not all evaluated on the tuning starts)")
         report = self.report() if "report" in stages else None
         print(f"experiment {self.config.name}: stages {', '.join(stages)} done in {(time.perf_counter() - started) / 60:.1f} min; "
               f"compute recorded in {self.out / LEDGER_NAME}: {self.total_seconds() / 3600:.2f} h")  # fmt: skip
@@ -213,105 +177,14 @@ class Experiment:
             todo = [arm for arm in arms if arm.trained and not self.train_done(arm)]
             parallel = self.config.training.parallel
             for chunk in [todo[i : i + parallel] for i in range(0, len(todo), parallel)]:
-                if "sigma_min" in stages and any(arm.sigma_min == "classifier" for arm in chunk):
-                    self.sigma_min()
+                if "sigma_min" in stages:
+                    for pool in dict.fromkeys(self.config.pool(arm) for arm in chunk if arm.sigma_min == "classifier"):
+                        self.sigma_min(pool)
                 self.train(chunk)
                 if "eval" in stages:
                     self.evaluate(chunk)
         if "eval" in stages:
             self.evaluate(arms)
-
-    def data(self) -> None:
-        from data_gen.gcs import GenerationConfig, generate
-        from pushing_sim.domains import DomainError, load_domain
-
-        for index, pool in enumerate(("clean", "corrupt")):
-            source = getattr(self.config, pool)
-            key, path = f"data/{pool}", self.store(pool)
-            if source.store:
-                self._check_existing_store(key, path)
-                continue
-            section = source.model_dump(mode="json")
-            if self.ledger.is_done(key, section):
-                if path.is_dir():  # kept, or carried in without images (eval.carry --states): it must be the same data
-                    self._record_digest(key, path, expected=self.ledger.result(key).get("digest"))
-                    continue
-                print(f"{path}: gone; generating it again (it must come out the same as before)")
-                self.ledger.reopen(key)
-            try:
-                domain = load_domain(source.domain, list(source.overrides))
-            except DomainError as error:
-                raise ExperimentError(f"{pool}: {error}") from None
-            generation = GenerationConfig(n=source.n, seed=source.seed, domain=domain, replay=source.replay,
-                                          replan_every=source.replan_every, keep=source.keep)  # fmt: skip
-            self.ledger.start(key, section)
-            self._stage_header(f"data {pool}", f"{source.n} episodes in {source.domain} -> {path}")
-            summary = generate(generation, path, workers=self.config.data_workers, progress=self.progress,
-                               backend=self.config.backend, address=self.config.ray_address)
-            self.ledger.add_seconds(key, summary.wall_time)
-            if summary.interrupted:
-                raise KeyboardInterrupt
-            if summary.stored < source.n:
-                raise ExperimentError(f"{path}: only {summary.stored} of {source.n} episodes could be generated")
-            digest = self.ledger.result(key).get("digest")
-            self.ledger.finish(key, 0.0, {"episodes": summary.stored, "attempts": summary.attempts})
-            self._record_digest(key, path, expected=digest)
-
-    def _record_digest(self, key: str, path: Path, expected: str | None = None) -> None:
-        """Record the store's digest; a regenerated store must match the one the finished arms used."""
-        result = self.ledger.result(key)
-        if "digest" in result and expected is None:
-            return
-        digest = store_digest(path)
-        if expected is not None and digest != expected:
-            raise ExperimentError(
-                f"{path}: differs from the data the finished arms used (digest {digest[:12]} != "
-                f"{expected[:12]}); remove {self.out / 'arms'} to train every arm on the new data"
-            )
-        self.ledger.finish(key, 0.0, {**result, "digest": digest})
-
-    def _check_existing_store(self, key: str, path: Path) -> None:
-        from data_gen.episode_store import EpisodeStore
-
-        with EpisodeStore.open(path) as store:
-            section = {"store": str(path.resolve()), "episodes": store.n_episodes, "steps": store.n_steps}
-        if not self.ledger.is_done(key, section):
-            self.ledger.start(key, section)
-            self.ledger.finish(key, 0.0)
-
-    def data_sections(self) -> dict:
-        return {key: self.ledger.entries[key]["section"] for key in ("data/clean", "data/corrupt") if key in self.ledger.entries}
-
-    def sigma_min(self) -> None:
-        from data_gen.episode_store import EpisodeStore
-        from policies.classify import annotate, mean_t_min
-
-        key = "sigma_min"
-        section = {"classifier": self.config.classifier.model_dump(mode="json"), "data": self.data_sections(),
-                   "annotation": self.annotation_name()}  # fmt: skip
-        corrupt = self.store("corrupt")
-        if self.ledger.is_done(key, section):
-            with EpisodeStore.open(corrupt) as store:
-                if self.annotation_name() in store.annotation_names:
-                    return
-            print(f"{corrupt}: annotation set {self.annotation_name()!r} gone with the store; running the classifier again")
-            self.ledger.reopen(key)
-        ours = key in self.ledger.entries  # an unfinished run of ours may have written the set
-        with EpisodeStore.open(corrupt) as store:
-            if self.annotation_name() in store.annotation_names and not ours:
-                raise ExperimentError(f"{corrupt}: holds an annotation set {self.annotation_name()!r} this directory did not make")
-        self.ledger.start(key, section)
-        self._stage_header("sigma_min", f"cross-fitted classifier -> annotation set {self.annotation_name()!r} of {corrupt}")
-        import torch
-
-        torch.set_num_threads(self.cores)  # the only process at work in this stage
-        started = time.perf_counter()
-        result = annotate([self.store("clean")], [corrupt], self.config.classifier, name=self.annotation_name(),
-                          overwrite=True, progress=self.progress)  # fmt: skip
-        values = result.sigma_min[str(corrupt)]
-        self.ledger.finish(key, time.perf_counter() - started, {
-            "mean_sigma_min": float(values.mean()), "mean_t_min": mean_t_min(values), "heldout_accuracy": result.accuracy,
-        })  # fmt: skip
 
     # training ----------------------------------------------------------------------------------------
 
@@ -325,12 +198,14 @@ class Experiment:
             "checkpoint_every": budget.checkpoint_every, "device": budget.device,
             "seed": self.config.training_seed(arm),
         }  # fmt: skip
-        clean, corrupt = str(self.store("clean")), str(self.store("corrupt"))
-        if arm.method in ("clean", "sim_only"):
-            data = DataConfig(clean=(clean if arm.method == "clean" else corrupt,))
+        pool = self.config.pool(arm)
+        clean, corrupt = str(self.store("clean")), str(self.store(pool)) if pool else None
+        units = {"action_normalizer": self.config.action_normalizer}
+        if arm.method in ("clean", "sim_only"):  # sim_only: the corrupt data alone, taken as clean
+            data = DataConfig(clean=(clean if arm.method == "clean" else corrupt,), **units)
             training["method"] = "clean"
         else:
-            data = DataConfig(clean=(clean,), corrupt=(corrupt,))
+            data = DataConfig(clean=(clean,), corrupt=(corrupt,), **units)
             training.update(method=arm.method, alpha=arm.alpha, alpha_schedule=arm.alpha_schedule, admission=arm.admission)
         if arm.method == "ambient":
             sigma_min = self.best_sigma_min(arm) if arm.sigma_min == "best" else arm.sigma_min
@@ -338,16 +213,21 @@ class Experiment:
                 raise ExperimentError(f"arm {arm.name}: sigma_min 'best' needs the evaluated sigma_min sweep first")
             if sigma_min == "classifier":
                 training["sigma_min_from"] = self.annotation_name()
+            elif sigma_min == "true":
+                training["sigma_min_from"] = TRUE_ANNOTATION
             else:
                 training["sigma_min"] = float(sigma_min)
             training.update(sigma_max=arm.sigma_max, corrupt_loss=arm.corrupt_loss, s_max_factor=arm.s_max_factor)
+            if not arm.contraction:
+                training["contraction"] = False
         return RunConfig(policy=self.config.policy, training=TrainingConfig(**training), data=data)
 
     def train_section(self, arm: Arm) -> dict:
         """The arm's training config, with the output directory written as ``<out>`` so a run may move."""
-        section = {"run": self.run_config(arm).model_dump(mode="json"), "data": self.data_sections()}
+        pool = self.config.pool(arm)
+        section = {"run": self.run_config(arm).model_dump(mode="json"), "data": self.data_sections(pool)}
         if arm.sigma_min == "classifier":
-            section["sigma_min"] = self.ledger.entries.get("sigma_min", {}).get("section")
+            section["sigma_min"] = self.ledger.entries.get(self.classifier_key(pool), {}).get("section")
         return json.loads(json.dumps(section).replace(json.dumps(str(self.out))[1:-1], "<out>"))
 
     def train_done(self, arm: Arm) -> bool:
@@ -360,8 +240,7 @@ class Experiment:
         if not self.ledger.is_done(key, self.train_section(arm)):
             return False
         run = self.arm_dir(arm) / "train"
-        domains = arm.domains(self.config.evaluation.domain)
-        if (run / "ckpt.pt").is_file() or all(self.ledger.finished(f"eval/{arm.name}/{d}") for d in domains):
+        if (run / "ckpt.pt").is_file() or all(self.ledger.finished(job.key) for job in self.eval_jobs([arm])):
             return True
         print(f"{arm.name}: trained, but its checkpoint is gone and it still has evaluations to run; training it again")
         del self.ledger.entries[key]  # train() then clears the run directory, which has no checkpoint
@@ -387,7 +266,7 @@ class Experiment:
             if run.is_dir() and not (run / "ckpt.pt").is_file():  # a start whose checkpoint is gone: its metrics describe nothing
                 shutil.rmtree(run)
             self.ledger.start(f"train/{arm.name}", self.train_section(arm))
-        steps = {arm.name: _checkpoint_step(self.arm_dir(arm) / "train") for arm in todo}
+        steps = {arm.name: checkpoint_step(self.arm_dir(arm) / "train") for arm in todo}
         booked = {arm.name: 0.0 for arm in todo}
 
         def book(name: str, seconds: float, at_least: float = 0.0) -> None:
@@ -400,7 +279,7 @@ class Experiment:
         context = multiprocessing.get_context("spawn")
         # Handed to the workers as they start: their progress reports, and the runner's stop request.
         queue, stop_event = context.Queue(), context.Event()
-        pool = ProcessPoolExecutor(parallel, context, _init_train_worker, (threads, queue, stop_event))
+        pool = ProcessPoolExecutor(parallel, context, init_train_worker, (threads, queue, stop_event))
         bar = None
         try:
             with stop:
@@ -409,12 +288,12 @@ class Experiment:
                 with ignoring_interrupts():
                     for arm in todo:
                         job = (arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"))
-                        pending[pool.submit(_train_arm, *job)] = arm
+                        pending[pool.submit(train_arm, *job)] = arm
                 bar = tqdm(total=budget.steps * len(todo), initial=sum(steps.values()), unit="step", disable=not self.progress,
                            dynamic_ncols=True, desc="train")  # fmt: skip
                 while pending:
                     done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-                    for name, step, seconds in _drain(queue):
+                    for name, step, seconds in drain(queue):
                         if step > steps[name]:  # (a report may come after its arm's result)
                             bar.update(step - steps[name])
                             steps[name] = step
@@ -462,14 +341,23 @@ class Experiment:
 
     # evaluation --------------------------------------------------------------------------------------
 
-    def eval_jobs(self, arms: list[Arm]) -> list[tuple[Arm, str]]:
-        return [(arm, domain) for arm in arms for domain in arm.domains(self.config.evaluation.domain)]
+    def eval_jobs(self, arms: list[Arm]) -> list[EvalJob]:
+        """Each arm in each of its domains on the tuning starts and, with ``heldout_seed``, the held-out ones."""
+        heldout = self.config.evaluation.heldout_seed
+        jobs = []
+        for arm in arms:
+            # A replicate (another training seed) chooses nothing: with held-out starts it is measured there alone.
+            sets = [(False, self.config.seed)] if heldout is None or not self.config.replicate(arm) else []
+            sets += [(True, heldout)] if heldout is not None else []
+            jobs += [EvalJob(arm, domain, held, seed) for domain in arm.domains(self.config.evaluation.domain) for held, seed in sets]
+        return jobs
 
-    def eval_section(self, arm: Arm, domain: str) -> dict:
+    def eval_section(self, job: EvalJob) -> dict:
+        arm = job.arm
         # Neither workers nor envs change a trial; precision and device change a policy's, not the expert's.
-        exclude = {"workers", "envs_per_worker"} | (set() if arm.trained else {"precision", "device"})
+        exclude = {"workers", "envs_per_worker", "heldout_seed"} | (set() if arm.trained else {"precision", "device"})
         evaluation = self.config.evaluation.model_dump(mode="json", exclude=exclude)
-        section = {"evaluation": evaluation, "domain": domain, "seed": self.config.seed}
+        section = {"evaluation": evaluation, "domain": job.domain, "seed": job.seed}
         if arm.trained:
             section["train"] = self.ledger.entries.get(f"train/{arm.name}", {}).get("section")
         return section
@@ -480,22 +368,22 @@ class Experiment:
 
         evaluation = self.config.evaluation
         todo = []
-        for arm, domain in self.eval_jobs(arms):
-            if arm.trained and not self.ledger.finished(f"train/{arm.name}"):
-                print(f"skipping evaluation of {arm.name} in {domain}: not trained yet")
+        for job in self.eval_jobs(arms):
+            if job.arm.trained and not self.ledger.finished(f"train/{job.arm.name}"):
+                print(f"skipping evaluation of {job.arm.name} in {job.domain}: not trained yet")
                 continue
-            if not self.ledger.is_done(f"eval/{arm.name}/{domain}", self.eval_section(arm, domain)):
-                todo.append((arm, domain))
+            if not self.ledger.is_done(job.key, self.eval_section(job)):
+                todo.append(job)
         if not todo:
             return
         self._stage_header("eval", f"{len(todo)} evaluations of {evaluation.trials} trials, {evaluation.workers} workers "
                                    f"x {evaluation.envs_per_worker} envs")
         bar = tqdm(total=evaluation.trials * len(todo), unit="trial", disable=not self.progress, dynamic_ncols=True)
         try:
-            for arm, domain in todo:
-                key, out = f"eval/{arm.name}/{domain}", self.arm_dir(arm) / f"eval_{domain}"
-                self.ledger.start(key, self.eval_section(arm, domain))
-                bar.set_description(f"eval {arm.name} in {domain}")
+            for job in todo:
+                arm, domain, key, out = job.arm, job.domain, job.key, self.arm_dir(job.arm) / job.dirname
+                self.ledger.start(key, self.eval_section(job))
+                bar.set_description(f"eval {job}")
                 successes, clock = [], [time.perf_counter()]
 
                 def tick(result: dict, successes=successes, clock=clock, key=key) -> None:
@@ -515,7 +403,7 @@ class Experiment:
                 spec = RolloutSpec(
                     policy="ckpt" if arm.trained else "gcs",
                     ckpt=str(self.arm_dir(arm) / "train" / "ckpt.pt") if arm.trained else None,
-                    domain=domain, domain_overrides=tuple(evaluation.overrides), seed=self.config.seed,
+                    domain=domain, domain_overrides=tuple(evaluation.overrides), seed=job.seed,
                     videos=min(evaluation.videos, evaluation.trials), video_dir=str(out / "videos"), device=evaluation.device,
                     max_steps=evaluation.max_steps, envs=evaluation.envs_per_worker, precision=evaluation.precision,
                 )  # fmt: skip
@@ -523,7 +411,7 @@ class Experiment:
                 try:
                     report = evaluate(spec, evaluation.trials, out, evaluation.workers, progress=False,
                                       backend=self.config.backend, address=self.config.ray_address,
-                                      command=f"python -m eval.experiment ({arm.name} in {domain})", on_result=tick,
+                                      command=f"python -m eval.experiment ({job})", on_result=tick,
                                       on_resumed=resumed)  # fmt: skip
                 except AgentError as error:
                     raise ExperimentError(f"arm {arm.name}: {error}") from None
@@ -546,33 +434,113 @@ class Experiment:
             scored.append((results["success_rate"], results["mean_max_coverage"], -arm.sigma_min, arm.sigma_min))
         return max(scored)[-1] if scored else None
 
+    # the protocol's primary arms and their replicates ------------------------------------------------
+
+    def candidates(self, pool: str, method: str) -> list[Arm]:
+        """A pool's arms of one method, trained under the experiment's seed and scored in the evaluation's domain."""
+        domain = self.config.evaluation.domain
+        return [a for a in self.config.arms if a.method == method and self.config.pool(a) == pool
+                and not self.config.replicate(a) and domain in a.domains(domain)]  # fmt: skip
+
+    def best_of(self, pool: str, method: str) -> Arm | None:
+        """The candidate with the best success on the tuning starts (then coverage, then config order); None
+        until every candidate is evaluated there."""
+        domain, scored = self.config.evaluation.domain, []
+        for index, arm in enumerate(self.candidates(pool, method)):
+            if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
+                return None
+            results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
+            scored.append((results["success_rate"], results["mean_max_coverage"], -index, arm))
+        return max(scored, key=lambda item: item[:3])[-1] if scored else None
+
+    def primary_arms(self) -> list[Arm]:
+        """The clean arms and, per pool, the best treatment and control arms chosen so far (protocol)."""
+        protocol = self.config.protocol
+        if protocol is None:
+            return []
+        arms = [a for a in self.config.arms if a.method == "clean" and not self.config.replicate(a)]
+        for pool in self.config.pools:
+            arms += [best for method in (protocol.treatment, protocol.control) if (best := self.best_of(pool, method))]
+        return arms
+
+    def expected_primary_arms(self) -> int:
+        protocol = self.config.protocol
+        clean = sum(1 for a in self.config.arms if a.method == "clean" and not self.config.replicate(a))
+        return clean + sum(1 for pool in self.config.pools for m in (protocol.treatment, protocol.control) if self.candidates(pool, m))
+
+    def replicate_arms(self) -> list[Arm]:
+        """Each primary arm chosen so far again under each replicate seed (a 'best' sigma_min resolved)."""
+        names = {a.name for a in self.config.arms}
+        replicates = []
+        for arm in self.primary_arms():
+            for seed in self.config.protocol.replicate_seeds:
+                name = f"{arm.name}_seed{seed}"
+                if name in names:
+                    raise ExperimentError(f"arm {name}: the config names an arm as the protocol's replicate of {arm.name} would be")
+                update: dict[str, Any] = {"name": name, "seed": seed}
+                if arm.sigma_min == "best":
+                    update["sigma_min"] = self.best_sigma_min(arm)
+                replicates.append(arm.model_copy(update=update))
+                self._replicate_of[name] = arm
+        return replicates
+
+    def base_arm(self, arm: Arm) -> Arm:
+        """The config arm a protocol replicate was made from (the arm itself otherwise)."""
+        return self._replicate_of.get(arm.name, arm)
+
+    def _corruption_kind(self, pool: str | None) -> str | None:
+        corruption = self.config.pools[pool].corruption if pool else None
+        return corruption.kind if corruption else None
+
+    def all_arms(self) -> list[Arm]:
+        return list(self.config.arms) + self.replicate_arms()
+
     # report ----------------------------------------------------------------------------------------
 
     def report(self) -> dict | None:
         from eval.report import arm_row, build_report, write_report
 
         rows = []
-        for arm, domain in self.eval_jobs(list(self.config.arms)):
-            if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
+        for job in self.eval_jobs(self.all_arms()):
+            arm = job.arm
+            if not self.ledger.finished(job.key):
                 continue
-            results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
-            train_seconds = _train_seconds(self.arm_dir(arm) / "train") if arm.trained else None
+            results = json.loads((self.arm_dir(arm) / job.dirname / "results.json").read_text())
+            trained_for = train_seconds(self.arm_dir(arm) / "train") if arm.trained else None
             role = {"expert": "expert", "sim_only": "sim_only"}.get(arm.method, arm.method)
-            eval_seconds = self.ledger.entries[f"eval/{arm.name}/{domain}"]["seconds"]
-            rows.append(arm_row(arm.name, domain, results, train_seconds, role, eval_seconds) | {"replicate": self.config.replicate(arm)})
+            eval_seconds = self.ledger.entries[job.key]["seconds"]
+            row = arm_row(arm.name, job.domain, results, trained_for, role, eval_seconds) | {"replicate": self.config.replicate(arm)}
+            if self.config.evaluation.heldout_seed is not None:  # the protocol's columns (eval.report.protocol_report)
+                row |= {"starts": job.starts, "eval_seed": job.seed, "training_seed": self.config.training_seed(arm) if arm.trained else None,
+                        "pool": self.config.pool(arm), "method": arm.method, "base_arm": self.base_arm(arm).name,
+                        "corruption": self._corruption_kind(self.config.pool(arm))}  # fmt: skip
+            rows.append(row)
         if not rows:
             print("report: no arm has been evaluated yet")
             return None
+        single = not isinstance(self.config.corrupt, dict)
         meta = {
             "name": self.config.name,
             "command": f"python -m eval.experiment {self.out / 'experiment.yaml'} --out {self.out}",
             "config": self.config.model_dump(mode="json"),
-            "sigma_min": self.ledger.result("sigma_min"),
+            "sigma_min": self.ledger.result("sigma_min") if single else {p: self.ledger.result(self.classifier_key(p)) for p in self.config.pools},
             "best_sigma_min": {arm.name: self.best_sigma_min(arm) for arm in self.config.arms if arm.sigma_min == "best"},
             "compute_hours": self.compute_seconds() / 3600,
-        }
-        report = build_report(rows, self.config.evaluation.domain, meta)
-        write_report(report, self.out)
+        }  # fmt: skip
+        if self.config.protocol is not None:
+            from eval.protocol import build_protocol_report, write_protocol_report
+
+            protocol = self.config.protocol
+            meta["primary_choices"] = {
+                pool: {role: best.name for role, method in (("treatment", protocol.treatment), ("control", protocol.control))
+                       if (best := self.best_of(pool, method)) is not None}
+                for pool in self.config.pools
+            }  # fmt: skip
+            report = build_protocol_report(rows, self.config.evaluation.domain, meta)
+            write_protocol_report(report, self.out)
+        else:
+            report = build_report(rows, self.config.evaluation.domain, meta)
+            write_report(report, self.out)
         print((self.out / "results.md").read_text())
         return report
 
@@ -585,116 +553,12 @@ class Experiment:
         for arm in self.config.arms:
             run = self.arm_dir(arm) / "train"
             if arm.trained and (run / "metrics.jsonl").is_file() and (run / "config.json").is_file():
-                seconds += _train_seconds(run)
+                seconds += train_seconds(run)
         return float(seconds)
 
     def _stage_header(self, stage: str, what: str) -> None:
         if self.progress:
             print(f"== {stage}: {what}", flush=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Training workers (spawned processes: torch threads set before anything runs)
-
-
-_WORKER: dict[str, Any] = {}  # a training worker's progress queue and the runner's stop event
-
-
-def _init_train_worker(threads: int, progress, stop) -> None:
-    # A worker never takes a Ctrl-C itself: the runner passes it on as the stop event, which train() asks
-    # after every step. So a second Ctrl-C never forces a stop mid-step (a checkpoint of half a step).
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    # A SIGTERM to the whole run (timeout, a scheduler) reaches the workers too: each saves and stops, as
-    # train() does with one while it trains; noted here, it also stops an arm still loading its data.
-    signal.signal(signal.SIGTERM, _note_terminate)
-    progress.cancel_join_thread()  # an exit never waits on reports nobody reads: the result has the final figures
-    _WORKER.update(progress=progress, stop=stop)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:  # die with the parent (kill -9 of the runner), so no orphan keeps writing a run directory
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _note_terminate(signum, frame) -> None:
-    _WORKER["terminated"] = True
-
-
-def _train_arm(name: str, config_json: str, out: str) -> tuple[str, int, bool, float]:
-    from policies.config import RunConfig
-    from policies.train import train
-
-    started = time.perf_counter()
-
-    def report(step: int, total: int) -> None:
-        try:
-            _WORKER["progress"].put((name, step, time.perf_counter() - started))
-        except (OSError, ValueError):  # the queue is gone; training goes on and saves
-            pass
-
-    def should_stop() -> bool:
-        return _WORKER.get("terminated", False) or _WORKER["stop"].is_set()
-
-    if should_stop():  # asked before this arm began: it does not begin
-        return name, _checkpoint_step(Path(out)), True, 0.0
-    result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report, should_stop=should_stop)
-    return name, result.step, result.interrupted, time.perf_counter() - started
-
-
-def _drain(queue) -> list:
-    found = []
-    while True:
-        try:
-            found.append(queue.get_nowait())
-        except Empty:
-            return found
-
-
-def store_digest(path: Path) -> str:
-    """SHA-256 of a store's episodes: ends, seeds, actions and states (images follow from the states)."""
-    from data_gen.episode_store import EpisodeStore
-
-    digest = hashlib.sha256()
-    with EpisodeStore.open(path) as store:
-        digest.update(np.ascontiguousarray(store.episode_ends, dtype=np.int64).tobytes())
-        digest.update(np.ascontiguousarray(store.meta_column("seed"), dtype=np.int64).tobytes())
-        for key in store.step_keys:
-            if key not in store.cameras:
-                digest.update(key.encode() + np.ascontiguousarray(store.array(key), dtype=np.float64).tobytes())
-    return digest.hexdigest()
-
-
-def _checkpoint_step(run: Path) -> int:
-    metrics = run / "metrics.jsonl"
-    if not metrics.is_file():
-        return 0
-    lines = [line for line in metrics.read_text().splitlines() if line.strip()]
-    try:
-        return int(json.loads(lines[-1])["step"]) if lines else 0
-    except (json.JSONDecodeError, KeyError):
-        return 0
-
-
-def _train_seconds(run: Path) -> float:
-    """Training time of a run from metrics.jsonl: its steps at the median of its windows' measured rates.
-
-    It counts resumed and killed runs too (the ledger sees only calls that returned), and a window
-    in which the process was paused (or shared its cores) does not inflate it.
-    """
-    config = json.loads((run / "config.json").read_text())
-    batch = config["training"]["batch_size"]
-    steps, rates = 0, []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        steps = max(steps, int(record["step"]))
-        rates.append(float(record["samples_per_s"]))
-    return steps * batch / max(float(np.median(rates)), 1e-9) if rates else 0.0
 
 
 # --------------------------------------------------------------------------------------------------

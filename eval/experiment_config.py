@@ -12,20 +12,23 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from data_gen.corruption import Corruption
 from policies.classify import ClassifierConfig
-from policies.config import DEFAULT_ALPHA, PolicyConfig, one_line
+from policies.config import DEFAULT_ALPHA, PolicyConfig, Recorded, one_line
 
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ANNOTATION_NAME = "classifier"  # the corrupt store's annotation set the experiment writes and reads
+SINGLE_POOL = "corrupt"  # the name of the corrupt pool when the config gives one (``corrupt: {n: ...}``)
 
 
 class ExperimentError(Exception):
     """A bad config, or outputs of another config in the output directory; one line."""
 
 
-class _Strict(BaseModel):
+class _Strict(Recorded):
+    # Recorded: fields added later are left out of the ledger's sections while at their default.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -44,12 +47,26 @@ class DataSource(_Strict):
     keep: Literal["all", "successful"] = "all"
     overrides: tuple[str, ...] = ()  # domain overrides, e.g. "render.image_size=32"
     seed: int = Field(0, ge=0)
+    # A controlled corruption (data_gen.corruption): jitter and bias are executed as the episodes are
+    # generated (physics replay); label noise is applied to the finished store (given or generated).
+    corruption: Corruption | None = None
+    # Attempts per wanted episode before generation gives up: a corruption that makes the expert miss
+    # more often (bias) needs more than the default's 2 when only successful episodes are kept.
+    max_attempts_factor: float = Field(2.0, ge=1.0)
+
+    omit_at_default = ("corruption", "max_attempts_factor")
 
     @model_validator(mode="after")
     def _store_or_n(self) -> DataSource:
         if (self.store is None) == (self.n == 0):
             raise ValueError("give either store (an existing episode store) or n > 0 episodes to generate")
+        if self.corruption is not None and self.corruption.executed and (self.store is not None or self.replay != "physics"):
+            raise ValueError(f"corruption {self.corruption.kind} is executed while generating: needs n and replay physics")
         return self
+
+    @property
+    def label_noise(self) -> bool:
+        return self.corruption is not None and self.corruption.kind == "label_noise"
 
 
 class TrainingBudget(_Strict):
@@ -78,6 +95,11 @@ class Evaluation(_Strict):
     device: Literal["cpu", "cuda"] = "cpu"  # where each worker's policy runs (its envs always simulate on CPU)
     videos: int = Field(2, ge=0)
     overrides: tuple[str, ...] = ()
+    # The held-out start poses (evaluation seed): with it every arm is evaluated twice, on the tuning
+    # starts (the experiment's seed), where every choice is made, and on these, where results are reported.
+    heldout_seed: int | None = Field(None, ge=0)
+
+    omit_at_default = ("heldout_seed",)
 
     @model_validator(mode="after")
     def _batch_independent(self) -> Evaluation:
@@ -97,17 +119,33 @@ class Arm(_Strict):
 
     name: str
     method: Literal["clean", "sim_only", "cotrain", "ambient", "expert"]
+    # The corrupt pool it trains on (sim_only, cotrain, ambient); needed when the config names several.
+    corrupt: str | None = None
     alpha: float | None = Field(None, ge=0, le=1)
     alpha_schedule: tuple[float, float] | None = None
-    sigma_min: float | Literal["classifier", "best"] | None = None
+    sigma_min: float | Literal["classifier", "best", "true"] | None = None
     sigma_max: float | None = Field(None, gt=0, le=1)
     corrupt_loss: Literal["denoise", "ambient"] = "denoise"
+    # The ambient loss without contraction: the corrupt chunk is x_{sigma_min} as it is (label noise).
+    contraction: bool = True
     s_max_factor: float | None = Field(None, gt=1)
     admission: Literal["sample_first", "step_first"] = "sample_first"
     eval_domains: tuple[str, ...] | None = None  # default: the evaluation's domain (sim_only: also "sim")
     # The training seed, default the experiment's: a replicate under another seed shows how far training
     # noise alone moves an arm. Its evaluation keeps the experiment's seed (the same start poses).
     seed: int | None = Field(None, ge=0)
+
+    omit_at_default = ("corrupt", "contraction")
+
+    @field_validator("sigma_min", mode="before")
+    @classmethod
+    def _yaml_true(cls, value):
+        # YAML reads a bare `sigma_min: true` as a boolean; it means the known level, never 1.0.
+        if isinstance(value, bool):
+            if not value:
+                raise ValueError("sigma_min: false means nothing; give a number, 'classifier', 'best' or 'true'")
+            return "true"
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Arm:
@@ -125,6 +163,10 @@ class Arm(_Strict):
             raise ValueError(f"arm {self.name}: an ambient arm needs sigma_min (a number, 'classifier' or 'best')")
         if isinstance(self.sigma_min, float) and not 0 <= self.sigma_min < 1:
             raise ValueError(f"arm {self.name}: sigma_min must lie in [0, 1)")
+        if not self.contraction and self.corrupt_loss != "ambient":
+            raise ValueError(f"arm {self.name}: contraction: false applies to corrupt_loss ambient")
+        if self.corrupt is not None and self.method in ("clean", "expert"):
+            raise ValueError(f"arm {self.name}: corrupt (the corrupt pool) applies to arms that train on corrupt data")
         return self
 
     @property
@@ -135,12 +177,27 @@ class Arm(_Strict):
     def mixing(self) -> tuple:
         """How an ambient arm mixes in the corrupt data besides sigma_min: clean weight, sigma_max, admission order."""
         alpha = DEFAULT_ALPHA if self.alpha is None and self.alpha_schedule is None else self.alpha
-        return alpha, self.alpha_schedule, self.sigma_max, self.admission
+        return alpha, self.alpha_schedule, self.sigma_max, self.admission, self.corrupt
 
     def domains(self, default: str) -> tuple[str, ...]:
         if self.eval_domains is not None:
             return self.eval_domains
         return (default, "sim") if self.method == "sim_only" and default != "sim" else (default,)
+
+
+class Protocol(_Strict):
+    """The comparison stated before the run (science.md §7), needing held-out starts.
+
+    Per corrupt pool, the primary comparison is the best ``treatment`` arm against the best ``control``
+    arm, each chosen by success on the tuning starts among that pool's arms of the method trained
+    under the experiment's seed, and measured on the held-out starts. Every other comparison gets a
+    Holm-adjusted p-value. The primary arms (the clean arms and each pool's two best) are trained
+    again under ``replicate_seeds``, so the report gives each its mean and spread over seeds.
+    """
+
+    treatment: Literal["ambient"] = "ambient"
+    control: Literal["cotrain"] = "cotrain"
+    replicate_seeds: tuple[int, ...] = (1, 2)
 
 
 class ExperimentConfig(_Strict):
@@ -149,7 +206,12 @@ class ExperimentConfig(_Strict):
     name: str
     seed: int = Field(0, ge=0)
     clean: DataSource
-    corrupt: DataSource
+    # One corrupt pool, or several by name (a controls experiment: one pool per corruption).
+    corrupt: DataSource | dict[str, DataSource]
+    # Whether the policies' and the classifier's action normaliser is fitted on every store or the
+    # clean stores alone; label noise is drawn in the clean data's normalised units and needs "clean".
+    action_normalizer: Literal["all", "clean"] = "all"
+    protocol: Protocol | None = None
     policy: PolicyConfig
     training: TrainingBudget
     classifier: ClassifierConfig = ClassifierConfig()
@@ -161,8 +223,11 @@ class ExperimentConfig(_Strict):
     ray_address: str | None = None
     arms: tuple[Arm, ...] = Field(min_length=1)
 
+    omit_at_default = ("action_normalizer", "protocol")
+
     @model_validator(mode="after")
     def _unique_arms(self) -> ExperimentConfig:
+        self._check_pools()
         names = [arm.name for arm in self.arms]
         if self.ray_address is not None and self.backend != "ray":
             raise ValueError("ray_address needs backend: ray")
@@ -177,6 +242,40 @@ class ExperimentConfig(_Strict):
                     "sigma_max, admission and seed"
                 )
         return self
+
+    def _check_pools(self) -> None:
+        for pool, source in self.pools.items():
+            if isinstance(self.corrupt, dict) and (not ARM_NAME.fullmatch(pool) or pool == "clean"):
+                raise ValueError(f"corrupt pool name {pool!r} must be letters, digits, '_', '-' or '.', and not 'clean'")
+            if source.label_noise and self.action_normalizer != "clean":
+                raise ValueError(f"corrupt pool {pool}: label noise is drawn in the clean data's units: set action_normalizer: clean")
+        if self.clean.corruption is not None:
+            raise ValueError("the clean pool takes no corruption")
+        for arm in self.arms:
+            if arm.method in ("sim_only", "cotrain", "ambient"):
+                if arm.corrupt is None and len(self.pools) > 1:
+                    raise ValueError(f"arm {arm.name}: name its corrupt pool (corrupt: one of {sorted(self.pools)})")
+                if arm.corrupt is not None and arm.corrupt not in self.pools:
+                    raise ValueError(f"arm {arm.name}: no corrupt pool {arm.corrupt!r}; pools are {sorted(self.pools)}")
+            if arm.sigma_min == "true" and not self.pools[self.pool(arm)].label_noise:
+                raise ValueError(f"arm {arm.name}: sigma_min 'true' needs a label_noise pool, whose true noise level is known")
+        if self.protocol is not None:
+            heldout = self.evaluation.heldout_seed
+            if heldout is None or heldout == self.seed:
+                raise ValueError("protocol needs evaluation.heldout_seed, other than the experiment's seed (the tuning starts)")
+            if self.seed in self.protocol.replicate_seeds or len(set(self.protocol.replicate_seeds)) < len(self.protocol.replicate_seeds):
+                raise ValueError("protocol.replicate_seeds must be distinct and other than the experiment's seed")
+
+    @property
+    def pools(self) -> dict[str, DataSource]:
+        """The corrupt pools by name (``corrupt`` alone when the config gives one)."""
+        return dict(self.corrupt) if isinstance(self.corrupt, dict) else {SINGLE_POOL: self.corrupt}
+
+    def pool(self, arm: Arm) -> str | None:
+        """The name of the corrupt pool an arm trains on (None for clean and expert arms)."""
+        if arm.method in ("clean", "expert"):
+            return None
+        return arm.corrupt or next(iter(self.pools))
 
     def sweep(self, arm: Arm) -> list[Arm]:
         """The dataset-level sigma_min sweep a ``sigma_min: best`` arm takes its value from.
@@ -201,9 +300,9 @@ class ExperimentConfig(_Strict):
         """Trained under another seed than the experiment's: a replicate, never the report's reference."""
         return self.training_seed(arm) != self.seed
 
-    @property
-    def needs_classifier(self) -> bool:
-        return any(arm.sigma_min == "classifier" for arm in self.arms)
+    def needs_classifier(self, pool: str | None = None) -> bool:
+        """Whether an arm (of ``pool``, or of any pool) takes its sigma_min from the classifier."""
+        return any(arm.sigma_min == "classifier" and pool in (None, self.pool(arm)) for arm in self.arms)
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:

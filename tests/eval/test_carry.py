@@ -12,7 +12,7 @@ import pytest
 
 from data_gen.episode_store import META_COLUMNS, EpisodeMeta, EpisodeStore
 from eval.carry import carry, main, record_files
-from eval.experiment import store_digest
+from eval.experiment_data import store_digest
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

@@ -1,0 +1,104 @@
+"""Training workers of the experiment: spawned processes that train one arm each with ``policies.train``.
+
+Torch's thread count is set before anything runs in a worker (the run's cores divided among the arms
+trained at once), a Ctrl-C reaches a worker only as the runner's stop event, and each reports its
+steps on a queue; the runner books the seconds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import numpy as np
+
+_WORKER: dict[str, Any] = {}  # a training worker's progress queue and the runner's stop event
+
+
+def init_train_worker(threads: int, progress, stop) -> None:
+    # A worker never takes a Ctrl-C itself: the runner passes it on as the stop event, which train() asks
+    # after every step. So a second Ctrl-C never forces a stop mid-step (a checkpoint of half a step).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # A SIGTERM to the whole run (timeout, a scheduler) reaches the workers too: each saves and stops, as
+    # train() does with one while it trains; noted here, it also stops an arm still loading its data.
+    signal.signal(signal.SIGTERM, _note_terminate)
+    progress.cancel_join_thread()  # an exit never waits on reports nobody reads: the result has the final figures
+    _WORKER.update(progress=progress, stop=stop)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:  # die with the parent (kill -9 of the runner), so no orphan keeps writing a run directory
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _note_terminate(signum, frame) -> None:
+    _WORKER["terminated"] = True
+
+
+def train_arm(name: str, config_json: str, out: str) -> tuple[str, int, bool, float]:
+    from policies.config import RunConfig
+    from policies.train import train
+
+    started = time.perf_counter()
+
+    def report(step: int, total: int) -> None:
+        try:
+            _WORKER["progress"].put((name, step, time.perf_counter() - started))
+        except (OSError, ValueError):  # the queue is gone; training goes on and saves
+            pass
+
+    def should_stop() -> bool:
+        return _WORKER.get("terminated", False) or _WORKER["stop"].is_set()
+
+    if should_stop():  # asked before this arm began: it does not begin
+        return name, checkpoint_step(Path(out)), True, 0.0
+    result = train(RunConfig.from_json(config_json), out, progress=False, on_log=report, should_stop=should_stop)
+    return name, result.step, result.interrupted, time.perf_counter() - started
+
+
+def drain(queue) -> list:
+    found = []
+    while True:
+        try:
+            found.append(queue.get_nowait())
+        except Empty:
+            return found
+
+
+def checkpoint_step(run: Path) -> int:
+    metrics = run / "metrics.jsonl"
+    if not metrics.is_file():
+        return 0
+    lines = [line for line in metrics.read_text().splitlines() if line.strip()]
+    try:
+        return int(json.loads(lines[-1])["step"]) if lines else 0
+    except (json.JSONDecodeError, KeyError):
+        return 0
+
+
+def train_seconds(run: Path) -> float:
+    """Training time of a run from metrics.jsonl: its steps at the median of its windows' measured rates.
+
+    It counts resumed and killed runs too (the ledger sees only calls that returned), and a window
+    in which the process was paused (or shared its cores) does not inflate it.
+    """
+    config = json.loads((run / "config.json").read_text())
+    batch = config["training"]["batch_size"]
+    steps, rates = 0, []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        steps = max(steps, int(record["step"]))
+        rates.append(float(record["samples_per_s"]))
+    return steps * batch / max(float(np.median(rates)), 1e-9) if rates else 0.0
