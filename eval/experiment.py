@@ -45,9 +45,9 @@ from typing import Any
 from tqdm import tqdm
 
 from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts, stops_on_sigterm
+from data_gen.corruption import TRUE_ANNOTATION
 from data_gen.dir_lock import FileLock, Locked
 from eval.arm_training import checkpoint_step, drain, init_train_worker, train_arm, train_seconds
-from data_gen.corruption import TRUE_ANNOTATION
 from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 from eval.experiment_data import ExperimentData
 from eval.ledger import Ledger
@@ -128,9 +128,9 @@ class Experiment(ExperimentData):
         if "data" in stages:
             self.data()
         if "sigma_min" in stages and "train" not in stages:
-            for pool in self.config.pools:  # with training, each runs just before the first arm that needs it
-                if self.config.needs_classifier(pool):
-                    self.sigma_min(pool)
+            # With training, each runs just before the first arm that needs it.
+            for pool in dict.fromkeys(self.config.pool(a) for a in self.arms if a.sigma_min == "classifier"):
+                self.sigma_min(pool)
         ready, later = self.arm_groups()
         self.run_arms(ready, stages)
         if later:
@@ -510,7 +510,7 @@ class Experiment(ExperimentData):
             role = {"expert": "expert", "sim_only": "sim_only"}.get(arm.method, arm.method)
             eval_seconds = self.ledger.entries[job.key]["seconds"]
             row = arm_row(arm.name, job.domain, results, trained_for, role, eval_seconds) | {"replicate": self.config.replicate(arm)}
-            if self.config.evaluation.heldout_seed is not None:  # the protocol's columns (eval.report.protocol_report)
+            if self.config.evaluation.heldout_seed is not None:  # the protocol's columns (eval.protocol.build_protocol_report)
                 row |= {"starts": job.starts, "eval_seed": job.seed, "training_seed": self.config.training_seed(arm) if arm.trained else None,
                         "pool": self.config.pool(arm), "method": arm.method, "base_arm": self.base_arm(arm).name,
                         "corruption": self._corruption_kind(self.config.pool(arm))}  # fmt: skip
@@ -550,7 +550,7 @@ class Experiment(ExperimentData):
     def compute_seconds(self) -> float:
         """Process time of the whole experiment: the ledger's stages, training measured from metrics.jsonl."""
         seconds = sum(entry["seconds"] for key, entry in self.ledger.entries.items() if not key.startswith("train/"))
-        for arm in self.config.arms:
+        for arm in self.all_arms():
             run = self.arm_dir(arm) / "train"
             if arm.trained and (run / "metrics.jsonl").is_file() and (run / "config.json").is_file():
                 seconds += train_seconds(run)

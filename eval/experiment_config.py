@@ -113,8 +113,9 @@ class Arm(_Strict):
 
     method: clean (clean data only), sim_only (corrupt data only, as if clean), cotrain, ambient, or
     expert (the closed-loop GCS planner, privileged, not trained). sigma_min (ambient): a number
-    (dataset level), "classifier" (per sample, the experiment's annotation set) or "best" (the
-    dataset-level value of the best-scoring arm of its sweep, see ``ExperimentConfig.sweep``).
+    (dataset level), "classifier" (per sample, the experiment's annotation set), "best" (the
+    dataset-level value of the best-scoring arm of its sweep, see ``ExperimentConfig.sweep``) or
+    "true" (a label-noise pool's known per-episode level, its annotation set ``true``).
     """
 
     name: str
@@ -160,7 +161,7 @@ class Arm(_Strict):
         if self.method == "expert" and self.seed is not None:
             raise ValueError(f"arm {self.name}: seed (the training seed) applies to trained arms")
         if self.method == "ambient" and self.sigma_min is None:
-            raise ValueError(f"arm {self.name}: an ambient arm needs sigma_min (a number, 'classifier' or 'best')")
+            raise ValueError(f"arm {self.name}: an ambient arm needs sigma_min (a number, 'classifier', 'best' or 'true')")
         if isinstance(self.sigma_min, float) and not 0 <= self.sigma_min < 1:
             raise ValueError(f"arm {self.name}: sigma_min must lie in [0, 1)")
         if not self.contraction and self.corrupt_loss != "ambient":
@@ -259,12 +260,19 @@ class ExperimentConfig(_Strict):
                     raise ValueError(f"arm {arm.name}: no corrupt pool {arm.corrupt!r}; pools are {sorted(self.pools)}")
             if arm.sigma_min == "true" and not self.pools[self.pool(arm)].label_noise:
                 raise ValueError(f"arm {arm.name}: sigma_min 'true' needs a label_noise pool, whose true noise level is known")
+        heldout = self.evaluation.heldout_seed
+        if (self.protocol is None) != (heldout is None) or heldout == self.seed:
+            raise ValueError("a protocol and evaluation.heldout_seed go together, the held-out seed other than the experiment's "
+                             "(the tuning starts): the held-out report is the protocol's")
         if self.protocol is not None:
-            heldout = self.evaluation.heldout_seed
-            if heldout is None or heldout == self.seed:
-                raise ValueError("protocol needs evaluation.heldout_seed, other than the experiment's seed (the tuning starts)")
-            if self.seed in self.protocol.replicate_seeds or len(set(self.protocol.replicate_seeds)) < len(self.protocol.replicate_seeds):
+            seeds = self.protocol.replicate_seeds
+            if self.seed in seeds or len(set(seeds)) < len(seeds):
                 raise ValueError("protocol.replicate_seeds must be distinct and other than the experiment's seed")
+            primary = [a.name for a in self.arms if not self.replicate(a)
+                       and (a.method == "clean" or a.method in (self.protocol.treatment, self.protocol.control))]
+            clash = sorted({f"{name}_seed{seed}" for name in primary for seed in seeds} & {a.name for a in self.arms})
+            if clash:
+                raise ValueError(f"arms {clash} are named as the protocol's replicates would be; rename them")
 
     @property
     def pools(self) -> dict[str, DataSource]:
@@ -300,9 +308,6 @@ class ExperimentConfig(_Strict):
         """Trained under another seed than the experiment's: a replicate, never the report's reference."""
         return self.training_seed(arm) != self.seed
 
-    def needs_classifier(self, pool: str | None = None) -> bool:
-        """Whether an arm (of ``pool``, or of any pool) takes its sigma_min from the classifier."""
-        return any(arm.sigma_min == "classifier" and pool in (None, self.pool(arm)) for arm in self.arms)
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:

@@ -48,7 +48,8 @@ class ExperimentData:
     def data(self) -> None:
         """The clean store, then the corrupt pools the arms run use: generated, given, or for label noise
         derived from its base (so ``--arms`` of one pool makes that pool's data alone)."""
-        used = {self.config.pool(arm) for arm in self.arms}
+        # One pool: always made, since every arm's training section names it (as before pools had names).
+        used = {self.config.pool(arm) for arm in self.arms} if isinstance(self.config.corrupt, dict) else set(self.config.pools)
         for pool in ["clean"] + [p for p in self.config.pools if p in used]:
             source = self.source(pool)
             if not source.label_noise:

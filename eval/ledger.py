@@ -14,6 +14,7 @@ from typing import Any
 
 from eval.experiment_config import ExperimentError
 
+
 class Ledger:
     """``ledger.json``: each stage key's config section, whether it finished, and what it measured."""
 

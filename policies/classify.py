@@ -33,11 +33,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from typing import ClassVar, Literal
-
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from torch import nn
 from torch.nn import functional as F
@@ -743,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-agent-pos", action="store_true", help="condition the classifier on agent_pos too")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--action-normalizer", default="all", choices=("all", "clean"),
+                        help="fit the action normaliser as the policy run will (policies.train --action-normalizer)")
     args = parser.parse_args(argv)
     prog = parser.prog
     start = time.perf_counter()
@@ -750,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ClassifierConfig(
             folds=args.folds, steps=args.steps, eval_every=args.eval_every, patience=args.patience,
             batch_size=args.batch_size, eps=args.eps, draws=args.draws, with_agent_pos=args.with_agent_pos,
-            device=args.device, seed=args.seed,
+            device=args.device, seed=args.seed, action_normalizer=args.action_normalizer,
         )  # fmt: skip
         result = annotate(args.clean, args.corrupt, config, name=args.name, overwrite=args.overwrite)
     except ValidationError as error:

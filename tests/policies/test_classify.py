@@ -145,6 +145,22 @@ def test_cli_writes_refuses_an_existing_name_and_overwrites(tmp_path, capsys):
     assert EpisodeStore.open(corrupt).annotation_names == ("quick",)
 
 
+def test_cli_fits_the_action_normaliser_on_the_clean_stores_when_asked(tmp_path):
+    """--action-normalizer clean measures sigma_min in the units policies.train --action-normalizer clean uses."""
+    clean = make_store(tmp_path / "clean.zarr", episodes=3, steps=20, cameras=(), seed=0)
+    corrupt = make_store(tmp_path / "corrupt.zarr", episodes=3, steps=20, cameras=(), noise=0.2, seed=1)
+    quick = ["--clean", str(clean), "--corrupt", str(corrupt), "--steps", "2", "--draws", "1", "--device", "cpu"]
+    assert main([*quick, "--name", "on_clean", "--action-normalizer", "clean"]) == 0
+    assert main([*quick, "--name", "on_all"]) == 0
+    with EpisodeStore.open(clean) as store:
+        actions = store.array("action").astype(np.float64)
+    with EpisodeStore.open(corrupt) as store:
+        on_clean, on_all = (store.annotation(name).attrs["normalizer"] for name in ("on_clean", "on_all"))
+    np.testing.assert_allclose(on_clean["action_min"], actions.min(0), rtol=1e-6)
+    np.testing.assert_allclose(on_clean["action_max"], actions.max(0), rtol=1e-6)
+    assert np.all(np.array(on_all["action_min"]) < actions.min(0))  # the noisy labels stretch a fit on every store
+
+
 def test_cli_bad_inputs_are_one_line_exit_2(tmp_path, capsys):
     clean = make_store(tmp_path / "clean.zarr", episodes=3, steps=20, cameras=(), seed=0)
     short = make_store(tmp_path / "short.zarr", episodes=2, steps=20, cameras=(), seed=1)
