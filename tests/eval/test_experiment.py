@@ -454,7 +454,8 @@ def test_an_arm_s_seed_is_its_training_seed_and_its_evaluation_keeps_the_experim
     experiment = Experiment(config, tmp_path / "run", progress=False)
     assert experiment.run_config(arms["cotrain_a0.5_seed7"]).training.seed == 7 != config.seed
     assert experiment.run_config(arms["cotrain_a0.5"]).training.seed == config.seed
-    assert experiment.eval_section(arms["cotrain_a0.5_seed7"], "target")["seed"] == experiment.eval_section(arms["cotrain_a0.5"], "target")["seed"]
+    (replicate,), (original,) = experiment.eval_jobs([arms["cotrain_a0.5_seed7"]]), experiment.eval_jobs([arms["cotrain_a0.5"]])
+    assert experiment.eval_section(replicate)["seed"] == experiment.eval_section(original)["seed"] == config.seed
     assert [a.name for a in config.sweep(arms["ambient_loss_best"])] == ["ambient_s0.2", "ambient_s0.5"]  # a replicate is not a sweep value
 
 
