@@ -77,16 +77,6 @@ class PowerLaw:
         return 10.0 ** (self.intercept + self.slope * np.log10(frequencies))
 
 
-@dataclass(frozen=True)
-class CorruptionSpectrum:
-    """The PSD of (clean chunk - nearest corrupt chunk) over pairs matched by state."""
-
-    spectrum: Spectrum
-    clean_starts: np.ndarray  # (P,) step index of each pair's clean chunk
-    corrupt_starts: np.ndarray  # (P,) step index of its corrupt neighbour's chunk
-    distances: np.ndarray  # (P,) state distance of each pair (metres, angles via angle_scale)
-
-
 # --------------------------------------------------------------------------------------------------
 # Chunks
 
