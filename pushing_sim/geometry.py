@@ -135,14 +135,15 @@ def clip_convex(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
         edge = b - a
         inputs, output = output, []
         for p, q in zip(inputs, inputs[1:] + inputs[:1]):
-            p_in = edge[0] * (p[1] - a[1]) - edge[1] * (p[0] - a[0]) >= 0
-            q_in = edge[0] * (q[1] - a[1]) - edge[1] * (q[0] - a[0]) >= 0
-            if p_in:
+            # Signed (scaled) distances to the clip edge's line; the crossing is where the linear
+            # interpolation of the two is zero. They differ in sign there, so sp - sq is never 0 (an edge
+            # parallel to the clip edge, its ends rounded to either side, once gave 0 / 0 = NaN).
+            sp = edge[0] * (p[1] - a[1]) - edge[1] * (p[0] - a[0])
+            sq = edge[0] * (q[1] - a[1]) - edge[1] * (q[0] - a[0])
+            if sp >= 0:
                 output.append(p)
-            if p_in != q_in:
-                d = q - p
-                t = (edge[0] * (a[1] - p[1]) - edge[1] * (a[0] - p[0])) / (edge[0] * d[1] - edge[1] * d[0])
-                output.append(p + t * d)
+            if (sp >= 0) != (sq >= 0):
+                output.append(p + sp / (sp - sq) * (q - p))
     return np.array(output).reshape(-1, 2)
 
 
