@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer, model_validator
 
 from policies.ambient import buffer_factor
+from pushing_sim import strict_yaml
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The pushing papers' sizes (science.md §2): ResNet-18 with 64 channels in its first stage.
@@ -249,7 +250,11 @@ class RunConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str) -> RunConfig:
-        return _validated(cls, yaml.safe_load(text), "YAML")
+        try:
+            values = strict_yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"run config is not valid YAML: {strict_yaml.describe(error)}") from None
+        return _validated(cls, values, "YAML")
 
     def save(self, path: str | Path) -> None:
         """Write as JSON, or YAML when the name ends in .yaml/.yml."""
