@@ -5,8 +5,9 @@ one mp4 per camera) or Diffusion Policy's zarr ReplayBuffer. Exporting a store t
 code train on our demonstrations; importing a push-T dataset in either lets ours use it as clean
 data. Each layout lives in its own module (`interop_lerobot`, `interop_diffusion_policy`); this one
 holds what both need: the output written whole (into a hidden sibling directory renamed at the end,
-so a failed or interrupted run leaves nothing behind), the store writer of an import, the metadata
-columns, the defaults for a foreign dataset, and the one-line summary.
+so a failed or interrupted run leaves nothing behind, and one killed with -9 leaves a sibling that the
+next run removes), the store writer of an import, the metadata columns, the defaults for a foreign
+dataset, and the one-line summary.
 
 A round trip store -> export -> import is lossless: the same step arrays bit for bit, the same
 episode ends, per-episode metadata, annotation sets and root attributes (cameras, action_dim,
@@ -20,9 +21,12 @@ zeros (the store refuses NaN steps); see each layout's module for where it finds
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
+import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +36,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data_gen.cli import no_empty_dirs_on_failure
-from data_gen.episode_store import RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError
+# _settle_zarr_io: the store module owns the wait for zarr's IO thread; a failed export or import needs it too.
+from data_gen.episode_store import RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError, _settle_zarr_io
 
 FORMATS = ("lerobot", "diffusion-policy")
 # The env and every generator step at the task's control rate (pushing_sim.task.TaskConfig.control_hz,
@@ -134,12 +139,14 @@ def staged_output(out: Path) -> Iterator[Path]:
     """A fresh hidden sibling of ``out`` to write into, renamed to ``out`` if the body succeeds.
 
     ``out`` must not exist or be an empty directory. On any failure (Ctrl-C included) the sibling is
-    removed, and so are the parents this created: nothing is left behind.
+    removed, and so are the parents this created: nothing is left behind. kill -9 leaves the sibling;
+    the next run to ``out`` removes it (see remove_stale_partials).
     """
     out = Path(out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise InteropError(f"{out}: exists and is not an empty directory (choose a new --out)")
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    staging = out.parent / f"{_partial_prefix(out)}{os.getpid()}"
+    remove_stale_partials(out)
     with no_empty_dirs_on_failure(out.parent):
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,11 +157,72 @@ def staged_output(out: Path) -> Iterator[Path]:
                 out.rmdir()
             os.replace(staging, out)
         except OSError as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise InteropError(f"{error.filename or out}: {error.strerror or error}") from None
+            _discard(staging)
+            # The user never sees the hidden sibling (it is gone now): name what they asked for.
+            where = out if error.filename is None or str(error.filename).startswith(str(staging)) else error.filename
+            raise InteropError(f"{where}: {error.strerror or error}") from None
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            _discard(staging)
             raise
+
+
+def interrupted(prog: str, out: str | os.PathLike) -> int:
+    """Say in one line that Ctrl-C or SIGTERM stopped a run (its partial output is gone); returns exit status 130."""
+    _settle_zarr_io()
+    # A zarr call cut short before its coroutine reached zarr's IO thread leaves that coroutine unawaited;
+    # Python would print a RuntimeWarning about it under our line when the interrupt's traceback is freed.
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    print(f"{prog}: interrupted; nothing written to {out}", file=sys.stderr)
+    return 130
+
+
+def _discard(staging: Path) -> None:
+    """Remove a failed run's staging directory, once zarr's writes into it have ended.
+
+    A Ctrl-C or a failure stops zarr's call but not the chunk writes it started on its own IO thread:
+    removed before they end, the directory would be made again by them (and asyncio would print
+    "Task was destroyed but it is pending!" at exit).
+    """
+    _settle_zarr_io()
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _partial_prefix(out: Path) -> str:
+    return f".{out.name}.partial-"
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Remove the partial outputs to ``out`` of processes no longer running (killed with -9), saying so.
+
+    A partial whose process is alive, or whose pid this machine cannot check, is another run's work
+    in progress and is kept. (A pid is only meaningful on this machine: do not share an --out
+    directory between machines that write to it at the same time.)
+    """
+    removed = []
+    prefix = _partial_prefix(out)
+    for partial in sorted(out.parent.glob(f"{glob.escape(prefix)}*")) if out.parent.is_dir() else []:
+        pid = partial.name[len(prefix):]
+        if not pid.isdigit() or not partial.is_dir() or partial.is_symlink() or _process_alive(int(pid)):
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+        if not partial.exists():
+            print(f"removed {partial}: the partial output of process {pid}, which is no longer running",
+                  file=sys.stderr)
+            removed.append(partial)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """False only when this machine has no process ``pid`` (so a partial of it can never be finished)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or not a pid: not ours to remove
+        return True
+    return True
 
 
 def write_store(contents: Contents, path: Path, progress: bool = False) -> None:

@@ -100,26 +100,41 @@ def read(path: Path) -> Contents:
     try:
         root = zarr.open_group(path, mode="r", zarr_format=2)
         attrs = dict(root.attrs)
-        data = {key: root[f"data/{key}"] for key in root["data"].array_keys()}
-        ends = np.asarray(root["meta/episode_ends"][:]).astype(np.int64)
+        data_group, ends_array = root["data"], root["meta/episode_ends"]
+        if not isinstance(data_group, zarr.Group):
+            raise InteropError(f"{path}: data is an array; Diffusion Policy keeps one array per key in the group data/")
+        data = {key: data_group[key] for key in data_group.array_keys()}
+        if not isinstance(ends_array, zarr.Array) or ends_array.ndim != 1 or ends_array.dtype.kind not in "iu":
+            raise InteropError(f"{path}: meta/episode_ends must be a 1-D integer array (it is {_describe(ends_array)})")
+        ends = np.asarray(ends_array[:]).astype(np.int64)
     except (KeyError, FileNotFoundError, ValueError, TypeError, zarr.errors.BaseZarrError) as error:
         detail = f"missing {error}" if isinstance(error, KeyError) else f"{type(error).__name__}: {error}"
         raise InteropError(f"{path}: not a Diffusion Policy zarr (format 2) replay buffer ({' '.join(detail.split())[:200]})") from None
-    n_steps = int(ends[-1]) if len(ends) else 0
     if len(ends) == 0 or np.any(np.diff(np.concatenate([[0], ends])) <= 0):
         raise InteropError(f"{path}: meta/episode_ends must be non-empty and strictly increasing from above 0")
-    short = [f"data/{key} has {array.shape[0]}" for key, array in data.items() if array.shape[0] < n_steps]
-    if short:
-        raise InteropError(f"{path}: episode_ends ends at {n_steps} steps but {'; '.join(short)}")
+    n_steps = int(ends[-1])
+    # DP's ReplayBuffer holds every array under data/ to episode_ends[-1] rows; fewer would be read as
+    # missing steps, more would be dropped without a word.
+    wrong = [f"data/{key} has {array.shape[0]} rows" if array.ndim else f"data/{key} is 0-d"
+             for key, array in data.items() if array.ndim == 0 or array.shape[0] != n_steps]
+    if wrong:
+        raise InteropError(f"{path}: meta/episode_ends ends at {n_steps} steps but {'; '.join(wrong)}")
     if attrs.get("format") == FORMAT_NAME:
         return _read_ours(path, root, attrs, data, ends)
     return _read_foreign(path, data, ends)
+
+
+def _describe(node: zarr.Array | zarr.Group) -> str:
+    return f"a {node.ndim}-D {node.dtype} array" if isinstance(node, zarr.Array) else "a group"
 
 
 def _read_ours(path: Path, root: zarr.Group, attrs: dict, data: dict[str, zarr.Array], ends: np.ndarray) -> Contents:
     try:
         cameras = {name: (int(shape[0]), int(shape[1])) for name, shape in attrs["cameras"].items()}
         columns = {name: np.asarray(root[f"meta/{name}"][:]) for name in META_COLUMNS}
+        uneven = [f"meta/{name} has {len(values)}" for name, values in columns.items() if len(values) != len(ends)]
+        if uneven:
+            raise InteropError(f"{path}: {len(ends)} episodes in meta/episode_ends but {'; '.join(uneven)}")
         keys = {"action": data["action"], "agent_pos": data[STATE_KEY], "slider_pose": data["slider_pose"],
                 **{name: data[name] for name in cameras}}
         annotations = []

@@ -38,17 +38,28 @@ Import reads any v3.0 dataset: without ambient_push.json, cameras come from the 
 features (``observation.images.top`` becomes camera ``top``), agent_pos from ``observation.state``
 (width 2), slider_pose from ``observation.environment_state`` when it has width 3 (else zeros; LeRobot
 push-T's keypoint state is not a pose), success from ``next.success`` when present, and the rest of
-the metadata from ``data_gen.interop``'s defaults.
+the metadata from ``data_gen.interop``'s defaults. A dataset whose info.json disagrees with its files
+(fps with the video timestamps, total_frames, total_episodes) is refused, not read misaligned or short,
+and so is one whose path templates use more than LeRobot's placeholders or lead outside the dataset.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
+import math
+import os
+import re
+import string
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import imageio.v2 as iio
+import imageio_ffmpeg
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -82,6 +93,11 @@ DEFAULT_FEATURES = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
+# The placeholders LeRobot v3.0's templates use (v2's {episode_chunk}/{episode_index} name per-episode files,
+# a layout this reader does not take); any other field, attribute or item lookup is refused.
+TEMPLATE_FIELDS = {"data_path": ("chunk_index", "file_index"), "video_path": ("video_key", "chunk_index", "file_index")}
+INDEX_FORMAT = re.compile(r"0?[0-9]{0,2}d?")  # "", "d", "03d": a zero-padded index, at most 99 wide
+TIMESTAMP_TOLERANCE_S = 1e-4  # LeRobot's tolerance_s when it looks up a frame by timestamp
 VIDEO_ENCODING = {"codec": "libx264rgb", "input_pix_fmt": "rgb24", "stream_pix_fmt": "gbrp", "qp": 0, "preset": "veryfast"}
 
 
@@ -169,28 +185,78 @@ def _write_videos(store: EpisodeStore, out: Path, fps: int, video_keys: dict[str
                   ends: np.ndarray, progress: bool) -> dict[str, np.ndarray]:
     """One mp4 per camera with every episode in order; returns each camera's (3, 256) value histogram."""
     histograms = {camera: np.zeros((3, 256), dtype=np.int64) for camera in store.cameras}
-    writers = {}
+    writers: dict[str, _VideoWriter] = {}
     try:
         for camera, key in video_keys.items():
             path = out / VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0)
             path.parent.mkdir(parents=True, exist_ok=True)
-            writers[camera] = iio.get_writer(
-                path, format="FFMPEG", fps=fps, codec=VIDEO_ENCODING["codec"], pixelformat=VIDEO_ENCODING["input_pix_fmt"],
-                output_params=["-qp", str(VIDEO_ENCODING["qp"]), "-preset", VIDEO_ENCODING["preset"]],
-                macro_block_size=1, ffmpeg_log_level="error",
-            )
+            writers[camera] = _VideoWriter(path, store.image_shape(camera), fps)
         for index in tqdm(range(store.n_episodes), unit="episode", desc=f"exporting to {out.name}",
                           disable=not progress, dynamic_ncols=True):
             for camera, writer in writers.items():
                 frames = store.array(camera, int(starts[index]), int(ends[index]))
-                for frame in frames:
-                    writer.append_data(frame)
+                writer.write(frames)
                 for channel in range(3):
                     histograms[camera][channel] += np.bincount(frames[..., channel].ravel(), minlength=256)
-    finally:
         for writer in writers.values():
             writer.close()
+    finally:
+        for writer in writers.values():
+            writer.kill()  # after a failure or Ctrl-C: do not wait for ffmpeg to finish a file being removed
     return histograms
+
+
+class _VideoWriter:
+    """ffmpeg coding RGB frames from a pipe (VIDEO_ENCODING), its messages kept rather than printed.
+
+    imageio's writer lets ffmpeg print to our stderr and, when ffmpeg dies (a full disk), raises a broken
+    pipe with the whole command line; here a failure is one line (a full disk ENOSPC), and a nonzero exit
+    status fails the export, so a video ffmpeg could not finish is never kept.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], fps: int):
+        height, width, _ = shape
+        self.path = path
+        self._log = tempfile.TemporaryFile()
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
+            "-pix_fmt", VIDEO_ENCODING["input_pix_fmt"], "-r", str(fps), "-i", "-", "-an",
+            "-vcodec", VIDEO_ENCODING["codec"], "-pix_fmt", VIDEO_ENCODING["input_pix_fmt"], "-v", "error",
+            "-qp", str(VIDEO_ENCODING["qp"]), "-preset", VIDEO_ENCODING["preset"], str(path),
+        ]
+        # Its own session: a Ctrl-C at the terminal reaches this process, which then stops ffmpeg itself.
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=self._log, start_new_session=True)
+
+    def write(self, frames: np.ndarray) -> None:
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
+        except BrokenPipeError:  # ffmpeg has stopped: its messages say why
+            self._failed()
+
+    def close(self) -> None:
+        """Finish the file; raises if ffmpeg could not."""
+        with contextlib.suppress(BrokenPipeError):
+            self._process.stdin.close()
+        if self._process.wait() != 0:
+            self._failed()
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        with contextlib.suppress(OSError):  # frames still buffered for a dead ffmpeg: a broken pipe
+            self._process.stdin.close()
+        self._log.close()
+
+    def _failed(self) -> None:
+        self._process.wait()
+        self._log.seek(0)
+        messages = self._log.read().decode(errors="replace")
+        if os.strerror(errno.ENOSPC) in messages:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        last = messages.strip().splitlines()[-1:] or [f"exit status {self._process.returncode}"]
+        raise InteropError(f"{self.path}: ffmpeg could not write the video ({last[0][:200]})")
 
 
 def _episodes_table(store: EpisodeStore, starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray, fps: int,
@@ -282,7 +348,7 @@ def read(path: Path) -> Contents:
     """The LeRobot v3.0 dataset in ``path`` as store contents (ours exactly; a foreign one with defaults)."""
     try:
         return _read(path)
-    except (pa.ArrowException, OSError, KeyError, ValueError, TypeError, IndexError) as error:
+    except (pa.ArrowException, OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
         detail = f"missing {error}" if isinstance(error, KeyError) else f"{type(error).__name__}: {error}"
         raise InteropError(f"{path}: not a readable LeRobot v3.0 dataset ({' '.join(detail.split())[:300]})") from None
 
@@ -294,8 +360,13 @@ def _read(path: Path) -> Contents:
         raise InteropError(f"{path}: codebase_version {version}; this reads LeRobot v3.0 datasets (convert older ones "
                            "with LeRobot's convert_dataset_v21_to_v30)")
     fps = float(info["fps"])
+    if not math.isfinite(fps) or fps <= 0:
+        raise InteropError(f"{path}: {INFO_PATH} fps is {info['fps']}; it must be positive")
     features: dict[str, dict] = info["features"]
+    if not isinstance(features, dict) or not all(isinstance(feature, dict) for feature in features.values()):
+        raise InteropError(f"{path}: {INFO_PATH} features must be a JSON object of feature objects")
     sidecar = _load_json(path / SIDECAR_PATH) if (path / SIDECAR_PATH).is_file() else None
+    data_path = _template(path, info, "data_path")
 
     episode_files = sorted((path / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
     if not episode_files:
@@ -305,10 +376,14 @@ def _read(path: Path) -> Contents:
     episode_ids = _column(episodes, "episode_index")
     lengths = _column(episodes, "length")
     data_files = sorted(set(zip(_column(episodes, "data/chunk_index").tolist(), _column(episodes, "data/file_index").tolist())))
-    frames = pa.concat_tables([pq.read_table(path / info["data_path"].format(chunk_index=c, file_index=f))
-                               for c, f in data_files])
+    frames = pa.concat_tables([
+        pq.read_table(_dataset_file(path, "data_path", data_path, chunk_index=int(c), file_index=int(f)))
+        for c, f in data_files])
     rows = _episode_rows(path, frames, episode_ids, lengths)
     order = np.concatenate(rows)
+    for name, count in (("total_episodes", len(episode_ids)), ("total_frames", len(order))):
+        if int(info[name]) != count:
+            raise InteropError(f"{path}: {INFO_PATH} {name} is {info[name]} but the dataset holds {count}")
     offsets = np.concatenate([[0], np.cumsum(lengths)])
 
     action = _matrix(frames, "action")[order]
@@ -319,6 +394,10 @@ def _read(path: Path) -> Contents:
     slider_pose = environment if environment is not None and environment.shape[1] == 3 else np.zeros((len(order), 3))
 
     visual = [key for key, feature in features.items() if feature.get("dtype") in ("video", "image")]
+    videos = [key for key in visual if features[key]["dtype"] == "video"]
+    video_path = _template(path, info, "video_path") if videos else ""
+    for key in videos:
+        _check_video_span(path, episodes, key, fps)
     if sidecar is not None:
         by_key = {key: camera for camera, key in sidecar["camera_features"].items()}
         names = {key: by_key[key] for key in visual}
@@ -355,7 +434,8 @@ def _read(path: Path) -> Contents:
                         continue
                     chunk = int(episodes.column(f"videos/{key}/chunk_index")[i].as_py())
                     file = int(episodes.column(f"videos/{key}/file_index")[i].as_py())
-                    video = path / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
+                    video = _dataset_file(path, "video_path", video_path, video_key=key, chunk_index=chunk,
+                                          file_index=file)
                     if key not in cursors or cursors[key].path != video:
                         if key in cursors:
                             cursors[key].close()
@@ -429,13 +509,65 @@ class _VideoCursor:
             self._reader = None
 
 
-def _load_json(path: Path) -> Any:
+def _load_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file (info.json and our sidecar are objects; anything else is refused)."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except FileNotFoundError:
         raise InteropError(f"{path}: missing (not a LeRobot dataset?)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InteropError(f"{path}: unreadable ({type(error).__name__}: {' '.join(str(error).split())[:200]})") from None
+    if not isinstance(value, dict):
+        raise InteropError(f"{path}: holds a JSON {type(value).__name__}, not the object LeRobot writes")
+    return value
+
+
+def _template(path: Path, info: dict, name: str) -> str:
+    """info.json's path template ``name``, if it uses only LeRobot's placeholders, with plain formats.
+
+    str.format evaluates attribute and item lookups (``{chunk_index.__class__}``) and pads to any
+    width, so a dataset's template is checked before it is filled; _dataset_file checks where it leads.
+    """
+    template, allowed = info.get(name), TEMPLATE_FIELDS[name]
+    try:
+        fields = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(template)
+                  if field is not None]
+    except (TypeError, ValueError):  # not a string, or unbalanced braces
+        fields = None
+    if fields is None or any(field not in allowed or conversion or not INDEX_FORMAT.fullmatch(spec)
+                             or (field == "video_key" and spec) for field, spec, conversion in fields):
+        placeholders = ", ".join("{" + field + "}" for field in allowed)
+        raise InteropError(f"{path}: {INFO_PATH} {name} {repr(template)[:200]} is not a LeRobot path template "
+                           f"(its placeholders: {placeholders}, with formats such as :03d)")
+    return template
+
+
+def _dataset_file(path: Path, name: str, template: str, **values: Any) -> Path:
+    """The file a template names, which must lie inside the dataset (no absolute path, no way up out of it)."""
+    relative = template.format(**values)
+    root = os.path.abspath(path)
+    target = os.path.normpath(os.path.join(root, relative))
+    if os.path.commonpath([root, target]) != root:
+        raise InteropError(f"{path}: {INFO_PATH} {name} names {relative[:200]!r}, outside the dataset")
+    return Path(target)
+
+
+def _check_video_span(path: Path, episodes: pa.Table, key: str, fps: float) -> None:
+    """Each episode's [from_timestamp, to_timestamp) must start on a frame and hold its length at ``fps``.
+
+    The frames are read by position (timestamp x fps), so an edited fps or shifted timestamps would pair
+    an episode's actions with another's frames. LeRobot itself finds video frames to 1e-4 s.
+    """
+    start = _column(episodes, f"videos/{key}/from_timestamp").astype(np.float64) * fps
+    stop = _column(episodes, f"videos/{key}/to_timestamp").astype(np.float64) * fps
+    lengths = _column(episodes, "length")
+    tolerance = TIMESTAMP_TOLERANCE_S * fps
+    fits = (np.abs(start - np.round(start)) <= tolerance) & (np.abs(stop - start - lengths) <= tolerance)
+    if not fits.all():  # NaN timestamps fit nothing
+        i = int(np.flatnonzero(~fits)[0])
+        raise InteropError(f"{path}: episode {_column(episodes, 'episode_index')[i]}'s {key} timestamps at fps "
+                           f"{fps:g} span frames {start[i]:.4g} to {stop[i]:.4g}, not its {lengths[i]} frames from a "
+                           f"whole frame (is {INFO_PATH}'s fps right?)")
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
