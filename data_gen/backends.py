@@ -56,6 +56,30 @@ def check_backend_arguments(backend: str, address: str | None) -> None:
     check_backend(backend)
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (taskset, a container's cpuset) where the OS has one."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def cap_workers(workers: int, backend: str = "local", address: str | None = None) -> int:
+    """``workers``, at most the cores available here, with a one-line notice when capped.
+
+    Each worker is a process with its own Drake plant (about 300 MB); more of them than cores only
+    share the cores and take the memory. A Ray cluster (an address, or RAY_ADDRESS) runs its actors on
+    its own machines, so its workers are not capped; a local Ray instance runs on these cores.
+    """
+    if backend == "ray" and (address or os.environ.get("RAY_ADDRESS")):
+        return workers
+    cores = available_cores()
+    if workers <= cores:
+        return workers
+    # On stdout, with the other progress reports: stderr is kept for the one line of an error.
+    print(f"notice: --workers {workers} is more than the {cores} core{'s' if cores > 1 else ''} available; using {cores}")
+    return cores
+
+
 def ordered_map(init: Callable[..., None], init_args: tuple, work: Callable[[Any], Any], items: Iterable[Any],
                 workers: int = 1, backend: str = "local", address: str | None = None) -> Iterator[Any]:
     """Yield ``work(item)`` for each item, in item order, after ``init(*init_args)`` in each worker.
@@ -65,6 +89,7 @@ def ordered_map(init: Callable[..., None], init_args: tuple, work: Callable[[Any
     """
     check_backend(backend)
     items = list(items)
+    workers = cap_workers(workers, backend, address)
     if backend == "ray":
         yield from _ray_map(init, init_args, work, items, workers, address)
     elif workers > 1 and len(items) > 1:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_gen.backends import BackendError, add_backend_arguments, check_backend, check_backend_arguments, ordered_map
+from data_gen.backends import BackendError, add_backend_arguments, available_cores, cap_workers, check_backend, check_backend_arguments, ordered_map
 from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure, stops_on_sigterm
 from eval.metrics import aggregate
 
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--domain", default="target")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=available_cores(), help="processes (default and most: the cores available)")
     parser.add_argument("--envs-per-worker", type=int, default=1,
                         help="envs each worker steps in lockstep, one batched policy call for all (the results do not change)")
     parser.add_argument("--precision", choices=["float64", "float32"], default="float64",
@@ -441,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             CheckpointAgent(args.ckpt, args.device, args.precision)
     except (DomainError, AgentError) as error:
         return fail(str(error))
+    workers = cap_workers(args.workers, args.backend, args.address)  # after the checks: a refusal stays one line
     spec = RolloutSpec(policy, str(args.ckpt) if args.ckpt else None, args.domain, tuple(args.overrides), args.seed,
                        min(args.videos, args.trials), str(video_dir), args.device, args.max_steps, args.envs_per_worker,
                        args.precision)
@@ -448,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with no_empty_dirs_on_failure(video_dir):  # an evaluation refused before its first trial leaves no directory
             video_dir.mkdir(parents=True, exist_ok=True)
-            report = evaluate(spec, args.trials, out, args.workers, command=command, domain_config=domain.model_dump(mode="json"),
+            report = evaluate(spec, args.trials, out, workers, command=command, domain_config=domain.model_dump(mode="json"),
                               backend=args.backend, address=args.address)
     except (AgentError, BackendError) as error:
         return fail(str(error))

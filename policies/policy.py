@@ -31,7 +31,7 @@ import torch
 from policies.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, model_from_checkpoint
 from policies.config import RunConfig
 from policies.dataset import center_crop
-from policies.export import is_export, load_export
+from policies.export import check_declared_sizes, is_export, load_export
 from policies.model import STATE_DIM, DiffusionModel, resolve_device
 
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
@@ -230,7 +230,10 @@ def load_policy(path: str | os.PathLike, device: str = "auto", weights: str = "e
             model = model_from_checkpoint(payload, "ema_model", str(path))
         else:
             payload = load_checkpoint(path, device="cpu")
-            model = model_from_checkpoint(payload, "ema_model" if weights == "ema" else "model", str(checkpoint_path(path)))
+            key = "ema_model" if weights == "ema" else "model"
+            shapes = {name: tuple(tensor.shape) for name, tensor in payload[key].items()}
+            check_declared_sizes(checkpoint_path(path), payload, shapes)  # load_export checks its own
+            model = model_from_checkpoint(payload, key, str(checkpoint_path(path)))
     except (CheckpointError, ValueError) as error:
         raise PolicyError(str(error)) from None
     return DiffusionPolicy(model, torch_device, payload["run_config"], precision)

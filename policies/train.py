@@ -9,8 +9,9 @@ contraction of the chunk to its own sigma_min (``contraction=False``: the chunk 
 corrupt data that already are noisy copies at sigma_min).
 
 A run directory holds config.json, admission.json (the resolved clean weights, sigma_min source
-and the induced P(clean | t)), ckpt.pt (the last checkpoint) and metrics.jsonl. Starting a run
-in a directory that has a checkpoint resumes it, if the config matches (steps and device may change).
+and the induced P(clean | t)), ckpt.pt (the last checkpoint) and metrics.jsonl, and train.lock while a
+run uses it (a second run on the directory stops at once). Starting a run in a directory that has a
+checkpoint resumes it, if the config matches (steps and device may change).
 Batch b of a run depends only on (seed, b), and the initial weights on the seed, so a resumed run
 draws the batches it would have drawn.
 
@@ -30,7 +31,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from data_gen.cli import ArgumentParser, StopOnInterrupt, no_empty_dirs_on_failure, stops_on_sigterm
+from data_gen.dir_lock import FileLock, Locked
 from data_gen.episode_store import StoreError
 from policies.ambient import AdmissionSampler, linear_alpha_schedule
 from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
@@ -56,6 +58,7 @@ from policies.tracking import TrackingError, WandbTracker, check_available
 CONFIG_NAME = "config.json"
 ADMISSION_NAME = "admission.json"
 METRICS_NAME = "metrics.jsonl"
+LOCK_NAME = "train.lock"  # held by the run using the directory (rank 0 under torchrun)
 PREFETCH_BATCHES = 4
 
 
@@ -331,10 +334,34 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True, on_log: 
             out.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise TrainingError(f"{out}: cannot create the run directory ({error.strerror or error})") from None
-        with ranks.joined(device):
+        with ranks.joined(device), _run_lock(out, ranks):
             main_only = ranks.is_main
             return _train(config, out, device, ranks, share, progress and main_only, on_log if main_only else None,
                           wandb_project if main_only else None, should_stop)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path, ranks: Ranks) -> Iterator[None]:
+    """Rank 0 holds the run directory's lock throughout; a second run on it stops with one line naming the first.
+
+    Two runs on one directory would append to one metrics.jsonl and race on one checkpoint. Every
+    process learns whether rank 0 got the lock, so none of them trains without it.
+    """
+    lock, problem = None, None
+    if ranks.is_main:
+        try:
+            lock = FileLock.acquire(out / LOCK_NAME)
+        except Locked as error:
+            problem = f"another training run is using it ({error.holder}); wait for it to end, or use another --out"
+        except OSError as error:
+            problem = f"cannot write in the run directory ({error.strerror or error})"
+    if not ranks.all(problem is None):
+        raise TrainingError(f"{out}: {problem or 'rank 0 could not lock it'}")
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, share: slice, progress: bool,

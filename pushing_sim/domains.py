@@ -179,9 +179,22 @@ def _parse_override(config: dict, override: str) -> None:
             where = ".".join(parts[: i + 1])
             raise DomainError(f"override {override!r}: unknown field {where!r}")
         if i == len(parts) - 1:
-            node[part] = yaml.safe_load(raw)
+            try:  # safe_load: a tag such as !!python/object is refused here, never constructed
+                node[part] = yaml.safe_load(raw)
+            except yaml.YAMLError as error:
+                raise DomainError(f"override {override!r}: the value is not valid YAML ({_yaml_problem(error)})") from None
         else:
             node = node[part]
+
+
+def checked_overrides(overrides: object, name: str = "domain overrides") -> list[str]:
+    """The overrides as a list of strings, or DomainError naming ``name`` (one string passed, or numbers)."""
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, (list, tuple)):
+        raise DomainError(f"{name} must be a list of 'key.path=value' strings, got {type(overrides).__name__} {overrides!r}")
+    for override in overrides:
+        if not isinstance(override, str):
+            raise DomainError(f"{name} must be 'key.path=value' strings, got {type(override).__name__} {override!r}")
+    return list(overrides)
 
 
 def load_domain(spec: str | Path | DomainConfig, overrides: list[str] | tuple[str, ...] = ()) -> DomainConfig:
@@ -200,6 +213,7 @@ def load_domain(spec: str | Path | DomainConfig, overrides: list[str] | tuple[st
             raise DomainError(f"domain file {path} is not a valid domain config: {_first_error(error)}") from None
     else:
         raise DomainError(f"unknown domain {str(spec)!r}: use one of {sorted(BUILTIN_DOMAINS)} or a .yaml file")
+    overrides = checked_overrides(overrides)
     if not overrides:
         return base
     data = base.model_dump(mode="json")
@@ -209,6 +223,12 @@ def load_domain(spec: str | Path | DomainConfig, overrides: list[str] | tuple[st
         return DomainConfig.model_validate(data)
     except ValidationError as error:
         raise DomainError(f"bad override: {_first_error(error)}") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's message in one line: what is wrong (``problem``), without its multi-line marks."""
+    problem = getattr(error, "problem", None) or str(error)
+    return " ".join(str(problem).split())
 
 
 def _first_error(error: Exception) -> str:

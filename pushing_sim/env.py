@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from pushing_sim.domains import DomainConfig, load_domain
+from pushing_sim.domains import DomainConfig, checked_overrides, load_domain
 from pushing_sim.simulation import PushingSim
 from pushing_sim.task import TaskConfig, wrap_angle, coverage, is_success, is_valid_initial_condition, pose_errors, sample_initial_pose
 
@@ -78,7 +78,8 @@ class PlanarPushingEnv(gym.Env):
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']} or None")
         if isinstance(render_size, bool) or not isinstance(render_size, (int, np.integer)) or not 16 <= render_size <= 2048:
             raise ValueError(f"render_size must be a whole number of pixels in [16, 2048], got {render_size!r}")
-        overrides = list(domain_overrides) + ([f"render.image_size={int(image_size)}"] if image_size is not None else [])
+        overrides = checked_overrides(domain_overrides, "domain_overrides")
+        overrides += [f"render.image_size={int(image_size)}"] if image_size is not None else []
         self.domain = load_domain(domain, overrides)
         self.task = task or TaskConfig()
         self.obs_type = obs_type
