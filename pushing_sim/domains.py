@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pushing_sim import geometry
+from pushing_sim import geometry, strict_yaml
 
 RGB = tuple[float, float, float]
 
@@ -182,7 +182,7 @@ def _parse_override(config: dict, override: str) -> None:
             try:  # safe_load: a tag such as !!python/object is refused here, never constructed
                 node[part] = yaml.safe_load(raw)
             except yaml.YAMLError as error:
-                raise DomainError(f"override {override!r}: the value is not valid YAML ({_yaml_problem(error)})") from None
+                raise DomainError(f"override {override!r}: the value is not valid YAML ({strict_yaml.describe(error)})") from None
         else:
             node = node[part]
 
@@ -223,12 +223,6 @@ def load_domain(spec: str | Path | DomainConfig, overrides: list[str] | tuple[st
         return DomainConfig.model_validate(data)
     except ValidationError as error:
         raise DomainError(f"bad override: {_first_error(error)}") from None
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    """PyYAML's message in one line: what is wrong (``problem``), without its multi-line marks."""
-    problem = getattr(error, "problem", None) or str(error)
-    return " ".join(str(problem).split())
 
 
 def _first_error(error: Exception) -> str:

@@ -40,7 +40,7 @@ def safe_load(text: str) -> Any:
 
 
 def describe(error: yaml.YAMLError) -> str:
-    """A YAML error as one line (for DuplicateKeyError, its problem and where)."""
-    if isinstance(error, DuplicateKeyError):
-        return error.problem
-    return " ".join(str(error).split())[:200]
+    """A YAML error as one line: what is wrong (PyYAML's ``problem``, for DuplicateKeyError with its lines),
+    without the multi-line marks; the whole message where there is no problem."""
+    problem = getattr(error, "problem", None) or str(error)
+    return " ".join(str(problem).split())[:200]
