@@ -775,7 +775,7 @@ def _store_errors(path: Path, key: str | None = None) -> Iterator[None]:
     except StoreError:
         raise
     except Exception as error:
-        _settle_zarr_io()
+        settle_zarr_io()
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:
             raise StoreError(f"{path}: no space left on device (committed episodes are intact)") from None
         if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
@@ -789,7 +789,7 @@ def _store_errors(path: Path, key: str | None = None) -> Iterator[None]:
         raise StoreError(f"{path}: damaged episode store ({detail})") from None
 
 
-def _settle_zarr_io(timeout: float = 30.0) -> None:
+def settle_zarr_io(timeout: float = 30.0) -> None:
     """Wait (at most ``timeout``) for the tasks a failed zarr call left running to finish.
 
     zarr writes an array's chunks as concurrent tasks on its own IO loop; when one fails (a full disk),

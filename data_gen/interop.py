@@ -36,8 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_gen.cli import no_empty_dirs_on_failure
-# _settle_zarr_io: the store module owns the wait for zarr's IO thread; a failed export or import needs it too.
-from data_gen.episode_store import RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError, _settle_zarr_io
+from data_gen.episode_store import RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError, settle_zarr_io
 
 FORMATS = ("lerobot", "diffusion-policy")
 # The env and every generator step at the task's control rate (pushing_sim.task.TaskConfig.control_hz,
@@ -168,7 +167,7 @@ def staged_output(out: Path) -> Iterator[Path]:
 
 def interrupted(prog: str, out: str | os.PathLike) -> int:
     """Say in one line that Ctrl-C or SIGTERM stopped a run (its partial output is gone); returns exit status 130."""
-    _settle_zarr_io()
+    settle_zarr_io()
     # A zarr call cut short before its coroutine reached zarr's IO thread leaves that coroutine unawaited;
     # Python would print a RuntimeWarning about it under our line when the interrupt's traceback is freed.
     warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
@@ -183,7 +182,7 @@ def _discard(staging: Path) -> None:
     removed before they end, the directory would be made again by them (and asyncio would print
     "Task was destroyed but it is pending!" at exit).
     """
-    _settle_zarr_io()
+    settle_zarr_io()
     shutil.rmtree(staging, ignore_errors=True)
 
 
