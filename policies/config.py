@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer, model_validator
 
 from policies.ambient import buffer_factor
-from pushing_sim import strict_yaml
+from data_gen import strict_yaml
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The pushing papers' sizes (science.md §2): ResNet-18 with 64 channels in its first stage.

@@ -13,7 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pushing_sim import geometry, strict_yaml
+from data_gen import strict_yaml
+from pushing_sim import geometry
 
 RGB = tuple[float, float, float]
 

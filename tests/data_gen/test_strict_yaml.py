@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from policies.config import ConfigError, RunConfig
-from pushing_sim import strict_yaml
+from data_gen import strict_yaml
 
 
 def test_plain_yaml_loads_as_with_safe_load():
