@@ -2,23 +2,96 @@
 
 Torch's thread count is set before anything runs in a worker (the run's cores divided among the arms
 trained at once), a Ctrl-C reaches a worker only as the runner's stop event, and each reports its
-steps on a queue; the runner books the seconds.
+steps on a queue; the runner books the seconds. ``LocalArms`` is the runner's handle on these
+workers; ``eval.arm_training_ray.RayArms`` is the same handle on Ray tasks (``backend: ray``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import multiprocessing
 import os
 import signal
 import time
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
 import numpy as np
 
+from eval.experiment_config import ExperimentError
+
 _WORKER: dict[str, Any] = {}  # a training worker's progress queue and the runner's stop event
+
+# What an arm's training came to: (step, interrupted, seconds) when it returned, the exception it
+# failed with, or None when it was stopped before it began.
+Outcome = tuple[int, bool, float] | BaseException | None
+
+
+class LocalArms:
+    """Arms trained in spawned processes on this machine, ``parallel`` at a time.
+
+    The runner submits every arm, then asks ``wait`` for arms that ended and ``reports`` for the
+    steps of those still training; ``stop`` asks each arm to stop after its step and save, and an arm
+    not begun yet not to begin; ``close`` waits for them.
+    """
+
+    def __init__(self, parallel: int, threads: int):
+        context = multiprocessing.get_context("spawn")
+        # Handed to the workers as they start: their progress reports, and the runner's stop request.
+        self._queue, self._stop = context.Queue(), context.Event()
+        self._pool = ProcessPoolExecutor(parallel, context, init_train_worker, (threads, self._queue, self._stop))
+        self._futures: dict[Future, str] = {}
+        self._names: list[str] = []
+
+    def submit(self, name: str, config_json: str, out: str, threads: int) -> None:
+        self._futures[self._pool.submit(train_arm, name, config_json, out, threads)] = name
+        self._names.append(name)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._futures)
+
+    def running(self) -> list[str]:
+        return sorted(name for future, name in self._futures.items() if future.running())
+
+    def wait(self, timeout: float) -> list[tuple[str, Outcome]]:
+        """The arms that ended within ``timeout`` seconds, with their outcomes."""
+        done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
+        ended = []
+        for future in done:
+            name = self._futures.pop(future)
+            try:
+                _, step, interrupted, seconds = future.result()
+                ended.append((name, (step, interrupted, seconds)))
+            except CancelledError:
+                ended.append((name, None))
+            except BrokenProcessPool:  # every arm's future says so: it is not this arm's fault
+                ended.append((name, ExperimentError(
+                    f"a training process died (out of memory?), and the pool stopped the arms {sorted(self._names)} "
+                    "without saving their last steps; run the same command to resume from their checkpoints"
+                )))  # fmt: skip
+            except Exception as error:
+                ended.append((name, error))
+        return ended
+
+    def reports(self) -> list[tuple[str, int, float]]:
+        """(arm, step, seconds it has trained) reported since the last call."""
+        return drain(self._queue)
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()  # every arm stops after its step and saves; one not started yet does not start
+            for future in self._futures:
+                future.cancel()
+
+    def close(self) -> None:
+        self._stop.set()  # after an error in the runner, too: the arms save and end, rather than train on
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._queue.close()
 
 
 def init_train_worker(threads: int, progress, stop) -> None:
@@ -44,10 +117,13 @@ def _note_terminate(signum, frame) -> None:
     _WORKER["terminated"] = True
 
 
-def train_arm(name: str, config_json: str, out: str) -> tuple[str, int, bool, float]:
+def train_arm(name: str, config_json: str, out: str, threads: int) -> tuple[str, int, bool, float]:
+    import torch
+
     from policies.config import RunConfig
     from policies.train import train
 
+    torch.set_num_threads(threads)  # the arm's own, fixed when it first started (eval.experiment)
     started = time.perf_counter()
 
     def report(step: int, total: int) -> None:

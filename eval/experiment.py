@@ -31,13 +31,10 @@ still has evaluations to run.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +44,7 @@ from tqdm import tqdm
 from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts, stops_on_sigterm
 from data_gen.corruption import TRUE_ANNOTATION
 from data_gen.dir_lock import FileLock, Locked
-from eval.arm_training import checkpoint_step, drain, init_train_worker, train_arm, train_seconds
+from eval.arm_training import LocalArms, checkpoint_step, train_seconds
 from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 from eval.experiment_data import ExperimentData
 from eval.ledger import Ledger
@@ -92,11 +89,21 @@ class Experiment(ExperimentData):
 
     def __init__(self, config: ExperimentConfig, out: Path, arms: list[str] | None = None, progress: bool = True):
         self.config, self.out, self.progress = config, out, progress
+        duplicated = sorted({name for name in arms or [] if arms.count(name) > 1})
+        if duplicated:  # two processes would train into one run directory
+            raise ExperimentError(f"--arms names {duplicated} more than once")
         self.arms = [config.arm(name) for name in arms] if arms else list(config.arms)
-        out.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger(out / LEDGER_NAME)
+        self.ledger = Ledger(out / LEDGER_NAME)  # (reads it, if there is one; creates nothing)
         self.cores = len(os.sched_getaffinity(0))  # the CPUs this run may use (taskset confines it)
         self._replicate_of: dict[str, Arm] = {}  # protocol replicate name -> the arm it repeats
+        self.check_arms()
+        out.mkdir(parents=True, exist_ok=True)
+
+    def check_arms(self) -> None:
+        """Build every trained arm's policies.train config now, so a bad one fails before any stage runs."""
+        for arm in self.config.arms:
+            if arm.trained:
+                self.run_config(arm.model_copy(update={"sigma_min": 0.5}) if arm.sigma_min == "best" else arm)
 
     # paths -----------------------------------------------------------------------------------------
 
@@ -190,7 +197,9 @@ class Experiment(ExperimentData):
 
     def run_config(self, arm: Arm):
         """The policies.train RunConfig of a trained arm."""
-        from policies.config import DataConfig, RunConfig, TrainingConfig
+        from pydantic import ValidationError
+
+        from policies.config import DataConfig, RunConfig, TrainingConfig, one_line
 
         budget = self.config.training
         training: dict[str, Any] = {
@@ -220,7 +229,10 @@ class Experiment(ExperimentData):
             training.update(sigma_max=arm.sigma_max, corrupt_loss=arm.corrupt_loss, s_max_factor=arm.s_max_factor)
             if not arm.contraction:
                 training["contraction"] = False
-        return RunConfig(policy=self.config.policy, training=TrainingConfig(**training), data=data)
+        try:
+            return RunConfig(policy=self.config.policy, training=TrainingConfig(**training), data=data)
+        except ValidationError as error:
+            raise ExperimentError(f"arm {arm.name}: {one_line(error)}") from None
 
     def train_section(self, arm: Arm) -> dict:
         """The arm's training config, with the output directory written as ``<out>`` so a run may move."""
@@ -249,23 +261,35 @@ class Experiment(ExperimentData):
     def train(self, arms: list[Arm]) -> None:
         """Train the arms side by side, booking each one's seconds as it goes.
 
-        A Ctrl-C (of the terminal, or sent to this process alone) or an arm that fails asks every arm
-        still training to stop: each stops after its step, saves, and its seconds are booked; then
-        KeyboardInterrupt (or the failure) is raised. More Ctrl-Cs change nothing (kill -9 stops at once,
-        and the arms lose their steps since their last checkpoint).
+        They train in this machine's processes, or with ``backend: ray`` as Ray tasks wherever the cluster
+        has room for ``training.resources`` (``eval.arm_training_ray``); each keeps the thread count it
+        started with, so its weights are the same either way. A Ctrl-C (of the terminal, or sent to this
+        process alone) or an arm that fails asks every arm still training to stop: each stops after its
+        step, saves, and its seconds are booked; then KeyboardInterrupt (or the failure) is raised. More
+        Ctrl-Cs change nothing (kill -9 stops at once, and the arms lose their steps since their last checkpoint).
         """
         todo = [arm for arm in arms if arm.trained and not self.train_done(arm)]
         if not todo:
             return
         budget = self.config.training
         parallel = min(budget.parallel, len(todo))
-        threads = max(1, self.cores // parallel)
-        self._stage_header("train", f"{len(todo)} arms, {parallel} at a time with {threads} threads each, {budget.steps} steps each")
+        default = budget.threads or max(1, self.cores // budget.parallel)
+        threads = {}
         for arm in todo:
-            run = self.arm_dir(arm) / "train"
+            run, key = self.arm_dir(arm) / "train", f"train/{arm.name}"
             if run.is_dir() and not (run / "ckpt.pt").is_file():  # a start whose checkpoint is gone: its metrics describe nothing
                 shutil.rmtree(run)
-            self.ledger.start(f"train/{arm.name}", self.train_section(arm))
+                self.ledger.entries.get(key, {}).pop("threads", None)
+            self.ledger.start(key, self.train_section(arm))
+            # The count it started with, whatever is left to train now: fewer threads would change its weights.
+            threads[arm.name] = self.ledger.entries[key].get("threads") or default
+            self.ledger.note(key, threads=threads[arm.name])
+        counts = ", ".join(sorted({str(n) for n in threads.values()}))
+        where = "as Ray tasks" if self.config.backend == "ray" else f"{parallel} at a time"
+        self._stage_header("train", f"{len(todo)} arms, {where} with {counts} threads each, {budget.steps} steps each")
+        if self.config.backend != "ray" and sum(sorted(threads.values())[-parallel:]) > self.cores:
+            print(f"note: these arms started with {counts} threads each, more than this machine's {self.cores} cores "
+                  f"for {parallel} at a time; they keep them, so their weights match an uninterrupted run")  # fmt: skip
         steps = {arm.name: checkpoint_step(self.arm_dir(arm) / "train") for arm in todo}
         booked = {arm.name: 0.0 for arm in todo}
 
@@ -275,59 +299,44 @@ class Experiment(ExperimentData):
                 self.ledger.add_seconds(f"train/{name}", seconds - booked[name])
                 booked[name] = seconds
 
-        stop, pending, failure = StopOnInterrupt(force=False), {}, None
-        context = multiprocessing.get_context("spawn")
-        # Handed to the workers as they start: their progress reports, and the runner's stop request.
-        queue, stop_event = context.Queue(), context.Event()
-        pool = ProcessPoolExecutor(parallel, context, init_train_worker, (threads, queue, stop_event))
-        bar = None
+        stop, failure, arms_pool, bar = StopOnInterrupt(force=False), None, None, None
         try:
+            # Ray (which replaces this process's SIGTERM handler) is joined before the stop request is armed.
+            arms_pool = self.arms_pool(parallel, default, max(threads.values()))
             with stop:
-                # The workers start with Ctrl-C ignored (inherited until they block it): one that died of it
+                # Local workers start with Ctrl-C ignored (inherited until they block it): one that died of it
                 # while starting would break the pool, which would then kill the others unsaved.
                 with ignoring_interrupts():
                     for arm in todo:
-                        job = (arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"))
-                        pending[pool.submit(train_arm, *job)] = arm
+                        arms_pool.submit(arm.name, self.run_config(arm).to_json(), str(self.arm_dir(arm) / "train"), threads[arm.name])
                 bar = tqdm(total=budget.steps * len(todo), initial=sum(steps.values()), unit="step", disable=not self.progress,
                            dynamic_ncols=True, desc="train")  # fmt: skip
-                while pending:
-                    done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-                    for name, step, seconds in drain(queue):
+                while arms_pool.pending:
+                    ended = arms_pool.wait(timeout=1.0)
+                    for name, step, seconds in arms_pool.reports():
                         if step > steps[name]:  # (a report may come after its arm's result)
                             bar.update(step - steps[name])
                             steps[name] = step
                         book(name, seconds, at_least=BOOK_EVERY_S)
-                    if stop.requested and not stop_event.is_set():
-                        stop_event.set()  # every arm stops after its step and saves; one not started yet does not start
-                        for future in pending:
-                            future.cancel()
-                    running = sorted(pending[f].name for f in pending if f.running())
+                    if stop.requested:
+                        arms_pool.stop()  # every arm stops after its step and saves; one not started yet does not start
+                    running = arms_pool.running()
                     bar.set_description(f"train {', '.join(running)[:60]}" if running else "train")
-                    for future in done:
-                        arm = pending.pop(future)
-                        try:
-                            name, step, interrupted, seconds = future.result()
-                        except CancelledError:
+                    for name, outcome in ended:
+                        if outcome is None:  # stopped before it began
                             continue
-                        except BrokenProcessPool:  # every arm's future says so: it is not this arm's fault
-                            failure = failure or ExperimentError(
-                                f"a training process died (out of memory?), and the pool stopped the arms {sorted(steps)} "
-                                "without saving their last steps; run the same command to resume from their checkpoints"
-                            )
+                        if isinstance(outcome, BaseException):  # this arm failed: the others stop and save rather than train on
+                            failure = failure or outcome
                             stop.request()
                             continue
-                        except Exception as error:  # this arm failed: the others stop and save rather than train on
-                            failure = failure or error
-                            stop.request()
-                            continue
+                        step, interrupted, seconds = outcome
                         bar.update(max(0, step - steps[name]))
                         steps[name] = step
                         book(name, seconds)
                         if interrupted:
                             stop.request()
                         else:
-                            self.ledger.finish(f"train/{arm.name}", 0.0, {"step": step})
+                            self.ledger.finish(f"train/{name}", 0.0, {"step": step})
             if failure is not None:
                 raise failure
             if stop.requested:
@@ -335,9 +344,17 @@ class Experiment(ExperimentData):
         finally:
             if bar is not None:
                 bar.close()
-            stop_event.set()  # after an error in this loop, too: the arms save and end, rather than train on
-            pool.shutdown(wait=True, cancel_futures=True)
-            queue.close()
+            if arms_pool is not None:
+                arms_pool.close()
+
+    def arms_pool(self, parallel: int, threads: int, most_threads: int):
+        """Where the arms train: this machine's processes, ``parallel`` at a time, or Ray tasks (``backend: ray``)."""
+        if self.config.backend != "ray":
+            return LocalArms(parallel, threads)
+        from eval.arm_training_ray import RayArms
+
+        # A local Ray instance (no address) gets this machine's cores, as the local backend would use them.
+        return RayArms(self.config.ray_address, self.out / LEDGER_NAME, self.config.training, max(self.cores, most_threads))
 
     # evaluation --------------------------------------------------------------------------------------
 
@@ -423,16 +440,20 @@ class Experiment(ExperimentData):
         finally:
             bar.close()
 
+    def tuning_results(self, arm: Arm) -> dict | None:
+        """An arm's results.json on the tuning starts in the evaluation's domain, where every choice is made; None
+        until it is evaluated there."""
+        domain = self.config.evaluation.domain
+        if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
+            return None
+        return json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
+
     def best_sigma_min(self, best: Arm) -> float | None:
         """The sigma_min of the best-scoring arm of ``best``'s sweep (``ExperimentConfig.sweep``); None until it is all evaluated."""
-        domain = self.config.evaluation.domain
-        scored = []
-        for arm in self.config.sweep(best):
-            if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
-                return None
-            results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
-            scored.append((results["success_rate"], results["mean_max_coverage"], -arm.sigma_min, arm.sigma_min))
-        return max(scored)[-1] if scored else None
+        scored = [(self.tuning_results(arm), arm.sigma_min) for arm in self.config.sweep(best)]
+        if not scored or any(results is None for results, _ in scored):
+            return None
+        return max((r["success_rate"], r["mean_max_coverage"], -sigma, sigma) for r, sigma in scored)[-1]
 
     # the protocol's primary arms and their replicates ------------------------------------------------
 
@@ -445,13 +466,10 @@ class Experiment(ExperimentData):
     def best_of(self, pool: str, method: str) -> Arm | None:
         """The candidate with the best success on the tuning starts (then coverage, then config order); None
         until every candidate is evaluated there."""
-        domain, scored = self.config.evaluation.domain, []
-        for index, arm in enumerate(self.candidates(pool, method)):
-            if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
-                return None
-            results = json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
-            scored.append((results["success_rate"], results["mean_max_coverage"], -index, arm))
-        return max(scored, key=lambda item: item[:3])[-1] if scored else None
+        scored = [(self.tuning_results(arm), -index, arm) for index, arm in enumerate(self.candidates(pool, method))]
+        if not scored or any(results is None for results, _, _ in scored):
+            return None
+        return max(scored, key=lambda item: (item[0]["success_rate"], item[0]["mean_max_coverage"], item[1]))[-1]
 
     def primary_arms(self) -> list[Arm]:
         """The clean arms and, per pool, the best treatment and control arms chosen so far (protocol)."""
@@ -500,6 +518,7 @@ class Experiment(ExperimentData):
     def report(self) -> dict | None:
         from eval.report import arm_row, build_report, write_report
 
+        self.check_unchanged()
         rows = []
         for job in self.eval_jobs(self.all_arms()):
             arm = job.arm
@@ -543,6 +562,22 @@ class Experiment(ExperimentData):
             write_report(report, self.out)
         print((self.out / "results.md").read_text())
         return report
+
+    def check_unchanged(self) -> None:
+        """Refuse to report a finished run under a config edited since (``steps``, ``trials``): the report
+        would claim the new config for results made with the old one."""
+        for arm in self.all_arms():
+            jobs = [(job.key, lambda job=job: self.eval_section(job)) for job in self.eval_jobs([arm])]
+            if arm.trained:
+                jobs.insert(0, (f"train/{arm.name}", lambda arm=arm: self.train_section(arm)))
+            for key, section in jobs:
+                if self.ledger.finished(key) and self.ledger.entries[key]["section"] != section():
+                    try:
+                        self.ledger.is_done(key, section())
+                    except ExperimentError as error:
+                        changed = str(error).split("another config (", 1)[-1].split("); use another", 1)[0]
+                        raise ExperimentError(f"{self.out}: {key} was made with another config ({changed}); report it with the "
+                                              f"config it ran with ({self.out / 'experiment.yaml'})") from None  # fmt: skip
 
     def total_seconds(self) -> float:
         return float(sum(entry["seconds"] for entry in self.ledger.entries.values()))

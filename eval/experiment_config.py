@@ -14,6 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from data_gen import strict_yaml
 from data_gen.corruption import Corruption
 from policies.classify import ClassifierConfig
 from policies.config import DEFAULT_ALPHA, PolicyConfig, Recorded, one_line
@@ -29,7 +30,8 @@ class ExperimentError(Exception):
 
 class _Strict(Recorded):
     # Recorded: fields added later are left out of the ledger's sections while at their default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: `lr: .inf` would pass `gt=0` and fail only when an arm starts training.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataSource(_Strict):
@@ -69,6 +71,15 @@ class DataSource(_Strict):
         return self.corruption is not None and self.corruption.kind == "label_noise"
 
 
+class ArmResources(_Strict):
+    """What Ray reserves for each training arm (``backend: ray``); it starts an arm on any node with that much room."""
+
+    cpus: int | None = Field(None, ge=1)  # default: the arm's torch threads
+    # Default: one with device cuda, and with auto when the cluster has GPUs; none otherwise. A fraction
+    # (0.5) lets two arms share one GPU.
+    gpus: float | None = Field(None, ge=0)
+
+
 class TrainingBudget(_Strict):
     """What every training arm shares: optimiser steps and settings, and how many train at once."""
 
@@ -78,7 +89,15 @@ class TrainingBudget(_Strict):
     warmup_steps: int = Field(500, ge=0)
     checkpoint_every: int = Field(1000, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    parallel: int = Field(1, ge=1)  # arms trained at once, each with cores / parallel threads
+    parallel: int = Field(1, ge=1)  # arms trained at once
+    # Torch threads per arm; default the machine's cores / parallel when the arm starts. Either way the
+    # ledger records it and a resumed arm keeps it (the thread count changes a CPU run's weights).
+    threads: int | None = Field(None, ge=1)
+    # With backend ray, what each arm's task reserves; the local backend ignores it (its arms share this
+    # machine's cores, ``parallel`` at a time). Where an arm runs does not change its weights.
+    resources: ArmResources = ArmResources()
+
+    omit_at_default = ("threads", "resources")
 
 
 class Evaluation(_Strict):
@@ -123,7 +142,7 @@ class Arm(_Strict):
     # The corrupt pool it trains on (sim_only, cotrain, ambient); needed when the config names several.
     corrupt: str | None = None
     alpha: float | None = Field(None, ge=0, le=1)
-    alpha_schedule: tuple[float, float] | None = None
+    alpha_schedule: tuple[float, float] | None = None  # clean weights at sigma 0 and 1, each in [0, 1]
     sigma_min: float | Literal["classifier", "best", "true"] | None = None
     sigma_max: float | None = Field(None, gt=0, le=1)
     corrupt_loss: Literal["denoise", "ambient"] = "denoise"
@@ -153,6 +172,8 @@ class Arm(_Strict):
         if not ARM_NAME.fullmatch(self.name):
             raise ValueError(f"arm name {self.name!r} must be letters, digits, '_', '-' or '.'")
         mixes = self.method in ("cotrain", "ambient")
+        if self.alpha_schedule is not None and not all(0 <= a <= 1 for a in self.alpha_schedule):
+            raise ValueError(f"arm {self.name}: alpha_schedule's clean weights must lie in [0, 1]")
         if not mixes and (self.alpha is not None or self.alpha_schedule is not None):
             raise ValueError(f"arm {self.name}: alpha applies to cotrain and ambient arms")
         ambient_only = (self.sigma_max, self.s_max_factor, None if self.corrupt_loss == "denoise" else self.corrupt_loss)
@@ -228,10 +249,15 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_arms(self) -> ExperimentConfig:
+        # The name is the default output directory (runs/experiments/NAME): one plain path component.
+        if not ARM_NAME.fullmatch(self.name):
+            raise ValueError(f"name {self.name!r} must be letters, digits, '_', '-' or '.' (it names the output directory)")
         self._check_pools()
         names = [arm.name for arm in self.arms]
         if self.ray_address is not None and self.backend != "ray":
             raise ValueError("ray_address needs backend: ray")
+        if self.training.resources != ArmResources() and self.backend != "ray":  # the local backend would ignore it
+            raise ValueError("training.resources needs backend: ray (local arms share this machine's cores, training.parallel at a time)")
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"arm names must be unique: {duplicated}")
@@ -321,13 +347,37 @@ class ExperimentConfig(_Strict):
         if not path.is_file():
             raise ExperimentError(f"{path}: no such experiment config")
         try:
-            values = yaml.safe_load(path.read_text())
+            values = strict_yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
-            raise ExperimentError(f"{path}: not valid YAML ({' '.join(str(error).split())[:200]})") from None
+            raise ExperimentError(f"{path}: not valid YAML ({strict_yaml.describe(error)})") from None
         try:
-            return cls.model_validate(values)
+            config = cls.model_validate(values)
         except ValidationError as error:
             raise ExperimentError(f"{path}: {one_line(error)}") from None
+        config.check_domains(path)
+        return config
+
+    def check_domains(self, where: str | Path = "config") -> None:
+        """Every domain and override the run will use exists and applies, checked before any stage runs.
+
+        A domain that does not exist would otherwise surface only in an evaluation worker, at start-up.
+        """
+        from pushing_sim.domains import DomainError, load_domain
+
+        evaluation = self.evaluation
+        uses = [("evaluation", evaluation.domain, evaluation.overrides)]
+        uses += [(f"arm {arm.name}", domain, evaluation.overrides) for arm in self.arms for domain in arm.domains(evaluation.domain)]
+        uses += [(f"pool {name}", source.domain, source.overrides) for name, source in {"clean": self.clean, **self.pools}.items()
+                 if source.store is None]  # fmt: skip
+        checked = set()
+        for what, domain, overrides in uses:
+            if (domain, overrides) in checked:
+                continue
+            try:
+                load_domain(domain, list(overrides))
+            except DomainError as error:
+                raise ExperimentError(f"{where}: {what}: {error}") from None
+            checked.add((domain, overrides))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

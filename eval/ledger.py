@@ -49,6 +49,11 @@ class Ledger:
         self.entries.setdefault(key, {"section": section, "done": False, "seconds": 0.0, "result": {}})
         self._save()
 
+    def note(self, key: str, **fields: Any) -> None:
+        """Keep facts a stage must reuse when it resumes (a training arm's thread count) in its entry."""
+        self.entries[key].update(fields)
+        self._save()
+
     def finish(self, key: str, seconds: float, result: dict | None = None) -> None:
         entry = self.entries[key]
         entry.update(done=True, seconds=entry["seconds"] + seconds, result=result or {})

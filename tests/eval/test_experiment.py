@@ -274,7 +274,8 @@ def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"another run is using it (pid {process.pid} on " in err and process.poll() is None
         (run / "results.md").unlink()
-        assert main([str(tmp_path / "long.yaml"), "--out", str(run), "--arms", "gcs_expert", "--stage", "report"]) == 0  # only reads: allowed
+        # A report only reads: allowed (under the config the finished arms were made with; long.yaml changed their steps).
+        assert main([str(SMOKE), "--out", str(run), "--arms", "gcs_expert", "--stage", "report"]) == 0
         assert "| gcs_expert | target |" in (run / "results.md").read_text()
     finally:
         stopping.kill(process)
@@ -298,6 +299,7 @@ def test_a_training_killed_with_minus_9_keeps_the_time_each_arm_spent(smoke, tmp
         (lambda v: v["arms"].append({"name": "e2", "method": "expert", "seed": 3}), "seed (the training seed) applies to trained arms"),
         (lambda v: v["clean"].update(store="a.zarr"), "either store"),
         (lambda v: v.update(ray_address="127.0.0.1:6379"), "ray_address needs backend: ray"),
+        (lambda v: v["training"].update(resources={"cpus": 2}), "training.resources needs backend: ray"),
         (lambda v: v.setdefault("evaluation", {}).update(precision="float32", envs_per_worker=2), "depend on the batching"),
     ],
 )
