@@ -67,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import itertools
 import json
 import math
@@ -586,6 +587,20 @@ class EpisodeStore:
         )
 
     __repr__ = describe
+
+    def digest(self) -> str:
+        """SHA-256 of the committed episodes: ends, seeds, actions and states, whatever the store's path.
+
+        The identity of the data: a training run resumes only on the data it began with. Images are left
+        out (a rendered store's follow from its states) so that the digest reads no frame.
+        """
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.episode_ends, dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(self.meta_column("seed"), dtype=np.int64).tobytes())
+        for key in self.step_keys:
+            if key not in self.cameras:
+                digest.update(key.encode() + np.ascontiguousarray(self.array(key), dtype=np.float64).tobytes())
+        return digest.hexdigest()
 
     # ----------------------------------------------------------------------------------------------
     # Checks

@@ -9,7 +9,6 @@ generated again on another machine must come out the same. ``ExperimentData`` is
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -204,14 +203,8 @@ class ExperimentData:
 
 
 def store_digest(path: Path) -> str:
-    """SHA-256 of a store's episodes: ends, seeds, actions and states (images follow from the states)."""
+    """SHA-256 of a store's episodes (``EpisodeStore.digest``: ends, seeds, actions and states; images follow from the states)."""
     from data_gen.episode_store import EpisodeStore
 
-    digest = hashlib.sha256()
     with EpisodeStore.open(path) as store:
-        digest.update(np.ascontiguousarray(store.episode_ends, dtype=np.int64).tobytes())
-        digest.update(np.ascontiguousarray(store.meta_column("seed"), dtype=np.int64).tobytes())
-        for key in store.step_keys:
-            if key not in store.cameras:
-                digest.update(key.encode() + np.ascontiguousarray(store.array(key), dtype=np.float64).tobytes())
-    return digest.hexdigest()
+        return store.digest()

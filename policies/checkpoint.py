@@ -10,7 +10,9 @@ It holds only tensors and primitive containers (the config as a JSON string), so
     model, ema_model         state dicts of the unwrapped model (no DDP "module." prefix; the normaliser is a buffer of both)
     optimizer, lr_scheduler  state dicts; step: optimiser steps taken
     world_size               processes of the run that saved it (1, or torchrun's N; any number may resume it)
-    data                     {"sigma_min_source" (JSON), "windows_clean", "windows_corrupt", "episodes_clean", "episodes_corrupt"}
+    data                     {"sigma_min_source" (JSON), "windows_clean", "windows_corrupt", "episodes_clean", "episodes_corrupt",
+                              "store_digests" ({"clean": [...], "corrupt": [...]}, each store's EpisodeStore.digest;
+                              absent before it was recorded)}
 
 Writes go to a temporary file first and are renamed over the old checkpoint.
 """

@@ -45,6 +45,8 @@ DEFAULT_ALPHA = 0.5
 AMBIENT_LOSS_S_MAX_FACTOR = 4.0
 # Training fields that may change when a run is resumed.
 RESUMABLE_TRAINING_FIELDS = {"steps", "epochs", "device", "checkpoint_every", "log_every"}
+# Data fields that name episode stores; a resume may compare the stores' contents instead of these paths.
+STORE_FIELDS = ("clean", "corrupt")
 
 
 class Recorded(BaseModel):
@@ -270,14 +272,19 @@ class RunConfig(BaseModel):
         text = path.read_text()
         return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
 
-    def resume_differences(self, other: RunConfig) -> list[str]:
-        """Fields that differ from ``other`` and forbid resuming its run (steps, device... may differ)."""
+    def resume_differences(self, other: RunConfig, stores: bool = True) -> list[str]:
+        """Fields that differ from ``other`` and forbid resuming its run (steps, device... may differ).
+
+        stores: compare the store paths too; False leaves them to a caller that compares the stores' contents.
+        """
         # Every field, also those a dump leaves out at their default (Recorded), so none reads as None.
         mine, theirs = ({section: dict(getattr(config, section)) for section in ("policy", "training", "data")} for config in (self, other))
         differences = []
         for section in ("policy", "training", "data"):
             for key in sorted(set(mine[section]) | set(theirs[section])):
                 if section == "training" and key in RESUMABLE_TRAINING_FIELDS:
+                    continue
+                if section == "data" and key in STORE_FIELDS and not stores:
                     continue
                 if mine[section].get(key) != theirs[section].get(key):
                     differences.append(f"{section}.{key} {theirs[section].get(key)!r} -> {mine[section].get(key)!r}")

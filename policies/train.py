@@ -11,7 +11,10 @@ corrupt data that already are noisy copies at sigma_min).
 A run directory holds config.json, admission.json (the resolved clean weights, sigma_min source
 and the induced P(clean | t)), ckpt.pt (the last checkpoint) and metrics.jsonl, and train.lock while a
 run uses it (a second run on the directory stops at once). Starting a run in a directory that has a
-checkpoint resumes it, if the config matches (steps and device may change).
+checkpoint resumes it, if the config matches (steps and device may change) and the stores hold the
+data it began with: the checkpoint records each store's digest, so the stores may be named by another
+path (relative for absolute, or moved together with the run directory), but new data at the old path
+is refused.
 Batch b of a run depends only on (seed, b), and the initial weights on the seed, so a resumed run
 draws the batches it would have drawn.
 
@@ -43,10 +46,11 @@ from tqdm import tqdm
 
 from data_gen.cli import ArgumentParser, StopOnInterrupt, no_empty_dirs_on_failure, stops_on_sigterm
 from data_gen.dir_lock import FileLock, Locked
-from data_gen.episode_store import StoreError
+from data_gen.episode_store import EpisodeStore, StoreError
 from policies.ambient import AdmissionSampler, linear_alpha_schedule
 from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from policies.config import DEFAULT_ALPHA, METHODS, PRESETS, ConfigError, DataConfig, PolicyConfig, RunConfig, TrainingConfig, one_line
+from policies.config import (DEFAULT_ALPHA, METHODS, PRESETS, STORE_FIELDS, ConfigError, DataConfig, PolicyConfig, RunConfig,
+                             TrainingConfig, one_line)
 from policies.dataset import CorruptAnnotation, DataError, WindowDataset
 from policies.distributed import DistributedError, Ranks
 from policies.ema import EMA
@@ -95,6 +99,67 @@ def open_dataset(config: RunConfig) -> WindowDataset:
         obs_mode=config.policy.obs_mode,
         image_cache_bytes=budget,
     )
+
+
+def store_digests(data: DataConfig) -> dict[str, list[str]]:
+    """Each store's digest (``EpisodeStore.digest``) by role, {"clean": [...], "corrupt": [...]}: the data's identity."""
+    digests: dict[str, list[str]] = {}
+    for role in STORE_FIELDS:
+        digests[role] = []
+        for path in getattr(data, role):
+            with EpisodeStore.open(path) as store:
+                digests[role].append(store.digest())
+    return digests
+
+
+def check_same_config(config: RunConfig, resumed: dict[str, Any], out: Path) -> None:
+    """TrainingError unless ``config`` equals the checkpoint's in every field a resume keeps.
+
+    The store paths are left to check_same_data where the checkpoint records the stores' digests. An
+    older checkpoint compares the paths: equal, or naming the same stores from here (another spelling).
+    """
+    saved: RunConfig = resumed["run_config"]
+    compare_paths = _recorded_digests(resumed) is None
+    differences = config.resume_differences(saved, stores=False)
+    if compare_paths:
+        for role in STORE_FIELDS:
+            mine, theirs = getattr(config.data, role), getattr(saved.data, role)
+            if not _same_paths(mine, theirs):
+                differences.append(f"data.{role} {theirs!r} -> {mine!r}")
+    if differences:
+        raise TrainingError(f"{out}: holds a run with another config ({'; '.join(differences)}); use a new --out")
+
+
+def check_same_data(data: DataConfig, resumed: dict[str, Any], digests: dict[str, list[str]], out: Path) -> None:
+    """TrainingError unless the stores hold the data the checkpoint's run trained on (by digest, whatever their paths)."""
+    recorded = _recorded_digests(resumed)
+    if recorded is None:  # a checkpoint from before digests were recorded: check_same_config compared the paths
+        return
+    problems = []
+    for role in STORE_FIELDS:
+        paths, now, then = getattr(data, role), digests[role], recorded.get(role, [])
+        if len(now) != len(then):
+            problems.append(f"{len(now)} {role} stores given, the run trained on {len(then)}")
+            continue
+        problems += [f"{path} holds other episodes (digest {mine[:12]}, the run's {theirs[:12]})"
+                     for path, mine, theirs in zip(paths, now, then) if mine != theirs]  # fmt: skip
+    if problems:
+        raise TrainingError(f"{out}: holds a run trained on other data ({'; '.join(problems)}); use a new --out")
+
+
+def _recorded_digests(resumed: dict[str, Any]) -> dict[str, list[str]] | None:
+    data = resumed.get("data")
+    return data.get("store_digests") if isinstance(data, dict) else None
+
+
+def _same_paths(mine: tuple[str, ...], theirs: tuple[str, ...]) -> bool:
+    """Equal paths, or paths that name the same stores from the current directory."""
+    if mine == theirs:
+        return True
+    try:
+        return len(mine) == len(theirs) and all(os.path.samefile(a, b) for a, b in zip(mine, theirs))
+    except OSError:  # one of them names nothing
+        return False
 
 
 def admission_sampler(
@@ -370,9 +435,10 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
     checkpoint_file = out / CHECKPOINT_NAME
     resumed = load_checkpoint(checkpoint_file) if checkpoint_file.exists() else None
     if resumed is not None:
-        differences = config.resume_differences(resumed["run_config"])
-        if differences:
-            raise TrainingError(f"{out}: holds a run with another config ({'; '.join(differences)}); use a new --out")
+        check_same_config(config, resumed, out)
+    digests = store_digests(config.data)  # before the images load: a refusal comes at once
+    if resumed is not None:
+        check_same_data(config.data, resumed, digests, out)
 
     dataset = open_dataset(config)
     training = config.training
@@ -432,6 +498,7 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
                 "windows_corrupt": dataset.num_corrupt,
                 "episodes_clean": dataset.episode_counts["clean"],
                 "episodes_corrupt": dataset.episode_counts["corrupt"],
+                "store_digests": digests,
             },
         }
 
