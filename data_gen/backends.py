@@ -9,15 +9,21 @@ per-trial results whatever the backend and the number of workers.
 Ray (an optional extra, ``pip install 'ambient-push[ray]'``): one actor per worker builds its
 Drake plant (and policy) once with ``init(*init_args)`` and runs items as tasks; a task whose
 worker dies is retried on a restarted actor (results depend only on the item, so a retry is
-exact); Ctrl-C in the driver kills the actors, and what the driver committed resumes as usual.
-``address`` (or ``RAY_ADDRESS``) joins a running cluster; without one, a local Ray instance with
-``workers`` CPUs is started and shut down afterwards.
+exact); Ctrl-C or SIGTERM in the driver kills the actors, and what the driver committed resumes as
+usual. ``address`` (or ``RAY_ADDRESS``) joins a running cluster; without one, a new local Ray instance
+with ``workers`` CPUs is started (never one that ``ray start`` left running) and shut down afterwards.
+
+A worker whose ``init`` fails (a domain whose scene cannot be built, say) is an error, never a retry:
+the driver raises WorkerStartError, one line, with whatever it had committed kept.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -29,6 +35,16 @@ IN_FLIGHT_PER_ACTOR = 2  # tasks queued per actor: enough to keep it busy, few t
 
 class BackendError(Exception):
     """A backend that cannot run here (Ray not installed, a cluster that cannot be reached); one line."""
+
+
+class WorkerStartError(BackendError):
+    """A worker whose ``init`` raised: nothing can run there, and starting it again would fail the same way."""
+
+
+def worker_start_error(error: BaseException) -> WorkerStartError:
+    """The one-line WorkerStartError for ``init``'s exception ``error``."""
+    message = " ".join(str(error).split())[:300] or "no message"
+    return WorkerStartError(f"a worker could not start: {message} ({type(error).__name__})")
 
 
 def check_backend(backend: str) -> None:
@@ -93,11 +109,57 @@ def ordered_map(init: Callable[..., None], init_args: tuple, work: Callable[[Any
     if backend == "ray":
         yield from _ray_map(init, init_args, work, items, workers, address)
     elif workers > 1 and len(items) > 1:
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(items)), init, init_args) as pool:
-            yield from pool.imap(work, items)
+        # A Pool replaces a worker whose initializer raised, forever (a traceback each time, no progress):
+        # the worker keeps the failure instead, and its first item raises it here.
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(items)), _start_worker, (init, init_args)) as pool:
+            yield from pool.imap(functools.partial(_work_if_started, work), items)
     elif items:
-        init(*init_args)
+        try:
+            init(*init_args)
+        except Exception as error:
+            raise worker_start_error(error) from error
         yield from map(work, items)
+
+
+_START_FAILURE: WorkerStartError | None = None  # in a pool worker: why its init failed
+
+
+def _start_worker(init: Callable[..., None], init_args: tuple) -> None:
+    global _START_FAILURE
+    try:
+        init(*init_args)
+    except Exception as error:  # noqa: BLE001 - any failure: the driver reports it, in one line
+        _START_FAILURE = worker_start_error(error)
+
+
+def _work_if_started(work: Callable[[Any], Any], item: Any) -> Any:
+    if _START_FAILURE is not None:
+        raise _START_FAILURE
+    return work(item)
+
+
+def connect_ray(address: str | None, cpus: int) -> None:
+    """Join the Ray cluster at ``address``, or start a new local instance with ``cpus`` CPUs; BackendError in one line.
+
+    ray.init makes SIGTERM end this process at once (``sys.exit(15)``, with a dump from Ray's C++
+    threads, and no summary and no last save); the handler this process had (``stops_on_sigterm``,
+    which stops as Ctrl-C does) is put back. A SIGTERM during ray.init itself still ends it at once.
+    """
+    import ray
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        if address:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        else:
+            # "local": a new instance, never one that `ray start` left running on this machine
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    except Exception as error:  # noqa: BLE001 - Ray reports a start that timed out as a bare Exception
+        raise BackendError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {' '.join(str(error).split())[:200]}") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _ray_map(init, init_args, work, items, workers, address) -> Iterator[Any]:
@@ -105,21 +167,21 @@ def _ray_map(init, init_args, work, items, workers, address) -> Iterator[Any]:
 
     started_here = not ray.is_initialized()
     if started_here:
-        address = address or os.environ.get("RAY_ADDRESS")
-        try:
-            if address:
-                ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise BackendError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {' '.join(str(error).split())[:200]}") from None
+        connect_ray(address or os.environ.get("RAY_ADDRESS"), workers)
 
     @ray.remote(num_cpus=1, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
     class Worker:
         def __init__(self):
-            init(*init_args)
+            # Kept, not raised: Ray would report a failed actor start as a dead actor, with a traceback.
+            self.start_failure = None
+            try:
+                init(*init_args)
+            except Exception as error:  # noqa: BLE001 - any failure: the driver reports it, in one line
+                self.start_failure = worker_start_error(error)
 
         def run(self, item):
+            if self.start_failure is not None:
+                raise self.start_failure
             return work(item)
 
     # Ray gives an actor OMP_NUM_THREADS=1 (its one CPU); a local worker has the driver's setting (by
@@ -129,13 +191,22 @@ def _ray_map(init, init_args, work, items, workers, address) -> Iterator[Any]:
     options = {"runtime_env": {"env_vars": {"OMP_NUM_THREADS": threads}}}
     actors = [Worker.options(**options).remote() for _ in range(max(1, min(workers, len(items))))] if items else []
     in_flight: deque = deque()  # task refs in item order, at most IN_FLIGHT_PER_ACTOR per actor
+
+    def result(ref):
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, WorkerStartError):  # str(error) would carry the actor's traceback
+                raise WorkerStartError(str(error.cause)) from None
+            raise
+
     try:
         for index, item in enumerate(items):
             if len(in_flight) >= IN_FLIGHT_PER_ACTOR * len(actors):
-                yield ray.get(in_flight.popleft())
+                yield result(in_flight.popleft())
             in_flight.append(actors[index % len(actors)].run.remote(item))
         while in_flight:
-            yield ray.get(in_flight.popleft())
+            yield result(in_flight.popleft())
     except GeneratorExit:  # the caller has what it needs: let the few tasks in flight end, then stop quietly
         if in_flight:
             ray.wait(list(in_flight), num_returns=len(in_flight), timeout=120)

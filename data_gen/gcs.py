@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
-from data_gen.backends import BackendError, add_backend_arguments, check_backend, check_backend_arguments, ordered_map
+from data_gen.backends import BackendError, add_backend_arguments, available_cores, check_backend, check_backend_arguments, ordered_map
 from data_gen.cli import ArgumentParser, stops_on_sigterm
 from data_gen.corruption import Corruption, command_offsets
 from data_gen.episode_store import EpisodeMeta, EpisodeStore, StoreError
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replan-every", type=int, default=None, metavar="K")
     parser.add_argument("--keep", choices=["all", "successful"], default="all")
     parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=available_cores(), help="processes (default and most: the cores available)")
     parser.add_argument("--seed", type=int, default=0)
     add_backend_arguments(parser)
     mode = parser.add_mutually_exclusive_group()

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_gen.backends import BackendError, add_backend_arguments, available_cores, cap_workers, check_backend, check_backend_arguments, ordered_map
+from data_gen.backends import (BackendError, add_backend_arguments, available_cores, cap_workers, check_backend,
+                               check_backend_arguments, ordered_map, worker_start_error)
 from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure, stops_on_sigterm
 from eval.metrics import aggregate
 
@@ -189,6 +190,21 @@ def _seed_everything(seed: int) -> None:
 _RUNNER: TrialRunner | None = None
 
 
+def start_runner(spec: RolloutSpec) -> TrialRunner:
+    """A TrialRunner built in this process; one that cannot be built is a one-line WorkerStartError, as in a worker.
+
+    AgentError (a checkpoint that does not fit the env) keeps its own message.
+    """
+    from eval.agents import AgentError
+
+    try:
+        return TrialRunner(spec)
+    except AgentError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a domain whose scene Drake cannot build, say
+        raise worker_start_error(error) from error
+
+
 def _init_worker(spec: RolloutSpec) -> None:
     global _RUNNER
     if multiprocessing.parent_process() is not None:  # a pool worker: Ctrl-C is the parent's to handle
@@ -257,7 +273,7 @@ def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool 
             finally:
                 results_in_order.close()  # stops the workers at once on Ctrl-C
         elif groups:
-            runner = runner or TrialRunner(spec)
+            runner = runner or start_runner(spec)
             for group in groups:
                 for result in runner.run_group(group):
                     collect(result)
@@ -316,8 +332,9 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
     on_resumed: called once, before any new trial, with the finished trials resumed from ``out``
     (so that a caller's progress starts where the evaluation stands).
     domain_config: the domain's full settings to record (default: its name).
-    Raises AgentError for an agent that cannot run here (before any trial), KeyboardInterrupt with
-    the finished trials kept in ``out/trials.jsonl``.
+    Raises AgentError for an agent that cannot run here (before any trial), WorkerStartError (a
+    BackendError, one line) for a runner that cannot be built here or in a worker, KeyboardInterrupt
+    with the finished trials kept in ``out/trials.jsonl``.
     """
     identity = evaluation_identity(spec)
     trials_path = out / TRIALS_NAME
@@ -329,7 +346,7 @@ def evaluate(spec: RolloutSpec, trials: int, out: Path, workers: int = 1, progre
     # evaluation's trials in ``out`` included) or any worker starts, and one worker reuses it.
     check_backend(backend)
     local = workers == 1 and backend == "local"  # the runner built here runs the trials; else it only checks
-    runner = TrialRunner(spec if local else replace(spec, envs=1)) if len(done) < trials and (spec.policy == "ckpt" or local) else None
+    runner = start_runner(spec if local else replace(spec, envs=1)) if len(done) < trials and (spec.policy == "ckpt" or local) else None
     out.mkdir(parents=True, exist_ok=True)
     if not done:
         trials_path.write_text(json.dumps({"evaluation": identity}) + "\n")
