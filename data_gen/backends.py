@@ -172,17 +172,12 @@ def _ray_map(init, init_args, work, items, workers, address) -> Iterator[Any]:
     @ray.remote(num_cpus=1, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
     class Worker:
         def __init__(self):
-            # Kept, not raised: Ray would report a failed actor start as a dead actor, with a traceback.
-            self.start_failure = None
-            try:
-                init(*init_args)
-            except Exception as error:  # noqa: BLE001 - any failure: the driver reports it, in one line
-                self.start_failure = worker_start_error(error)
+            # As a pool worker (the actor has its own process): a failed start is kept, not raised, since
+            # Ray would report it as a dead actor, with a traceback; its first item raises it.
+            _start_worker(init, init_args)
 
         def run(self, item):
-            if self.start_failure is not None:
-                raise self.start_failure
-            return work(item)
+            return _work_if_started(work, item)
 
     # Ray gives an actor OMP_NUM_THREADS=1 (its one CPU); a local worker has the driver's setting (by
     # default, one thread per core). Threaded BLAS sums in another order, and the planner's results

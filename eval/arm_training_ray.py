@@ -15,14 +15,12 @@ fails returns its own exception, which the runner reports in one line.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import threading
 import time
 import uuid
 from pathlib import Path
 
-from data_gen.backends import BackendError
+from data_gen.backends import BackendError, connect_ray
 from eval.arm_training import Outcome, checkpoint_step
 from eval.experiment_config import ExperimentError, TrainingBudget
 
@@ -116,7 +114,7 @@ class RayArms:
         self._ray, self._ledger, self._budget = ray, ledger, budget
         self._started_here = not ray.is_initialized()
         if self._started_here:
-            _connect(ray, address or os.environ.get("RAY_ADDRESS"), local_cpus)
+            connect_ray(address or os.environ.get("RAY_ADDRESS"), local_cpus)  # SIGTERM stays the runner's
         self._nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         self._cluster_gpus = sum(resources.get("GPU", 0) for resources in self._nodes)
         # Beside the runner (no CPU of the arms'), so the tasks' reports and stop requests stay on this node.
@@ -216,22 +214,3 @@ class RayArms:
         last = max(last, seconds)
         self._seconds[name] = (attempt, earlier, last)
         return earlier + last
-
-
-def _connect(ray, address: str | None, cpus: int) -> None:
-    """Join the cluster at ``address``, or start a local instance with ``cpus`` CPUs; BackendError in one line."""
-    # ray.init makes SIGTERM end this process at once (sys.exit); the runner's own handler, which saves
-    # first, is put back.
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main else None
-    try:
-        if address:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        else:
-            # "local": a new instance, never one that `ray start` left running on this machine
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    except Exception as error:  # noqa: BLE001 - Ray reports a start that timed out as a bare Exception
-        raise BackendError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {' '.join(str(error).split())[:200]}") from None
-    finally:
-        if main and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
