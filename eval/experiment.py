@@ -572,12 +572,8 @@ class Experiment(ExperimentData):
                 jobs.insert(0, (f"train/{arm.name}", lambda arm=arm: self.train_section(arm)))
             for key, section in jobs:
                 if self.ledger.finished(key) and self.ledger.entries[key]["section"] != section():
-                    try:
-                        self.ledger.is_done(key, section())
-                    except ExperimentError as error:
-                        changed = str(error).split("another config (", 1)[-1].split("); use another", 1)[0]
-                        raise ExperimentError(f"{self.out}: {key} was made with another config ({changed}); report it with the "
-                                              f"config it ran with ({self.out / 'experiment.yaml'})") from None  # fmt: skip
+                    raise ExperimentError(f"{self.out}: {key} was made with another config ({self.ledger.changes(key, section())}); "
+                                          f"report it with the config it ran with ({self.out / 'experiment.yaml'})")  # fmt: skip
 
     def total_seconds(self) -> float:
         return float(sum(entry["seconds"] for entry in self.ledger.entries.values()))

@@ -31,11 +31,14 @@ class Ledger:
         if entry is None:
             return False
         if entry["section"] != section:
-            changed = ", ".join(_differences(entry["section"], section)[:4])
             raise ExperimentError(
-                f"{self.path.parent}: {key} was made with another config ({changed}); use another --out or remove its outputs"
+                f"{self.path.parent}: {key} was made with another config ({self.changes(key, section)}); use another --out or remove its outputs"
             )
         return bool(entry["done"])
+
+    def changes(self, key: str, section: dict) -> str:
+        """What differs between ``key``'s recorded section and ``section``, the first four, in one line."""
+        return ", ".join(_differences(self.entries[key]["section"], section)[:4])
 
     def finished(self, key: str) -> bool:
         """True if ``key`` finished (with whatever section)."""
