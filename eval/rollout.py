@@ -293,11 +293,35 @@ def evaluation_identity(spec: RolloutSpec) -> dict:
         identity["precision"] = spec.precision
     if spec.ckpt is not None:
         digest = hashlib.sha256()
-        with open(spec.ckpt, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
+        for path in policy_files(Path(spec.ckpt)):
+            with open(path, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
         identity["checkpoint_sha256"] = digest.hexdigest()
     return identity
+
+
+def policy_files(ckpt: Path) -> list[Path]:
+    """The files that hold the policy ``--ckpt`` names: a checkpoint file, a run directory's checkpoint,
+    or an export directory's config and weights (``python -m policies.export``)."""
+    from policies.checkpoint import checkpoint_path
+    from policies.export import META_NAME, WEIGHTS_NAME, is_export
+
+    if is_export(ckpt):
+        return [ckpt / META_NAME, ckpt / WEIGHTS_NAME]
+    return [checkpoint_path(ckpt)]
+
+
+def default_out(policy: str, ckpt: Path | None) -> Path:
+    """Where an evaluation goes without --out: beside a checkpoint file, inside a run directory,
+    ``eval_runs/NAME`` for an export (a shipped policy's directory stays as shipped)."""
+    from policies.export import is_export
+
+    if policy != "ckpt":
+        return Path("eval_runs") / policy
+    if is_export(ckpt):
+        return Path("eval_runs") / ckpt.resolve().name
+    return (ckpt if ckpt.is_dir() else ckpt.parent) / "eval"
 
 
 def load_finished_trials(path: Path, identity: dict) -> dict[int, dict]:
@@ -397,7 +421,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 @stops_on_sigterm
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m eval.rollout", description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, help="checkpoint of a trained policy (runs/NAME/ckpt.pt)")
+    parser.add_argument("--ckpt", type=Path, help="a trained policy: a checkpoint (runs/NAME/ckpt.pt), its run directory, or an exported policy's directory")
     parser.add_argument("--policy", choices=["ckpt", "gcs", "random"], default=None,
                         help="what to run (default: ckpt when --ckpt is given)")
     parser.add_argument("--trials", type=int, default=200)
@@ -426,8 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     if policy == "ckpt":
         if args.ckpt is None:
             return fail("--policy ckpt needs --ckpt PATH")
-        if not args.ckpt.is_file():
-            return fail(f"checkpoint {args.ckpt} does not exist")
+        if not all(path.is_file() for path in policy_files(args.ckpt)):
+            what = "a run directory without ckpt.pt, nor an exported policy" if args.ckpt.is_dir() else "does not exist"
+            return fail(f"checkpoint {args.ckpt}: {what}")
     if args.trials <= 0 or args.workers <= 0 or args.envs_per_worker <= 0 or args.videos < 0:
         return fail("--trials, --workers and --envs-per-worker must be positive and --videos >= 0")
     if args.seed < 0:
@@ -446,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_device(args.device)
     except ValueError as error:
         return fail(f"--device: {error}")
-    out = args.out or (args.ckpt.parent / "eval" if policy == "ckpt" else Path("eval_runs") / policy)
+    out = args.out or default_out(policy, args.ckpt)
     video_dir = out / "videos"
 
     from eval.agents import AgentError, CheckpointAgent

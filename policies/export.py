@@ -5,7 +5,8 @@ times the model); what one shares is the EMA model. ``python -m policies.export 
 writes::
 
     DIR/model.safetensors   the EMA state dict (the normaliser included), safetensors: no code, no pickle
-    DIR/policy.json         {"format", "format_version", "config" (RunConfig JSON), "cameras", "action_dim", "step"}
+    DIR/policy.json         {"format", "format_version", "config" (RunConfig JSON), "cameras", "action_dim", "step",
+                             "checkpoint_sha256" (the checkpoint's, as its evaluations' trials.jsonl record it)}
 
 ``load_policy(DIR)`` reads it back. The directory is written whole (a temporary one renamed). Reading,
 the sizes policy.json declares are checked against the safetensors header before any weight is read
@@ -14,6 +15,7 @@ or any model built: an edited file must not make the loader allocate what the we
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -25,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from data_gen.cli import ArgumentParser, fail
-from policies.checkpoint import CheckpointError, check_finite_weights, load_checkpoint
+from policies.checkpoint import CheckpointError, check_finite_weights, checkpoint_path, load_checkpoint
 from policies.config import ConfigError, RunConfig
 from policies.model import DiffusionModel
 
@@ -50,8 +52,11 @@ def export_policy(run: str | Path, out: str | Path, overwrite: bool = False) -> 
     out = Path(out)
     if out.exists() and not (overwrite and is_export(out)):
         raise CheckpointError(f"{out}: exists (choose a new directory{', or pass --overwrite' if is_export(out) else ''})")
+    # The checkpoint's digest is what an evaluation of it records (its trials.jsonl header), so a shipped
+    # export says which evaluation measured exactly its weights.
     meta = {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "config": payload["config"],
-            "cameras": payload["cameras"], "action_dim": int(payload["action_dim"]), "step": int(payload["step"])}
+            "cameras": payload["cameras"], "action_dim": int(payload["action_dim"]), "step": int(payload["step"]),
+            "checkpoint_sha256": file_sha256(checkpoint_path(run))}
     # safetensors refuses tensors that share memory or are not contiguous: give it plain copies.
     weights = {name: tensor.detach().contiguous().clone() for name, tensor in payload["ema_model"].items()}
     temporary = out.with_name(f".{out.name}.partial")
@@ -67,6 +72,15 @@ def export_policy(run: str | Path, out: str | Path, overwrite: bool = False) -> 
         shutil.rmtree(temporary, ignore_errors=True)
         raise CheckpointError(f"{out}: cannot write the export ({error.strerror or error})") from None
     return out
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_export(path: str | Path) -> dict[str, Any]:

@@ -284,3 +284,28 @@ def test_a_state_policy_is_evaluated_on_the_state_vector(state_checkpoint):
     assert runner.env.observation_space.shape == (5,)
     results = run_trials(spec, trials=2, workers=1, progress=False, runner=runner)
     assert [r["steps"] for r in results] == [4, 4]
+
+
+def test_a_run_directory_and_its_export_evaluate_as_its_checkpoint(state_checkpoint, tmp_path):
+    """--ckpt takes the checkpoint, its run directory or its export: the same trials, and the export says which checkpoint it is."""
+    from policies.export import export_policy
+
+    export = export_policy(state_checkpoint.parent, tmp_path / "shipped" / "clean_state")
+    reports = {}
+    for name, ckpt, out in (("file", state_checkpoint, tmp_path / "file"), ("run", state_checkpoint.parent, tmp_path / "run"),
+                            ("export", export, None)):
+        args = ["--ckpt", str(ckpt), "--trials", "2", "--workers", "1", "--max-steps", "6", "--videos", "0"]
+        result = subprocess.run(CLI + args + (["--out", str(out)] if out else []), capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        reports[name] = json.loads(((out or tmp_path / "eval_runs" / "clean_state") / "results.json").read_text())
+    strip = lambda report: [{k: v for k, v in r.items() if k != "wall_time"} for r in report["per_trial"]]  # noqa: E731
+    assert strip(reports["file"]) == strip(reports["run"]) == strip(reports["export"])
+    assert len({r["final_position_error"] for r in reports["file"]["per_trial"]}) == 2
+    assert not (export / "eval").exists()  # a shipped export stays as shipped
+    # The export names the checkpoint its evaluations measured (the digest their trials.jsonl header records).
+    header = json.loads((tmp_path / "file" / "trials.jsonl").read_text().splitlines()[0])["evaluation"]
+    assert json.loads((export / "policy.json").read_text())["checkpoint_sha256"] == header["checkpoint_sha256"]
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    result = subprocess.run(CLI + ["--ckpt", str(empty), "--trials", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip() == f"error: checkpoint {empty}: a run directory without ckpt.pt, nor an exported policy"
