@@ -3,7 +3,7 @@
     python benchmarks/datagen_speed.py [--n 40] [--workers 1 2] [--backend local ray] [--domain sim]
 
 Runs the real generator (planner, Drake rendering, zarr store) into a temporary store for each
-backend and worker count, and prints the figures the README quotes. Ray runs on a local instance
+backend and worker count, and prints the figures docs/scaling.md quotes. Ray runs on a local instance
 with as many CPUs as the most workers asked for, started once before the timings (its start-up
 time is printed apart); every run writes the same episodes.
 """

@@ -1,4 +1,4 @@
-"""Regenerates docs/domains.png, the README's picture of both domains' camera views.
+"""Regenerates docs/domains.png, the picture of both domains' camera views in docs/env.md.
 
     python docs/make_figures.py
 """

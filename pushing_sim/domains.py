@@ -121,7 +121,7 @@ _WRIST = CameraConfig(mount="pusher", position=(0.0, 0.12, 0.25), target=(0.0, -
 # The target's "true" physics differ from the planner's nominal model (which `sim` keeps) by a shifted
 # centre of mass, as in the papers' deliberate physics shifts (-0.0055 to -0.0955 m). GCS plans, which
 # assume the nominal model, then push the T wrongly in target: a policy trained on them alone met the
-# success check in 0 of 27 trials with this shift against 16 of 51 without (README, "Domains"), while the
+# success check in 0 of 27 trials with this shift against 16 of 51 without (docs/env.md, "Domains"), while the
 # closed-loop expert, re-planning every 2 s, still succeeds (12 of 12).
 TARGET_COM_OFFSET_Y = -0.06
 

@@ -54,7 +54,7 @@ def test_results_json_schema_video_and_compare(tmp_path, capsys):
     assert {"index", "initial_pose", "success", "time_to_success", "final_position_error", "final_angle_error_deg",
             "max_coverage"} <= set(trial)
     assert [t["index"] for t in report["per_trial"]] == [0, 1, 2]
-    # LeRobot's and Diffusion Policy's aggregate names beside ours (README, "Evaluation")
+    # LeRobot's and Diffusion Policy's aggregate names beside ours (docs/evaluation.md)
     assert report["n_episodes"] == 3 and report["pc_success"] == 0.0 and report["eval_s"] == report["wall_time"]
     assert all(0 < t["sum_reward"] <= t["steps"] and t["max_reward"] <= t["max_coverage"] for t in report["per_trial"])
     assert report["avg_sum_reward"] == pytest.approx(np.mean([t["sum_reward"] for t in report["per_trial"]]))
