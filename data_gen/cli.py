@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -28,11 +29,78 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         fail(self.prog, message)
 
+    def flags(self) -> dict[str, str]:
+        """Each option's destination and its flag, {"batch_size": "--batch-size", ...}: for ``flag_message``."""
+        return {action.dest: max(action.option_strings, key=len) for action in self._actions
+                if action.option_strings and action.dest != "help"}  # fmt: skip
+
 
 def fail(prog: str, message: object) -> NoReturn:
     """Print ``<prog>: error: <message>`` on one line of stderr and exit 2."""
     print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
     raise SystemExit(2)
+
+
+# pydantic's bound checks, in the words of a command line.
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "greater than"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}  # fmt: skip
+
+
+def flag_message(error: Any, flags: Mapping[str, str]) -> str:
+    """A pydantic ValidationError in a command line's words: '--steps must be at least 1, got 0'.
+
+    A user who typed flags should not have to map a config's field names back to them. flags: field
+    name -> flag (``ArgumentParser.flags`` and any field named otherwise); a key may also be a phrase of
+    a config's own messages ('contraction=False' -> '--no-contraction'). A field no flag sets keeps its
+    dotted name.
+    """
+    parts = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        field = next((part for part in reversed(loc) if part in flags), None)
+        text = _plain(item)
+        if not loc:  # a check across fields, in the config's words: each field it names becomes its flag
+            parts.append(_in_flags(text, flags))
+        elif field is None:
+            parts.append(f"{'.'.join(loc)}: {text}")
+        elif item["type"] in ("value_error", "assertion_error"):  # a field validator's words, which may quote others'
+            flag = flags[field]
+            parts.append(flag + text[len(field):] if re.match(rf"{re.escape(field)}\b", text) else f"{flag}: {text}")
+        else:
+            parts.append(f"{flags[field]} {text}, got {_shown(item.get('input'))}")
+    return "; ".join(parts)
+
+
+def _plain(item: dict[str, Any]) -> str:
+    kind, context = item["type"], item.get("ctx") or {}
+    if kind in _BOUNDS and _BOUNDS[kind][0] in context:
+        key, words = _BOUNDS[kind]
+        return f"must be {words} {context[key]}"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind == "literal_error" and "expected" in context:
+        return f"must be {context['expected']}"
+    message = str(item["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return re.sub(r"^Input should", "should", message)
+
+
+def _in_flags(text: str, flags: Mapping[str, str]) -> str:
+    """Field names in a message replaced by their flags; "method 'ambient'" becomes "--method ambient"."""
+    if not flags:
+        return text
+    names = "|".join(re.escape(name) for name in sorted(flags, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w-])({names})(?!\w)(?: '([^']*)')?")
+    return pattern.sub(lambda m: flags[m[1]] + (f" {m[2]}" if m[2] is not None else ""), text)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return " ".join(_shown(v) for v in value)
+    return str(value)
 
 
 @contextlib.contextmanager

@@ -207,10 +207,11 @@ def generate(config: GenerationConfig, out: Path, workers: int = 1, append: bool
         done, next_attempt = _done_attempts(store, config)
         max_attempt = next_attempt + int(np.ceil((config.n - done) * config.max_attempts_factor)) + 2
         attempts = range(next_attempt, max_attempt)
-        results = ordered_map(_init_worker, (config.model_dump_json(),), _run_in_worker, attempts, workers, backend, address)
+        if done < config.n:  # else a finished run resumed: nothing to add, and no worker started for it
+            results = ordered_map(_init_worker, (config.model_dump_json(),), _run_in_worker, attempts, workers, backend, address)
         stored = done
-        bar = tqdm(total=config.n, initial=done, unit="demo", desc="demos", disable=not progress)
-        for result in results:
+        bar = tqdm(total=config.n, initial=done, unit="demo", desc="demos", disable=not progress or done >= config.n)
+        for result in results if results is not None else ():
             if stored >= config.n:
                 break
             summary.attempts += 1
@@ -254,8 +255,12 @@ def generate(config: GenerationConfig, out: Path, workers: int = 1, append: bool
     return summary
 
 
-def _print_summary(summary: Summary, out: Path) -> None:
-    times = np.array(summary.planning_times) if summary.planning_times else np.array([np.nan])
+def _print_summary(summary: Summary, out: Path, wanted: int) -> None:
+    """What the run added; a finished run resumed says so in one line, with no rates of nothing (nan, 0.0 per minute)."""
+    if summary.attempts == 0 and not summary.interrupted:
+        in_all = f" ({summary.stored} in all)" if summary.stored != wanted else ""
+        print(f"nothing to add: {wanted}/{wanted} episodes of this run already in {out}{in_all}")
+        return
     failed = sum(summary.failures.values())
     minutes = summary.wall_time / 60
     print(f"{'interrupted' if summary.interrupted else 'done'}: {summary.added} episodes added, "
@@ -264,9 +269,12 @@ def _print_summary(summary: Summary, out: Path) -> None:
           f"episodes meeting the success check {summary.task_successes} of {summary.added}")
     for reason, count in summary.failures.most_common(3):
         print(f"    {count} x {reason}")
-    print(f"  planning time per plan: median {np.median(times):.2f} s, p90 {np.percentile(times, 90):.2f} s")
+    if summary.planning_times:
+        times = np.array(summary.planning_times)
+        print(f"  planning time per plan: median {np.median(times):.2f} s, p90 {np.percentile(times, 90):.2f} s")
     print(f"  frames {summary.frames}, {summary.bytes_per_frame / 1e3:.2f} KB per camera frame on disk")
-    print(f"  wall time {summary.wall_time:.1f} s, {summary.added / max(minutes, 1e-9):.1f} demos per minute")
+    rate = f", {summary.added / max(minutes, 1e-9):.1f} demos per minute" if summary.attempts else ""
+    print(f"  wall time {summary.wall_time:.1f} s{rate}")
     if summary.interrupted:
         print("  re-run the same command to resume")
 
@@ -321,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(error))
     except OSError as error:
         return fail(f"{args.out}: {error.strerror or error}")
-    _print_summary(summary, args.out)
+    _print_summary(summary, args.out, config.n)
     config_path = args.out.parent / f"{args.out.stem}.generation.json"
     config_path.write_text(config.model_dump_json(indent=2))
     print(f"  config saved to {config_path}")

@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy.signal import get_window
 from tqdm import tqdm
 
-from data_gen.cli import ArgumentParser, fail, no_empty_dirs_on_failure
+from data_gen.cli import ArgumentParser, fail, flag_message, no_empty_dirs_on_failure
 from data_gen.episode_store import EpisodeStore, StoreError
 from eval.analysis_report import print_summary, write_figures
 from eval.neighbours import DEFAULT_ANGLE_SCALE_M
@@ -560,8 +560,7 @@ def main(argv: list[str] | None = None) -> int:
             annotations=None if args.annotation is None else tuple(args.annotation),
         )
     except ValidationError as error:
-        first = error.errors()[0]
-        _fail(f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
+        _fail(flag_message(error, parser.flags() | {"stores": "--store", "annotations": "--annotation"}))
     try:
         with no_empty_dirs_on_failure(config.out_dir):
             analyze(config)

@@ -22,8 +22,7 @@ def load_results(directory: Path) -> dict:
     path = directory / "results.json" if directory.is_dir() else directory
     if not path.is_file():
         raise ValueError(f"{directory}: no results.json (run python -m eval.rollout first)")
-    # an experiment's evaluation (arms/NAME/eval_DOMAIN) is named for its arm
-    name = f"{directory.parent.name} ({directory.name[5:]})" if directory.name.startswith("eval_") else directory.name
+    name = run_name(path)
     try:
         results = json.loads(path.read_text())
         trials = sorted(results.get("per_trial", []), key=lambda t: t["index"])
@@ -33,6 +32,18 @@ def load_results(directory: Path) -> dict:
                 "starts": [[float(v) for v in t["initial_pose"]] for t in trials]}  # fmt: skip
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         raise ValueError(f"{path}: not an evaluation results file") from None
+
+
+def run_name(results: Path) -> str:
+    """The label of an evaluation: the name of what was evaluated, not of the folder every evaluation has.
+
+    eval.rollout writes beside a checkpoint into ``runs/NAME/eval`` (named NAME), an experiment into
+    ``arms/NAME/eval_DOMAIN`` (named "NAME (DOMAIN)"); any other directory is named as it is.
+    """
+    folder = results.absolute().parent
+    if folder.name.startswith("eval_"):
+        return f"{folder.parent.name} ({folder.name[5:]})"
+    return folder.parent.name if folder.name == "eval" else folder.name
 
 
 def paired_rows(rows: list[dict]) -> list[dict | None]:
@@ -52,7 +63,16 @@ def paired_rows(rows: list[dict]) -> list[dict | None]:
 
 
 def bar_plot(rows: list[dict], path: Path, colours: list[str] | None = None, title: str | None = None) -> None:
-    """Success rates of rows {name, success_rate, ci95} as bars with their 95% Wilson whiskers."""
+    """Success rates of rows {name, success_rate, ci95} as bars with their 95% Wilson whiskers, saved to ``path``."""
+    import matplotlib.pyplot as plt
+
+    figure = bar_figure(rows, colours, title)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def bar_figure(rows: list[dict], colours: list[str] | None = None, title: str | None = None):
+    """The figure of ``bar_plot``, one bar per row labelled with its name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,8 +88,7 @@ def bar_plot(rows: list[dict], path: Path, colours: list[str] | None = None, tit
     if title:
         axes.set_title(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return figure
 
 
 def main(argv: list[str] | None = None) -> int:

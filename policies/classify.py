@@ -42,9 +42,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from data_gen.cli import ArgumentParser
+from data_gen.cli import ArgumentParser, flag_message
 from data_gen.episode_store import EpisodeStore, StoreError
-from policies.config import Recorded, one_line
+from policies.config import Recorded
 from policies.dataset import DataError
 from policies.model import resolve_device
 from policies.noise import add_noise, ddpm_sigmas, first_admissible_step
@@ -755,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         result = annotate(args.clean, args.corrupt, config, name=args.name, overwrite=args.overwrite)
     except ValidationError as error:
-        print(f"{prog}: error: invalid arguments: {one_line(error)}", file=sys.stderr)
+        print(f"{prog}: error: {flag_message(error, parser.flags())}", file=sys.stderr)
         return 2
     except (StoreError, DataError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -113,7 +113,7 @@ class PolicyConfig(BaseModel):
         if self.n_obs_steps + self.n_action_steps - 1 > self.horizon:
             raise ValueError("n_obs_steps + n_action_steps - 1 must not exceed horizon")
         if self.horizon % 2 ** (len(self.down_dims) - 1):
-            raise ValueError(f"horizon must be divisible by 2^(len(down_dims)-1) = {2 ** (len(self.down_dims) - 1)}")
+            raise ValueError(f"horizon must be divisible by {2 ** (len(self.down_dims) - 1)} with {len(self.down_dims)} down_dims")
         if any(d % self.n_groups for d in self.down_dims):
             raise ValueError(f"down_dims {self.down_dims} must be multiples of n_groups {self.n_groups}")
         if self.num_inference_steps > self.num_train_timesteps:
@@ -182,9 +182,9 @@ class TrainingConfig(Recorded):
             raise ValueError(f"alpha_schedule values must lie in [0, 1], got {self.alpha_schedule}")
         noise_levels = (self.sigma_min, self.sigma_min_from, self.sigma_max, self.sigma_max_from, self.s_max_factor)
         if self.method != "ambient" and any(v is not None for v in noise_levels):
-            raise ValueError("sigma_min, sigma_max (and their _from sets) and s_max_factor apply to method 'ambient' only")
+            raise ValueError("sigma_min, sigma_min_from, sigma_max, sigma_max_from and s_max_factor apply to method 'ambient' only")
         if self.method == "ambient" and (self.sigma_min is None) == (self.sigma_min_from is None):
-            raise ValueError("method 'ambient' needs one source of sigma_min: sigma_min (dataset-level) or sigma_min_from (an annotation set)")
+            raise ValueError("method 'ambient' needs exactly one of sigma_min (dataset-level) or sigma_min_from (an annotation set)")
         if self.sigma_max is not None and self.sigma_max_from is not None:
             raise ValueError("give sigma_max or sigma_max_from, not both")
         if self.method == "clean" and (self.alpha is not None or self.alpha_schedule is not None):
@@ -245,7 +245,11 @@ class RunConfig(BaseModel):
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
-        return _validated(cls, json.loads(text), "JSON")
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"run config is not valid JSON: {error}") from None
+        return _validated(cls, values, "JSON")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

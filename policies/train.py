@@ -17,6 +17,8 @@ path (relative for absolute, or moved together with the run directory), but new 
 is refused.
 Batch b of a run depends only on (seed, b), and the initial weights on the seed, so a resumed run
 draws the batches it would have drawn.
+``python -m policies.train --config RUN/config.json --out NEW`` trains again exactly as a recorded run
+did (an experiment arm's ``arms/ARM/train/config.json`` too); flags beside it override single fields.
 
 ``torchrun --nproc-per-node N -m policies.train ...`` trains on N processes (policies/distributed.py):
 each keeps its share of every global batch of ``batch_size`` rows, DistributedDataParallel averages
@@ -25,7 +27,6 @@ the gradients, and only rank 0 writes the run's files.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -41,25 +42,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import ValidationError
 from tqdm import tqdm
 
-from data_gen.cli import ArgumentParser, StopOnInterrupt, no_empty_dirs_on_failure, stops_on_sigterm
+from data_gen.cli import StopOnInterrupt, no_empty_dirs_on_failure, stops_on_sigterm
 from data_gen.dir_lock import FileLock, Locked
 from data_gen.episode_store import EpisodeStore, StoreError
 from policies.ambient import AdmissionSampler, linear_alpha_schedule
 from policies.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from policies.config import (DEFAULT_ALPHA, METHODS, PRESETS, STORE_FIELDS, ConfigError, DataConfig, PolicyConfig, RunConfig,
-                             TrainingConfig, one_line)
+from policies.config import STORE_FIELDS, ConfigError, DataConfig, RunConfig, TrainingConfig
 from policies.dataset import CorruptAnnotation, DataError, WindowDataset
 from policies.distributed import DistributedError, Ranks
 from policies.ema import EMA
 from policies.model import DiffusionModel, resolve_device
-from policies.noise import PREDICTION_TYPES
 from policies.normalizer import MinMaxNormalizer
 from policies.tracking import TrackingError, WandbTracker, check_available
-
-CONFIG_NAME = "config.json"
+from policies.train_args import CONFIG_NAME, config_from_args, parse_args
 ADMISSION_NAME = "admission.json"
 METRICS_NAME = "metrics.jsonl"
 LOCK_NAME = "train.lock"  # held by the run using the directory (rank 0 under torchrun)
@@ -603,93 +600,7 @@ def _admission_summary(sampler: AdmissionSampler, admission: dict[str, Any]) -> 
 
 
 # --------------------------------------------------------------------------------------------------
-# Command line
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m policies.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clean", nargs="+", required=True, metavar="STORE", help="clean episode store(s)")
-    parser.add_argument("--corrupt", nargs="+", default=[], metavar="STORE", help="corrupt episode store(s)")
-    parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("--alpha", type=float, help=f"clean weight per batch element (default {DEFAULT_ALPHA})")
-    parser.add_argument("--alpha-schedule", metavar="LO,HI", help="clean weight linear in sigma: LO at sigma 0, HI at sigma 1")
-    parser.add_argument("--admission", default="sample_first", choices=("sample_first", "step_first"),
-                        help="draw the sample then an admissible step (the method), or the fixed-weight step-first form")  # fmt: skip
-    sigma_min = parser.add_mutually_exclusive_group()
-    sigma_min.add_argument("--sigma-min", type=float, help="ambient: one dataset-level sigma_min for every corrupt window")
-    sigma_min.add_argument("--sigma-min-from", metavar="NAME", help="ambient: per-sample sigma_min from this annotation set (policies.classify --name)")
-    sigma_max = parser.add_mutually_exclusive_group()
-    sigma_max.add_argument("--sigma-max", type=float, help="ambient: also admit corrupt windows below this sigma (locality branch)")
-    sigma_max.add_argument("--sigma-max-from", metavar="NAME", help="ambient: per-sample sigma_max from this annotation set")
-    parser.add_argument("--corrupt-loss", default="denoise", choices=("denoise", "ambient"), help="loss on admitted corrupt chunks")
-    parser.add_argument("--action-normalizer", default="all", choices=("all", "clean"),
-                        help="fit the action normaliser on every store's steps or on the clean stores' alone (label-noise data)")
-    parser.add_argument("--no-contraction", action="store_true",
-                        help="ambient loss: take each corrupt chunk as x_{sigma_min} as it is, not contracted to it "
-                             "(for corrupt data that already are noisy copies at sigma_min)")  # fmt: skip
-    parser.add_argument("--s-max-factor", type=float,
-                        help="buffer b = sqrt(1 + 1/(F - 1)) on sigma_min (default: 4 with the ambient loss, none with denoise)")  # fmt: skip
-    parser.add_argument("--out", required=True, help="run directory (resumed if it holds a checkpoint)")
-    parser.add_argument("--preset", default="default", choices=tuple(PRESETS))
-    parser.add_argument("--obs", default="image", choices=("image", "state"))
-    parser.add_argument("--prediction-type", default="epsilon", choices=PREDICTION_TYPES)
-    length = parser.add_mutually_exclusive_group(required=True)
-    length.add_argument("--steps", type=int)
-    length.add_argument("--epochs", type=int, help="passes over the clean windows (the same number of steps for every method)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--warmup-steps", type=int, default=500)
-    parser.add_argument("--checkpoint-every", type=int, default=1000)
-    parser.add_argument("--log-every", type=int, default=10, help="steps per metrics.jsonl record")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--wandb", action="store_true",
-                        help="also log to Weights & Biases (the wandb extra; offline unless WANDB_MODE is set)")
-    parser.add_argument("--wandb-project", default="ambient-push", metavar="NAME", help="wandb project (with --wandb)")
-    parser.add_argument("--image-cache-gb", type=float, help="memory for decoded images (default: half the free memory)")
-    return parser.parse_args(argv)
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The RunConfig the command line asks for, or ConfigError (one line)."""
-    alpha_schedule = None
-    if args.alpha_schedule is not None:
-        try:
-            alpha_schedule = tuple(float(v) for v in args.alpha_schedule.split(","))
-        except ValueError:
-            raise ConfigError(f"--alpha-schedule must be LO,HI, got {args.alpha_schedule!r}") from None
-        if len(alpha_schedule) != 2:
-            raise ConfigError(f"--alpha-schedule must be LO,HI, got {args.alpha_schedule!r}")
-    try:
-        return RunConfig(
-            policy=PolicyConfig(preset=args.preset, obs_mode=args.obs, prediction_type=args.prediction_type),
-            training=TrainingConfig(
-                method=args.method,
-                alpha=args.alpha,
-                alpha_schedule=alpha_schedule,
-                admission=args.admission,
-                sigma_min=args.sigma_min,
-                sigma_min_from=args.sigma_min_from,
-                sigma_max=args.sigma_max,
-                sigma_max_from=args.sigma_max_from,
-                corrupt_loss=args.corrupt_loss,
-                contraction=not args.no_contraction,
-                s_max_factor=args.s_max_factor,
-                lr=args.lr,
-                warmup_steps=args.warmup_steps,
-                batch_size=args.batch_size,
-                steps=args.steps,
-                epochs=args.epochs,
-                seed=args.seed,
-                device=args.device,
-                checkpoint_every=args.checkpoint_every,
-                log_every=args.log_every,
-            ),
-            data=DataConfig(clean=tuple(args.clean), corrupt=tuple(args.corrupt), image_cache_gb=args.image_cache_gb,
-                            action_normalizer=args.action_normalizer),
-        )
-    except ValidationError as error:
-        raise ConfigError(f"invalid arguments: {one_line(error)}") from None
+# Command line (its flags, and --config with a recorded run's config.json: policies/train_args.py)
 
 
 @stops_on_sigterm

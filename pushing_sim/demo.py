@@ -55,7 +55,30 @@ def run_domain(domain: str, out: Path, offset_y: float = 0.06) -> dict:
         "coverage": info["coverage"],
         "steps_per_s_with_video": steps / elapsed,
         "first_views": cameras,
+        "first_render": frames[0],
     }
+
+
+def camera_views_figure(views: dict[str, dict[str, np.ndarray]]):
+    """One row per domain, one panel per view, each titled with its domain and view (as docs/domains.png's caption reads).
+
+    views: domain -> view name -> RGB image; the views of each domain in the same order.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, columns = len(views), max(len(v) for v in views.values())
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    for row, (domain, images) in zip(axes, views.items()):
+        for ax, (name, image) in zip(row, images.items()):
+            ax.imshow(image, interpolation="nearest")
+            ax.set_title(f"{domain}: {name}", fontsize=10)
+        for ax in row:
+            ax.axis("off")
+    figure.tight_layout()
+    return figure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot create {args.out}: {error.strerror}", file=sys.stderr)
         return 2
     results = [run_domain(domain, args.out) for domain in args.domains]
-    views = [np.concatenate(list(r["first_views"].values()), axis=1) for r in results]
-    iio.imwrite(args.out / "camera_views.png", np.concatenate(views, axis=0))
+    views = {r["domain"]: {f"{name} camera": image for name, image in r["first_views"].items()}
+             | {"human view (goal in green)": r["first_render"]} for r in results}  # fmt: skip
+    figure = camera_views_figure(views)
+    figure.savefig(args.out / "camera_views.png", dpi=100)
+    figure.clear()
 
     print(f"{'domain':8} {'success':>7} {'steps':>5} {'pos err mm':>10} {'angle deg':>9} {'coverage':>8}")
     for r in results:

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts, stops_on_sigterm
+from data_gen.cli import ArgumentParser, StopOnInterrupt, flag_message, ignoring_interrupts, stops_on_sigterm
 
 
 def _interrupt() -> None:
@@ -94,3 +94,53 @@ def test_interrupts_are_ignored_while_children_start_and_restored_after():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         _interrupt()  # ignored: no KeyboardInterrupt
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_validation_error_speaks_in_flags():
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+    class Config(BaseModel):
+        model_config = ConfigDict(allow_inf_nan=False)
+        steps: int = Field(1, ge=1)
+        lr: float = Field(1.0, gt=0.0)
+        obs_mode: Literal["image", "state"] = "image"
+        method: str = "clean"
+        sigma_min: float | None = None
+        sigma_min_from: str | None = None
+        window: str = "hann"
+        betas: tuple[float, float] = (0.9, 0.99)
+
+        @field_validator("window")
+        @classmethod
+        def _known(cls, window: str) -> str:
+            if window != "hann":
+                raise ValueError(f"unknown window {window!r}")
+            return window
+
+        @model_validator(mode="after")
+        def _one_source(self):
+            if self.method == "ambient" and self.sigma_min is None and self.sigma_min_from is None:
+                raise ValueError("method 'ambient' needs exactly one of sigma_min or sigma_min_from")
+            return self
+
+    parser = ArgumentParser(prog="prog")
+    for flag in ("--steps", "--lr", "--method", "--sigma-min", "--sigma-min-from", "--window"):
+        parser.add_argument(flag)
+    parser.add_argument("--obs")
+    flags = parser.flags() | {"obs_mode": "--obs"}
+    assert flags["sigma_min_from"] == "--sigma-min-from" and "help" not in flags
+
+    def message(**values) -> str:
+        with pytest.raises(ValidationError) as error:
+            Config(**values)
+        return flag_message(error.value, flags)
+
+    assert message(steps=0) == "--steps must be at least 1, got 0"
+    assert message(lr=float("inf")) == "--lr must be a finite number, got inf"
+    assert message(lr=0.0, steps=0) == "--steps must be at least 1, got 0; --lr must be greater than 0.0, got 0.0"
+    assert message(obs_mode="video") == "--obs must be 'image' or 'state', got 'video'"
+    assert message(method="ambient") == "--method ambient needs exactly one of --sigma-min or --sigma-min-from"
+    assert message(window="box") == "--window: unknown window 'box'"  # a field's own words are left as they are
+    assert message(betas=(0.9, "x")).startswith("betas.1: should be a valid number")  # no flag: the field's name

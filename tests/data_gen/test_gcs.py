@@ -4,12 +4,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from data_gen.episode_store import EpisodeStore
-from data_gen.gcs import main, start_pose
+from data_gen.gcs import Summary, _print_summary, main, start_pose
 from pushing_sim import geometry
 from pushing_sim.task import TaskConfig, evaluation_initial_poses, is_success
 from tests import stopping
@@ -44,6 +46,21 @@ def test_n3_writes_a_valid_store_of_plans_that_reach_the_goal(tmp_path, capsys):
     assert "plans tried 3, succeeded 3" in summary and "KB per camera frame" in summary
     assert "episodes meeting the success check 3 of 3" in summary
     assert (tmp_path / "sim.generation.json").is_file()
+
+    # The same command again: nothing to add, said in words, with no rates of nothing.
+    assert main(["--n", "3", "--workers", "1", "--out", str(out), "--image-size", "48"]) == 0
+    again = capsys.readouterr().out
+    assert f"nothing to add: 3/3 episodes of this run already in {out}\n" in again
+    assert "nan" not in again and "per minute" not in again and "plans tried" not in again
+    assert len(_episodes(out)[0]) == 3
+
+
+def test_a_run_stopped_before_any_plan_prints_no_rates_of_nothing(capsys):
+    _print_summary(Summary(stored=2, added=0, attempts=0, failures=Counter(), planning_times=[], frames=0, wall_time=0.5,
+                           bytes_per_frame=0.0, interrupted=True), Path("s.zarr"), 4)  # fmt: skip
+    printed = capsys.readouterr().out
+    assert printed.startswith("interrupted: 0 episodes added, 2 in s.zarr") and "re-run the same command" in printed
+    assert "nan" not in printed and "per minute" not in printed
 
 
 def test_start_poses_depend_on_seed_and_attempt_and_avoid_the_evaluation_starts():

@@ -167,9 +167,9 @@ def test_cli_bad_inputs_are_one_line_exit_2(tmp_path, capsys):
     quick = ["--steps", "1", "--device", "cpu"]
     cases = {
         "given twice": ["--clean", str(clean), "--corrupt", str(clean)],
-        "device": ["--clean", str(clean), "--corrupt", str(short), "--device", "tpu"],
+        "--device must be auto, cpu, cuda or cuda:N, not 'tpu'": ["--clean", str(clean), "--corrupt", str(short), "--device", "tpu"],
         "no such episode store": ["--clean", str(clean), "--corrupt", str(tmp_path / "missing.zarr")],
-        "eps": ["--clean", str(clean), "--corrupt", str(short), "--eps", "0.7"],
+        "--eps must be less than 0.5, got 0.7": ["--clean", str(clean), "--corrupt", str(short), "--eps", "0.7"],
         "at least 3 episodes in each pool": ["--clean", str(clean), "--corrupt", str(short)],
     }
     for expected, argv in cases.items():

@@ -1,6 +1,7 @@
 """Tiny real training runs: the loss falls, checkpoints round-trip, the policy acts, runs resume, the CLI fails cleanly."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -411,10 +412,10 @@ def test_cli_no_contraction_needs_the_ambient_loss(tmp_path, clean_store, corrup
               "--steps", "2", "--device", "cpu", "--no-contraction"]  # fmt: skip
     for method in (["--method", "cotrain"], ["--method", "ambient", "--sigma-min", "0.3"]):
         code, err = run_cli(common + method, capsys)
-        assert code == 2 and "contraction=False applies" in err and len(err.splitlines()) == 1, err
+        assert code == 2 and "--no-contraction applies to --method ambient with --corrupt-loss ambient only" in err and len(err.splitlines()) == 1, err
         assert not (tmp_path / "run").exists()
     code, err = run_cli(common + ["--method", "cotrain", "--corrupt-loss", "ambient"], capsys)
-    assert code == 2 and "corrupt_loss 'ambient' applies" in err and len(err.splitlines()) == 1, err
+    assert code == 2 and "--corrupt-loss ambient applies to --method ambient only" in err and len(err.splitlines()) == 1, err
     args = common + ["--method", "ambient", "--sigma-min", "0.3", "--corrupt-loss", "ambient"]
     assert config_from_args(parse_args(args)).training.contraction is False
     assert config_from_args(parse_args([a for a in args if a != "--no-contraction"])).training.contraction is True
@@ -442,14 +443,15 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, clean_store, capsys):
         (["--clean", str(tmp_path / "missing.zarr"), "--method", "clean"], "no such episode store"),
         (["--clean", str(clean_store), "--corrupt", str(other_camera), "--method", "cotrain"], "cameras"),
         (["--clean", str(clean_store), "--method", "bogus"], "invalid choice: 'bogus'"),
-        (["--clean", str(clean_store), "--method", "cotrain"], "needs at least one corrupt store"),
+        (["--clean", str(clean_store), "--method", "cotrain"], "--method cotrain needs at least one --corrupt store"),
         (["--clean", str(clean_store), "--method", "clean", "--alpha-schedule", "0.1"], "LO,HI"),
-        (["--clean", str(clean_store), "--corrupt", str(clean_store), "--method", "ambient"], "one source of sigma_min"),
+        (["--clean", str(clean_store), "--corrupt", str(clean_store), "--method", "ambient"],
+         "--method ambient needs exactly one of --sigma-min (dataset-level) or --sigma-min-from"),
         (["--clean", str(clean_store), "--corrupt", str(clean_store), "--method", "ambient", "--sigma-min", "0.1",
           "--sigma-min-from", "classifier"], "not allowed with argument"),
-        (["--clean", str(clean_store), "--method", "clean", "--seed", "-1"], "seed"),
-        (["--clean", str(clean_store), "--method", "clean", "--lr", "inf"], "lr: Input should be a finite number"),
-        (["--clean", str(clean_store), "--method", "clean", "--image-cache-gb", "inf"], "image_cache_gb: Input should be a finite"),
+        (["--clean", str(clean_store), "--method", "clean", "--seed", "-1"], "--seed must be at least 0, got -1"),
+        (["--clean", str(clean_store), "--method", "clean", "--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["--clean", str(clean_store), "--method", "clean", "--image-cache-gb", "inf"], "--image-cache-gb must be a finite number, got inf"),
     ]
     for args, message in cases:
         code, err = run_cli(args + common, capsys)
@@ -553,3 +555,70 @@ def test_an_exported_policy_is_the_ema_weights_alone_and_acts_the_same(image_run
     (export / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(PolicyError, match="damaged or not an exported policy"):
         load_policy(export)
+
+
+def shapes(model: DiffusionModel) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def test_a_recorded_run_config_trains_again_exactly_from_the_command_line(tmp_path, clean_store, corrupt_store, capsys, monkeypatch):
+    """An arm's config.json as the runner has train() record it, with fields no flag sets (or none at its
+    default): --config alone trains a run with the same config, model and losses, from another directory
+    (the stores named relative to the recorded run's directory)."""
+    source = tmp_path / "arms" / "ambient" / "train"
+    source.mkdir(parents=True)
+    recorded = RunConfig(
+        policy=PolicyConfig(preset="tiny", obs_mode="state", state_angle="cos_sin", down_dims=(16, 24, 32), kernel_size=3,
+                            diffusion_step_embed_dim=24, num_inference_steps=5),
+        training=TrainingConfig(method="ambient", alpha_schedule=(0.2, 0.8), sigma_min=0.3, corrupt_loss="ambient", contraction=False,
+                                lr=2e-3, betas=(0.9, 0.99), weight_decay=0.0, warmup_steps=1, batch_size=8, steps=3, seed=5,
+                                device="cpu", log_every=1),
+        data=DataConfig(clean=(os.path.relpath(clean_store, source),), corrupt=(os.path.relpath(corrupt_store, source),),
+                        action_normalizer="clean"),
+    )  # fmt: skip
+    monkeypatch.chdir(source)
+    train(recorded, source, progress=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    code, err = run_cli(["--config", str(source / "config.json"), "--out", "again"], capsys)
+
+    assert code == 0, err
+    again = RunConfig.load(elsewhere / "again" / "config.json")
+    assert again.policy == recorded.policy and again.training == recorded.training
+    assert again.data.action_normalizer == "clean"
+    assert [os.path.samefile(a, source / b) for a, b in zip(again.data.clean + again.data.corrupt, recorded.data.clean + recorded.data.corrupt)] == [True, True]
+    losses = [[json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (source, elsewhere / "again")]
+    assert len(losses[0]) == 3 and losses[0] == losses[1]
+    models = [model_from_checkpoint(load_checkpoint(run), "model") for run in (source, elsewhere / "again")]
+    for name, tensor in models[0].state_dict().items():
+        torch.testing.assert_close(models[1].state_dict()[name], tensor, rtol=0, atol=0)
+    # down_dims and state_angle reached the model: its weights have their shapes, not the preset's or the raw angle's
+    action_dim = int(load_checkpoint(source)["action_dim"])
+    assert shapes(models[1]) == shapes(DiffusionModel(recorded.policy, {}, action_dim))
+    for other in ({"down_dims": (32, 64)}, {"state_angle": "raw"}):
+        assert shapes(models[1]) != shapes(DiffusionModel(recorded.policy.model_copy(update=other), {}, action_dim)), other
+
+
+def test_flags_beside_config_replace_their_fields_only(tmp_path, clean_store, corrupt_store):
+    recorded = tiny_config(clean_store, [corrupt_store], obs_mode="state", method="ambient", sigma_min=0.3, steps=7)
+    recorded = recorded.model_copy(update={"policy": recorded.policy.model_copy(update={"down_dims": (16, 32), "state_angle": "cos_sin"})})
+    recorded.save(tmp_path / "config.yaml")
+    (tmp_path / "recorded").mkdir()
+    recorded.save(tmp_path / "recorded" / "config.json")
+    base = ["--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "run")]
+    assert config_from_args(parse_args(base)) == recorded
+    assert config_from_args(parse_args(["--config", str(tmp_path / "recorded"), "--out", "r"])) == recorded  # a run directory
+    changed = config_from_args(parse_args([*base, "--epochs", "2", "--sigma-min-from", "classifier", "--seed", "3"]))
+    assert changed.training == recorded.training.model_copy(update={"steps": None, "epochs": 2, "sigma_min": None,
+                                                                    "sigma_min_from": "classifier", "seed": 3})  # fmt: skip
+    assert changed.policy == recorded.policy and changed.data == recorded.data
+    sized = config_from_args(parse_args([*base, "--down-dims", "8", "16", "--state-angle", "raw"])).policy
+    assert sized == recorded.policy.model_copy(update={"down_dims": (8, 16), "state_angle": "raw"})
+    assert config_from_args(parse_args([*base, "--preset", "default"])).policy == PolicyConfig(preset="default", obs_mode="state",
+                                                                                               state_angle="cos_sin")
+    # Without --config the two new flags set the model too.
+    flags = ["--clean", str(clean_store), "--method", "clean", "--steps", "2", "--out", "r", "--preset", "tiny", "--obs", "state"]
+    policy = config_from_args(parse_args([*flags, "--down-dims", "16", "32", "--state-angle", "cos_sin"])).policy
+    assert policy.down_dims == (16, 32) and policy.state_angle == "cos_sin"
