@@ -250,7 +250,7 @@ def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool 
     poses = evaluation_initial_poses(TaskConfig(), trials, spec.seed)
     jobs = [(i, poses[i].tolist()) for i in range(trials) if i not in done]
     results: list[dict] = [done[i] for i in sorted(done) if i < trials]
-    bar = tqdm(total=trials, initial=len(results), unit="trial", desc="trials", disable=not progress)
+    bar = tqdm(total=trials, initial=len(results), unit="trial", desc="trials", disable=not progress or not jobs)
 
     def collect(result: dict) -> None:
         video_bytes = result.pop(VIDEO_BYTES, None)
@@ -415,7 +415,10 @@ def _print_summary(summary: dict, out: Path) -> None:
     print(f"{summary['trials']:8d} {summary['successes']:8d} {100 * summary['success_rate']:6.1f}% "
           f"[{100 * lo:5.1f}, {100 * hi:5.1f}] {1e3 * summary['mean_final_position_error']:10.1f} "
           f"{summary['mean_final_angle_error_deg']:9.2f} {summary['mean_max_coverage']:8.3f}")
-    print(f"wall time {summary['wall_time']:.1f} s; results in {out / 'results.json'}")
+    if summary.get("resumed_trials") == summary["trials"]:
+        print(f"nothing to add: {summary['trials']}/{summary['trials']} trials already in {out / TRIALS_NAME}; results in {out / 'results.json'}")
+    else:
+        print(f"wall time {summary['wall_time']:.1f} s; results in {out / 'results.json'}")
 
 
 @stops_on_sigterm
@@ -453,8 +456,10 @@ def main(argv: list[str] | None = None) -> int:
         if not all(path.is_file() for path in policy_files(args.ckpt)):
             what = "a run directory without ckpt.pt, nor an exported policy" if args.ckpt.is_dir() else "does not exist"
             return fail(f"checkpoint {args.ckpt}: {what}")
-    if args.trials <= 0 or args.workers <= 0 or args.envs_per_worker <= 0 or args.videos < 0:
-        return fail("--trials, --workers and --envs-per-worker must be positive and --videos >= 0")
+    for flag, value, least in (("--trials", args.trials, 1), ("--workers", args.workers, 1),
+                               ("--envs-per-worker", args.envs_per_worker, 1), ("--videos", args.videos, 0)):
+        if value < least:
+            return fail(f"{flag} must be at least {least}, got {value}")
     if args.seed < 0:
         return fail(f"--seed must be >= 0, got {args.seed}")
     if args.precision == "float32" and args.envs_per_worker > 1:

@@ -62,6 +62,12 @@ def test_results_json_schema_video_and_compare(tmp_path, capsys):
     assert (out / "videos" / "trial_000.mp4").stat().st_size > 1000
     assert not (out / "videos" / "trial_001.mp4").exists()
     assert "95% CI" in capsys.readouterr().out
+    # The same command again: nothing to run, and it says so (no wall time of nothing, no progress bar).
+    assert main(["--policy", "random", "--trials", "3", "--workers", "1", "--max-steps", "8", "--videos", "1",
+                 "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"nothing to add: 3/3 trials already in {out / 'trials.jsonl'}" in captured.out
+    assert "wall time" not in captured.out and "trial/s" not in captured.err
 
     png = tmp_path / "cmp.png"
     assert compare_main([str(out), str(out), "--out", str(png)]) == 0
@@ -73,8 +79,9 @@ def test_results_json_schema_video_and_compare(tmp_path, capsys):
     [
         (["--ckpt", "missing.pt"], "does not exist"),
         ([], "give --ckpt"),
-        (["--policy", "random", "--trials", "0"], "must be positive"),
-        (["--policy", "random", "--envs-per-worker", "0"], "must be positive"),
+        (["--policy", "random", "--trials", "0"], "--trials must be at least 1, got 0"),
+        (["--policy", "random", "--envs-per-worker", "0"], "--envs-per-worker must be at least 1, got 0"),
+        (["--policy", "random", "--videos", "-1"], "--videos must be at least 0, got -1"),
         (["--policy", "random", "--envs-per-worker", "2", "--precision", "float32"], "depend on the batching"),
         (["--policy", "random", "--domain", "moon"], "unknown domain"),
         (["--policy", "random", "--trials", "1", "--max-steps", "1", "--device", "tpu"], "unknown device 'tpu'"),
