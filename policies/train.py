@@ -608,6 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rank = os.environ.get("RANK", "0")  # under torchrun every process reports its own errors
     prog = "python -m policies.train" + (f" (rank {rank})" if rank != "0" else "")
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"{prog}: error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
     try:
         config = config_from_args(args)
         result = train(config, args.out, wandb_project=args.wandb_project if args.wandb else None)

@@ -85,6 +85,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--log-every", type=int, help=f"steps per metrics.jsonl record (default {training['log_every'].default})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="(default auto)")
     parser.add_argument("--seed", type=int, help=f"(default {training['seed'].default})")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (default: torch's, one per core); the thread count changes the order of float sums, "
+                             "so retraining an experiment arm bit for bit needs its count (its ledger's, usually 1)")
     parser.add_argument("--wandb", action="store_true",
                         help="also log to Weights & Biases (the wandb extra; offline unless WANDB_MODE is set)")
     parser.add_argument("--wandb-project", default="ambient-push", metavar="NAME", help="wandb project (with --wandb)")

@@ -35,6 +35,7 @@ CASES = [
     ("policies.train", ["--clean", "out/missing.zarr", "--method", "clean", "--steps", "5", "--out", "out/run"], "no such"),
     ("policies.train", ["--clean", "{target}", "--method", "clean", "--steps", "0", "--out", "out/run"], "--steps must be at least 1, got 0"),
     ("policies.train", ["--clean", "{target}", "--method", "clean", "--steps", "5", "--seed", "-1", "--out", "out/run"], "--seed must be at least 0, got -1"),
+    ("policies.train", ["--clean", "{target}", "--method", "clean", "--steps", "5", "--threads", "0", "--out", "out/run"], "--threads must be at least 1, got 0"),
     ("policies.train", ["--clean", "{target}", "--method", "clean", "--steps", "5", "--batch-size", "0", "--out", "out/run"], "--batch-size must be at least 1, got 0"),
     ("policies.train", ["--clean", "{target}", "--corrupt", "{sim}", "--method", "ambient", "--steps", "5",
                         "--out", "out/run"], "--method ambient needs exactly one of --sigma-min (dataset-level) or --sigma-min-from"),
