@@ -15,19 +15,28 @@ domain_config, run). A foreign dataset has none of our metadata; it imports with
 "import", ``domain`` "import", ``seed`` its episode index, ``initial_pose`` its first slider pose,
 ``success`` from its own success flag where it has one (True otherwise: demonstrations), NaN
 planning time and cost, and ``extra`` naming where it came from. Without a slider pose it gets
-zeros (the store refuses NaN steps); see each layout's module for where it finds one.
+zeros (the store refuses NaN steps) and the import warns; see each layout's module for where it finds
+one. A foreign dataset's keys the store has no place for (Diffusion Policy push-T's ``keypoint`` and
+``n_contacts``) are named in one warning.
+
+Both directions rename cameras (``--camera OLD=NEW``): an export for code that hard-codes its image key
+(Diffusion Policy's push-T reads ``data/img``), an import to sit beside a store whose cameras are named
+otherwise. An import from push-T's pixels maps them to our metres (``--push-t-pixels``,
+``data_gen.interop_pusht``); its episodes record the domain ``push-t``, which is not ours.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import glob
 import os
 import shutil
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +52,8 @@ FORMATS = ("lerobot", "diffusion-policy")
 # 10 Hz); a store does not record it, so an export says it used this default.
 DEFAULT_FPS = 10
 IMPORT_SOURCE = "import"
+# Our task's positions lie within a metre of the origin; a foreign dataset's beyond this are another unit.
+PIXELS_HINT_M = 5.0
 INSTALL_HINT = "pip install 'ambient-push[interop]'"
 
 
@@ -52,12 +63,14 @@ class InteropError(Exception):
 
 @dataclass(frozen=True)
 class Summary:
-    """What a run wrote, for its one-line report."""
+    """What a run wrote, for its one-line report; notes (for stdout) and warnings (for stderr) follow it."""
 
     episodes: int
     frames: int
     bytes: int
     seconds: float
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return f"{self.episodes} episodes, {self.frames} frames, {self.bytes / 1e6:.1f} MB on disk, {self.seconds:.1f} s"
@@ -75,36 +88,62 @@ class Contents:
     n_episodes: int
     episodes: Iterable[tuple[dict[str, np.ndarray], EpisodeMeta]]
     annotations: list[Annotation] = field(default_factory=list)
+    foreign: bool = False  # not an export of ours: the metadata are defaults
+    slider_pose_found: bool = True  # False: the dataset has no slider pose, and slider_pose is zeros
+    not_imported: list[str] = field(default_factory=list)  # the dataset's keys the store has no place for
 
 
 # --------------------------------------------------------------------------------------------------
 # The two directions
 
 
-def export_store(store: str | os.PathLike, out: str | os.PathLike, fmt: str, progress: bool = False) -> Summary:
-    """Write the committed episodes of ``store`` into the new directory ``out`` in format ``fmt``."""
+def export_store(store: str | os.PathLike, out: str | os.PathLike, fmt: str, progress: bool = False, *,
+                 cameras: Mapping[str, str] | None = None, environment_state: bool | None = None,
+                 video_codec: str | None = None) -> Summary:
+    """Write the committed episodes of ``store`` into the new directory ``out`` in format ``fmt``.
+
+    cameras: {store camera: name in the export}; the others keep theirs. environment_state and
+    video_codec are LeRobot's (see data_gen.interop_lerobot.write; None: its defaults).
+    """
+    lerobot_only = {"--environment-state": environment_state, "--video-codec": video_codec}
+    given = [flag for flag, value in lerobot_only.items() if value is not None]
+    if fmt != "lerobot" and given:
+        raise InteropError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only to --format lerobot")
     writer = _module(fmt).write
     start = time.perf_counter()
     opened = EpisodeStore.open(store)
     if opened.n_episodes == 0:
         raise InteropError(f"{store}: the store holds no episodes; nothing to export")
+    names = camera_names(opened.cameras, cameras or {}, f"{store}: store")
+    options = {key: value for key, value in (("environment_state", environment_state), ("video_codec", video_codec))
+               if value is not None}
     out = Path(out)
     with staged_output(out) as staging:
-        writer(opened, staging, progress)
-    return Summary(opened.n_episodes, opened.n_steps, tree_bytes(out), time.perf_counter() - start)
+        notes = writer(opened, staging, progress, names, **options) or []
+    return Summary(opened.n_episodes, opened.n_steps, tree_bytes(out), time.perf_counter() - start, tuple(notes))
 
 
-def import_dataset(source: str | os.PathLike, out: str | os.PathLike, fmt: str, progress: bool = False) -> Summary:
-    """Write the dataset in directory ``source`` (format ``fmt``) into the new episode store ``out``."""
+def import_dataset(source: str | os.PathLike, out: str | os.PathLike, fmt: str, progress: bool = False, *,
+                   cameras: Mapping[str, str] | None = None, push_t_pixels: bool = False) -> Summary:
+    """Write the dataset in directory ``source`` (format ``fmt``) into the new episode store ``out``.
+
+    cameras: {dataset camera: store camera}; the others keep theirs. push_t_pixels: the dataset's
+    positions are push-T pixels, mapped to our metres (data_gen.interop_pusht).
+    """
     reader = _module(fmt).read
     start = time.perf_counter()
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise InteropError(f"{source}: no such dataset directory")
     with staged_output(out) as staging:
-        write_store(reader(source), staging, progress)
+        contents = reader(source)
+        contents = renamed(contents, camera_names(contents.cameras, cameras or {}, f"{source}: dataset"))
+        if push_t_pixels:
+            contents = from_push_t_pixels(contents)
+        write_store(contents, staging, progress)
     store = EpisodeStore.open(out)
-    return Summary(store.n_episodes, store.n_steps, store.disk_bytes(), time.perf_counter() - start)
+    return Summary(store.n_episodes, store.n_steps, store.disk_bytes(), time.perf_counter() - start,
+                   warnings=tuple(import_warnings(contents, store, push_t_pixels)))
 
 
 def _module(fmt: str):
@@ -273,6 +312,94 @@ def foreign_meta(index: int, slider_pose: np.ndarray, success: bool, extra: dict
 def foreign_run(fmt: str, source: Path, **details: Any) -> dict[str, Any]:
     """The run identity of an imported foreign dataset."""
     return {"generator": IMPORT_SOURCE, "format": fmt, "source": str(source), **details}
+
+
+def camera_option(text: str) -> tuple[str, str]:
+    """One ``--camera OLD=NEW`` value as (old, new), for argparse."""
+    old, sep, new = text.partition("=")
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f"{text!r} is not OLD=NEW (a camera and its new name)")
+    return old, new
+
+
+def camera_names(cameras: Iterable[str], renames: Mapping[str, str], where: str) -> dict[str, str]:
+    """Every camera's new name ({old: new}, the cameras not renamed keeping theirs), the renames checked.
+
+    Each old name must be a camera; the new names must be identifiers (the store's rule), not a step key
+    such as ``action``, and all different. ``where`` starts the one-line error ("PATH: store").
+    """
+    cameras = list(cameras)
+    unknown = [old for old in renames if old not in cameras]
+    if unknown:
+        have = ", ".join(cameras) if cameras else "none"
+        raise InteropError(f"{where} has no camera {unknown[0]!r} to rename (its cameras: {have})")
+    names = {camera: renames.get(camera, camera) for camera in cameras}
+    for new in renames.values():
+        if not new.isidentifier() or new in RESERVED_NAMES:
+            raise InteropError(f"--camera: {new!r} is not a camera name (an identifier other than "
+                               f"{', '.join(sorted(RESERVED_NAMES))})")
+    taken = [new for new in names.values() if list(names.values()).count(new) > 1]
+    if taken:
+        raise InteropError(f"--camera: two cameras would both be named {taken[0]!r}")
+    return names
+
+
+def renamed(contents: Contents, names: Mapping[str, str]) -> Contents:
+    """The contents with each camera ``old`` called ``names[old]``, in its steps as in its root attributes."""
+    if all(old == new for old, new in names.items()):
+        return contents
+
+    def episodes():
+        for steps, meta in contents.episodes:
+            yield {names.get(key, key): values for key, values in steps.items()}, meta
+
+    return dataclasses.replace(contents, cameras={names[old]: size for old, size in contents.cameras.items()},
+                               episodes=episodes())
+
+
+def from_push_t_pixels(contents: Contents) -> Contents:
+    """The contents of a foreign push-T dataset with positions in pixels, in our frame and metres."""
+    from data_gen import interop_pusht
+
+    if not contents.foreign:
+        raise InteropError(f"{contents.source}: an ambient-push export is in metres already; drop --push-t-pixels")
+    if contents.action_dim != 2:
+        raise InteropError(f"{contents.source}: --push-t-pixels maps 2-D actions (a pusher target), "
+                           f"not {contents.action_dim}-D ones")
+
+    def episodes():
+        for steps, meta in contents.episodes:
+            steps = {**steps, "agent_pos": interop_pusht.points_to_metres(steps["agent_pos"]),
+                     "action": interop_pusht.points_to_metres(steps["action"])}
+            meta = meta.model_copy(update={"domain": interop_pusht.DOMAIN})
+            if contents.slider_pose_found:
+                steps["slider_pose"] = interop_pusht.pose_to_metres(steps["slider_pose"])
+                meta = meta.model_copy(update={"initial_pose": tuple(float(x) for x in steps["slider_pose"][0])})
+            yield steps, meta
+
+    run = {**contents.run, "units": "push-T pixels mapped to metres (data_gen.interop_pusht)"}
+    return dataclasses.replace(contents, run=run, episodes=episodes())
+
+
+def import_warnings(contents: Contents, store: EpisodeStore, push_t_pixels: bool) -> list[str]:
+    """What a user of an imported foreign dataset must know: keys left out, poses missing, units."""
+    if not contents.foreign:
+        return []
+    found = []
+    if contents.not_imported:
+        found.append(f"{contents.source}: not imported (the store has no place for them): "
+                     f"{', '.join(contents.not_imported)}")
+    if not contents.slider_pose_found:
+        found.append(f"{contents.source}: holds no slider pose; slider_pose and initial_pose are zeros")
+    if push_t_pixels:
+        found.append(f"{contents.source}: push-T is another domain than ours (pymunk physics, a 20.6 mm pusher, "
+                     "2-D drawings with the goal drawn in): its episodes have domain 'push-t'; train on them as "
+                     "corrupt data, not as clean data of the target domain")
+    reach = float(np.abs(store.array("agent_pos")).max())
+    if not push_t_pixels and reach > PIXELS_HINT_M:
+        found.append(f"{contents.source}: agent_pos reaches {reach:.4g}, which is not metres (push-T's pixels run "
+                     "0-512): import again with --push-t-pixels to map push-T to our frame")
+    return found
 
 
 def camera_name(key: str, taken: Iterable[str]) -> str:

@@ -5,8 +5,11 @@ with zarr 2, so the export is written in zarr format 2 (zarr-python 3 writes it 
 ``zarr_format=2``)::
 
     DIR/
-      .zgroup, .zattrs            root attributes: format, cameras, action_dim, domain_config, run, keys
-      data/<camera>               (N, H, W, 3) uint8, one per camera (zstd 9, 128-frame chunks, as the store)
+      .zgroup, .zattrs            root attributes: format, cameras, camera_keys, action_dim, domain_config,
+                                  run, keys
+      data/<camera>               (N, H, W, 3) uint8, one per camera (zstd 9, 128-frame chunks, as the
+                                  store), under its name or the one --camera gives it (camera_keys:
+                                  store camera -> key under data/)
       data/state                  (N, 2) float32    agent_pos (pusher xy), DP's low-dim observation
       data/action                 (N, A) float32
       data/slider_pose            (N, 3) float32    extra: x, y, theta of the T
@@ -16,13 +19,18 @@ with zarr 2, so the export is written in zarr format 2 (zarr-python 3 writes it 
       annotations/<name>/sigma_min, sigma_max   (N,) float32, the store's annotation sets (group
                                   attributes as in the store); DP ignores groups it does not know
 
-Every array under ``data/`` has N rows, which DP's ReplayBuffer checks. Import reads our own export
-back exactly (its root attribute ``format`` says so). A foreign DP dataset (e.g. the push-T
-``pusht_cchi_v7_replay.zarr``) imports with: cameras from every (N, H, W, 3) array under ``data/``
-(float images holding whole 0-255 values become uint8); agent_pos the first two columns of
-``data/state`` (or ``data/agent_pos``); slider_pose ``data/slider_pose`` if present, else columns 2-4
-of ``data/state`` when it has five (DP push-T's state is agent x, y, block x, y, angle), else zeros;
-and the metadata defaults of ``data_gen.interop``.
+Every array under ``data/`` has N rows, which DP's ReplayBuffer checks. DP's push-T image dataset
+(``PushTImageDataset``) reads ``data/img``, ``data/state`` (agent_pos = its first two columns),
+``data/action`` and ``meta/episode_ends``: export with the camera renamed to ``img``
+(``--camera overhead=img``) and its config reads the export as it is.
+
+Import reads our own export back exactly (its root attribute ``format`` says so). A foreign DP dataset
+(e.g. the push-T ``pusht_cchi_v7_replay.zarr``) imports with: cameras from every (N, H, W, 3) array
+under ``data/`` (float images holding whole 0-255 values become uint8); agent_pos the first two
+columns of ``data/state`` (or ``data/agent_pos``); slider_pose ``data/slider_pose`` if present, else
+columns 2-4 of ``data/state`` when it has five (DP push-T's state is agent x, y, block x, y, angle),
+else zeros; and the metadata defaults of ``data_gen.interop``. What it leaves out (push-T's
+``data/keypoint`` and ``data/n_contacts``, extra state columns, ``meta/`` arrays) is named in a warning.
 """
 
 from __future__ import annotations
@@ -46,17 +54,23 @@ IMAGE_COMPRESSOR = numcodecs.Zstd(level=9)  # as the store: a rendered 96x96 fra
 LOW_DIM_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
 
 
-def write(store: EpisodeStore, out: Path, progress: bool = False) -> None:
-    """Write the store into the (empty, existing) directory ``out`` as a DP replay buffer."""
-    if STATE_KEY in store.cameras:
-        raise InteropError(f"{store.path}: camera {STATE_KEY!r} would collide with Diffusion Policy's data/{STATE_KEY}")
+def write(store: EpisodeStore, out: Path, progress: bool = False, names: dict[str, str] | None = None) -> None:
+    """Write the store into the (empty, existing) directory ``out`` as a DP replay buffer.
+
+    names: {store camera: its key under data/}.
+    """
+    names = names or {camera: camera for camera in store.cameras}
+    if STATE_KEY in names.values():
+        raise InteropError(f"{store.path}: camera {STATE_KEY!r} would collide with Diffusion Policy's "
+                           f"data/{STATE_KEY} (rename it with --camera {STATE_KEY}=NAME)")
     root = zarr.open_group(out, mode="w", zarr_format=2)
     low_dim = {"action": store.array("action"), STATE_KEY: store.array("agent_pos"), "slider_pose": store.array("slider_pose")}
     for key, values in low_dim.items():
         _array(root, f"data/{key}", values, LOW_DIM_CHUNK_STEPS, LOW_DIM_COMPRESSOR)
     images = {
-        name: root.create_array(f"data/{name}", shape=(store.n_steps, *store.image_shape(name)), dtype=np.uint8,
-                                chunks=(IMAGE_CHUNK_FRAMES, *store.image_shape(name)), compressors=IMAGE_COMPRESSOR)
+        name: root.create_array(f"data/{names[name]}", shape=(store.n_steps, *store.image_shape(name)),
+                                dtype=np.uint8, chunks=(IMAGE_CHUNK_FRAMES, *store.image_shape(name)),
+                                compressors=IMAGE_COMPRESSOR)
         for name in store.cameras
     }
     for index in tqdm(range(store.n_episodes), unit="episode", desc=f"exporting to {out.name}", disable=not progress,
@@ -77,7 +91,7 @@ def write(store: EpisodeStore, out: Path, progress: bool = False) -> None:
         annotation_attrs[name] = annotation.attrs
     root.attrs.update({
         "format": FORMAT_NAME, "exported_as": FORMAT,
-        "cameras": {name: list(store.image_shape(name)) for name in store.cameras},
+        "cameras": {name: list(store.image_shape(name)) for name in store.cameras}, "camera_keys": names,
         "action_dim": store.action_dim, "domain_config": store.domain_config, "run": store.run,
         "keys": {STATE_KEY: "agent_pos"},
     })
@@ -107,6 +121,7 @@ def read(path: Path) -> Contents:
         if not isinstance(ends_array, zarr.Array) or ends_array.ndim != 1 or ends_array.dtype.kind not in "iu":
             raise InteropError(f"{path}: meta/episode_ends must be a 1-D integer array (it is {_describe(ends_array)})")
         ends = np.asarray(ends_array[:]).astype(np.int64)
+        meta_keys = sorted(root["meta"].keys())
     except (KeyError, FileNotFoundError, ValueError, TypeError, zarr.errors.BaseZarrError) as error:
         detail = f"missing {error}" if isinstance(error, KeyError) else f"{type(error).__name__}: {error}"
         raise InteropError(f"{path}: not a Diffusion Policy zarr (format 2) replay buffer ({' '.join(detail.split())[:200]})") from None
@@ -121,7 +136,7 @@ def read(path: Path) -> Contents:
         raise InteropError(f"{path}: meta/episode_ends ends at {n_steps} steps but {'; '.join(wrong)}")
     if attrs.get("format") == FORMAT_NAME:
         return _read_ours(path, root, attrs, data, ends)
-    return _read_foreign(path, data, ends)
+    return _read_foreign(path, data, ends, meta_keys)
 
 
 def _describe(node: zarr.Array | zarr.Group) -> str:
@@ -131,12 +146,13 @@ def _describe(node: zarr.Array | zarr.Group) -> str:
 def _read_ours(path: Path, root: zarr.Group, attrs: dict, data: dict[str, zarr.Array], ends: np.ndarray) -> Contents:
     try:
         cameras = {name: (int(shape[0]), int(shape[1])) for name, shape in attrs["cameras"].items()}
+        camera_keys = attrs.get("camera_keys", {name: name for name in cameras})  # none before camera renaming
         columns = {name: np.asarray(root[f"meta/{name}"][:]) for name in META_COLUMNS}
         uneven = [f"meta/{name} has {len(values)}" for name, values in columns.items() if len(values) != len(ends)]
         if uneven:
             raise InteropError(f"{path}: {len(ends)} episodes in meta/episode_ends but {'; '.join(uneven)}")
         keys = {"action": data["action"], "agent_pos": data[STATE_KEY], "slider_pose": data["slider_pose"],
-                **{name: data[name] for name in cameras}}
+                **{name: data[camera_keys[name]] for name in cameras}}
         annotations = []
         if "annotations" in root:
             for name in sorted(root["annotations"].group_keys()):
@@ -158,7 +174,7 @@ def _read_ours(path: Path, root: zarr.Group, attrs: dict, data: dict[str, zarr.A
     return contents
 
 
-def _read_foreign(path: Path, data: dict[str, zarr.Array], ends: np.ndarray) -> Contents:
+def _read_foreign(path: Path, data: dict[str, zarr.Array], ends: np.ndarray, meta_keys: list[str]) -> Contents:
     if "action" not in data or data["action"].ndim != 2:
         raise InteropError(f"{path}: no data/action of shape (N, action_dim)")
     state = data.get("agent_pos", data.get(STATE_KEY))
@@ -172,6 +188,13 @@ def _read_foreign(path: Path, data: dict[str, zarr.Array], ends: np.ndarray) -> 
         cameras[names[key]] = (int(data[key].shape[1]), int(data[key].shape[2]))
     slider = data.get("slider_pose")
     action = data["action"]
+    state_key = "agent_pos" if "agent_pos" in data else STATE_KEY
+    state_columns_read = 5 if slider is None and state.shape[1] >= 5 else 2
+    read = {"action", state_key, *image_keys, *(["slider_pose"] if slider is not None else [])}
+    not_imported = [f"data/{key}" for key in sorted(data) if key not in read]
+    if state.shape[1] > state_columns_read:
+        not_imported.append(f"data/{state_key} columns {state_columns_read}-{state.shape[1] - 1}")
+    not_imported += [f"meta/{key}" for key in meta_keys if key != "episode_ends"]
 
     def episodes():
         start = 0
@@ -191,5 +214,6 @@ def _read_foreign(path: Path, data: dict[str, zarr.Array], ends: np.ndarray) -> 
             start = int(end)
 
     return Contents(source=path, cameras=cameras, action_dim=int(action.shape[1]), domain_config={},
-                    run=foreign_run(FORMAT, path), n_episodes=len(ends), episodes=episodes())
+                    run=foreign_run(FORMAT, path), n_episodes=len(ends), episodes=episodes(), foreign=True,
+                    slider_pose_found=slider is not None or state.shape[1] >= 5, not_imported=not_imported)
 

@@ -1,4 +1,4 @@
-"""LeRobot dataset v3.0: parquet tables plus one lossless mp4 per camera, written without `lerobot`.
+"""LeRobot dataset v3.0: parquet tables plus one mp4 per camera, written without `lerobot`.
 
 Layout (LeRobot's v3.0 layout; every episode goes in file 000 of chunk 000)::
 
@@ -14,21 +14,28 @@ Layout (LeRobot's v3.0 layout; every episode goes in file 000 of chunk 000)::
                               meta/episodes/chunk_index, file_index; and our metadata: source, domain,
                               seed, initial_pose, success, planning_time, plan_cost, extra (JSON)
       meta/ambient_push.json  what LeRobot has no place for: the store's root attributes (cameras,
-                              action_dim, domain_config, run), the annotation sets' attributes, where the
-                              fps came from and how the videos were encoded
+                              action_dim, domain_config, run), the annotation sets' attributes, the camera
+                              names, the env obs_type the export matches, where the fps came from and
+                              how the videos were encoded
       data/chunk-000/file-000.parquet
-                              per frame: action, observation.state (agent_pos), the extra features
-                              observation.environment_state (slider_pose) and
+                              per frame: action, observation.state (agent_pos), the slider pose as
+                              observation.environment_state (see below) or else as slider_pose,
                               annotations.<name>.sigma_min / .sigma_max, then timestamp, frame_index,
                               episode_index, index, task_index
       videos/observation.images.<camera>/chunk-000/file-000.mp4
                               all episodes' frames one after another; episode i spans
                               [from_timestamp, to_timestamp) = [dataset_from_index, dataset_to_index) / fps
 
-Lossless video: LeRobot encodes AV1 in yuv420p, which rounds every pixel through RGB -> YUV and
-halves the chroma resolution, so a round trip could not give the store's pixels back. Here ffmpeg's
-libx264rgb codes the RGB planes themselves at ``-qp 0`` (lossless H.264; the stream's pixel format is
-gbrp), which ffmpeg-based decoders (PyAV, torchcodec, imageio) read back bit for bit.
+The observation features are those one obs_type of pushing_sim's env returns (after LeRobot's
+``preprocess_observation``), so a policy trained on the export can be evaluated in the env:
+with cameras, ``observation.images.<camera>`` and ``observation.state`` (``pixels_agent_pos``); without,
+``observation.environment_state`` and ``observation.state`` (``environment_state_agent_pos``, which
+LeRobot's state policies need; ``obs_type="state"`` returns a bare array, from which LeRobot takes
+nothing). ``environment_state`` forces the slider pose in or out of the observation features; kept
+out, it is the column ``slider_pose``, which LeRobot's policies do not read. The export records the
+matching obs_type (None when no obs_type returns its features) in ambient_push.json.
+
+Videos are lossless by default, or standard H.264 (``video_codec="h264"``): see data_gen.interop_video.
 
 fps is the store's control rate: ``control_hz`` in its run or domain_config if one records it, else
 the task's 10 Hz (``data_gen.interop.DEFAULT_FPS``); ambient_push.json says which. Per-episode stats
@@ -36,30 +43,26 @@ columns (``stats/...``), which LeRobot strips when loading, are not written.
 
 Import reads any v3.0 dataset: without ambient_push.json, cameras come from the video and image
 features (``observation.images.top`` becomes camera ``top``), agent_pos from ``observation.state``
-(width 2), slider_pose from ``observation.environment_state`` when it has width 3 (else zeros; LeRobot
-push-T's keypoint state is not a pose), success from ``next.success`` when present, and the rest of
-the metadata from ``data_gen.interop``'s defaults. A dataset whose info.json disagrees with its files
-(fps with the video timestamps, total_frames, total_episodes) is refused, not read misaligned or short,
-and so is one whose path templates use more than LeRobot's placeholders or lead outside the dataset.
+(width 2), slider_pose from ``slider_pose`` or ``observation.environment_state`` when it has width 3
+(else zeros; LeRobot push-T's keypoint state is not a pose), success from ``next.success`` when
+present, and the rest of the metadata from ``data_gen.interop``'s defaults; the features it leaves out
+are named in a warning. A dataset whose info.json disagrees with its files (fps with the video
+timestamps, total_frames, total_episodes) is refused, not read misaligned or short, and so is one
+whose path templates use more than LeRobot's placeholders or lead outside the dataset.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import io
 import json
 import math
 import os
 import re
 import string
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import imageio.v2 as iio
-import imageio_ffmpeg
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,6 +71,7 @@ from tqdm import tqdm
 from data_gen.episode_store import ANNOTATION_ARRAYS, FORMAT_NAME, META_COLUMNS, Annotation, EpisodeStore, \
     meta_from_columns
 from data_gen.interop import DEFAULT_FPS, Contents, InteropError, camera_name, foreign_meta, foreign_run
+from data_gen.interop_video import DEFAULT_CODEC, VIDEO_CODECS, VideoCursor, VideoWriter, check_frame_size, encoding
 
 FORMAT = "lerobot"
 CODEBASE_VERSION = "v3.0"
@@ -85,6 +89,8 @@ ROBOT_TYPE = "planar_pusher"
 TASK = "Push the T-shaped block onto the target pose."
 STATE_KEY = "observation.state"
 ENVIRONMENT_KEY = "observation.environment_state"
+SLIDER_KEY = "slider_pose"  # the slider pose when it is not an observation feature; LeRobot's policies skip it
+SUCCESS_KEY = "next.success"
 IMAGE_PREFIX = "observation.images."
 DEFAULT_FEATURES = {
     "timestamp": {"dtype": "float32", "shape": [1], "names": None},
@@ -98,7 +104,11 @@ DEFAULT_FEATURES = {
 TEMPLATE_FIELDS = {"data_path": ("chunk_index", "file_index"), "video_path": ("video_key", "chunk_index", "file_index")}
 INDEX_FORMAT = re.compile(r"0?[0-9]{0,2}d?")  # "", "d", "03d": a zero-padded index, at most 99 wide
 TIMESTAMP_TOLERANCE_S = 1e-4  # LeRobot's tolerance_s when it looks up a frame by timestamp
-VIDEO_ENCODING = {"codec": "libx264rgb", "input_pix_fmt": "rgb24", "stream_pix_fmt": "gbrp", "qp": 0, "preset": "veryfast"}
+ENV_ID = "pushing_sim/PlanarPushing-v0"
+# (has cameras, has observation.environment_state) -> the obs_type of ENV_ID whose observation LeRobot's
+# preprocess_observation turns into exactly these features (every export has observation.state);
+# tests/data_gen/test_interop.py checks it against the env's observation spaces.
+OBS_TYPES = {(True, False): "pixels_agent_pos", (False, True): "environment_state_agent_pos"}
 
 
 def annotation_key(name: str, array: str) -> str:
@@ -109,18 +119,32 @@ def annotation_key(name: str, array: str) -> str:
 # Export
 
 
-def write(store: EpisodeStore, out: Path, progress: bool = False) -> None:
-    """Write the store into the (empty, existing) directory ``out`` as a LeRobot v3.0 dataset."""
+def write(store: EpisodeStore, out: Path, progress: bool = False, names: dict[str, str] | None = None,
+          environment_state: bool | None = None, video_codec: str = DEFAULT_CODEC) -> list[str]:
+    """Write the store into the (empty, existing) directory ``out`` as a LeRobot v3.0 dataset.
+
+    names: {store camera: camera name in the export}. environment_state: the slider pose as
+    observation.environment_state (None: only when the store has no cameras). Returns the note
+    that says which obs_type of the env matches the export.
+    """
+    names = names or {camera: camera for camera in store.cameras}
+    if video_codec not in VIDEO_CODECS:
+        raise InteropError(f"unknown video codec {video_codec!r}; codecs are {', '.join(VIDEO_CODECS)}")
+    for camera in store.cameras:
+        check_frame_size(video_codec, camera, store.image_shape(camera))
+    if environment_state is None:
+        environment_state = not store.cameras
+    obs_type = OBS_TYPES.get((bool(store.cameras), environment_state))
     fps, fps_from = _store_fps(store)
     ends = store.episode_ends
     starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
     lengths = ends - starts
     n_episodes, n_steps = store.n_episodes, store.n_steps
-    video_keys = {camera: IMAGE_PREFIX + camera for camera in store.cameras}
-    histograms = _write_videos(store, out, fps, video_keys, starts, ends, progress)
+    video_keys = {camera: IMAGE_PREFIX + names[camera] for camera in store.cameras}
+    histograms = _write_videos(store, out, fps, video_keys, starts, ends, video_codec, progress)
 
-    vectors = {"action": store.array("action"), STATE_KEY: store.array("agent_pos"),
-               ENVIRONMENT_KEY: store.array("slider_pose")}
+    pose_key = ENVIRONMENT_KEY if environment_state else SLIDER_KEY
+    vectors = {"action": store.array("action"), STATE_KEY: store.array("agent_pos"), pose_key: store.array("slider_pose")}
     annotations = [store.annotation(name) for name in store.annotation_names]
     scalars = {}
     for annotation in annotations:
@@ -147,8 +171,8 @@ def write(store: EpisodeStore, out: Path, progress: bool = False) -> None:
         "action": {"dtype": "float32", "shape": [store.action_dim],
                    "names": ["x", "y"] if store.action_dim == 2 else [f"action_{i}" for i in range(store.action_dim)]},
         STATE_KEY: {"dtype": "float32", "shape": [2], "names": ["x", "y"]},
-        ENVIRONMENT_KEY: {"dtype": "float32", "shape": [3], "names": ["x", "y", "theta"]},
-        **{video_keys[camera]: _video_feature(store.image_shape(camera), fps) for camera in store.cameras},
+        pose_key: {"dtype": "float32", "shape": [3], "names": ["x", "y", "theta"]},
+        **{key: _video_feature(store.image_shape(camera), fps, video_codec) for camera, key in video_keys.items()},
         **{key: {"dtype": "float32", "shape": [1], "names": None} for key in scalars},
         **DEFAULT_FEATURES,
     }
@@ -163,10 +187,25 @@ def write(store: EpisodeStore, out: Path, progress: bool = False) -> None:
         "format": FORMAT_NAME, "cameras": {camera: list(store.image_shape(camera)) for camera in store.cameras},
         "camera_features": video_keys, "action_dim": store.action_dim, "domain_config": store.domain_config,
         "run": store.run, "annotations": {annotation.name: annotation.attrs for annotation in annotations},
-        "fps": fps, "fps_from": fps_from, "video": VIDEO_ENCODING,
+        "fps": fps, "fps_from": fps_from, "video": encoding(video_codec),
+        "env": ENV_ID, "obs_type": obs_type, "environment_state": environment_state,
     }
     for name, payload in ((INFO_PATH, info), (STATS_PATH, stats), (SIDECAR_PATH, sidecar)):
         (out / name).write_text(json.dumps(payload, indent=4, ensure_ascii=False))
+    return [_obs_type_note(obs_type, [key for key in features if key.startswith("observation.")], names)]
+
+
+def _obs_type_note(obs_type: str | None, observed: list[str], names: dict[str, str]) -> str:
+    """Which obs_type of the env a policy trained on the export needs, in one line."""
+    features = ", ".join(observed)
+    if obs_type is None:
+        return (f"no obs_type of {ENV_ID} returns the features {features}: a LeRobot policy trained on them "
+                "cannot be evaluated in the env (drop --environment-state, or pass it for a store without cameras)")
+    note = f"evaluate in {ENV_ID} with obs_type={obs_type!r}: it returns {features}"
+    renames = [f"{old} -> {new}" for old, new in names.items() if old != new]
+    if renames:
+        note += f" once the env's cameras are named as here ({', '.join(renames)})"
+    return note
 
 
 def _store_fps(store: EpisodeStore) -> tuple[int, str]:
@@ -182,15 +221,15 @@ def _store_fps(store: EpisodeStore) -> tuple[int, str]:
 
 
 def _write_videos(store: EpisodeStore, out: Path, fps: int, video_keys: dict[str, str], starts: np.ndarray,
-                  ends: np.ndarray, progress: bool) -> dict[str, np.ndarray]:
+                  ends: np.ndarray, codec: str, progress: bool) -> dict[str, np.ndarray]:
     """One mp4 per camera with every episode in order; returns each camera's (3, 256) value histogram."""
     histograms = {camera: np.zeros((3, 256), dtype=np.int64) for camera in store.cameras}
-    writers: dict[str, _VideoWriter] = {}
+    writers: dict[str, VideoWriter] = {}
     try:
         for camera, key in video_keys.items():
             path = out / VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0)
             path.parent.mkdir(parents=True, exist_ok=True)
-            writers[camera] = _VideoWriter(path, store.image_shape(camera), fps)
+            writers[camera] = VideoWriter(path, store.image_shape(camera), fps, codec)
         for index in tqdm(range(store.n_episodes), unit="episode", desc=f"exporting to {out.name}",
                           disable=not progress, dynamic_ncols=True):
             for camera, writer in writers.items():
@@ -204,59 +243,6 @@ def _write_videos(store: EpisodeStore, out: Path, fps: int, video_keys: dict[str
         for writer in writers.values():
             writer.kill()  # after a failure or Ctrl-C: do not wait for ffmpeg to finish a file being removed
     return histograms
-
-
-class _VideoWriter:
-    """ffmpeg coding RGB frames from a pipe (VIDEO_ENCODING), its messages kept rather than printed.
-
-    imageio's writer lets ffmpeg print to our stderr and, when ffmpeg dies (a full disk), raises a broken
-    pipe with the whole command line; here a failure is one line (a full disk ENOSPC), and a nonzero exit
-    status fails the export, so a video ffmpeg could not finish is never kept.
-    """
-
-    def __init__(self, path: Path, shape: tuple[int, int, int], fps: int):
-        height, width, _ = shape
-        self.path = path
-        self._log = tempfile.TemporaryFile()
-        command = [
-            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
-            "-pix_fmt", VIDEO_ENCODING["input_pix_fmt"], "-r", str(fps), "-i", "-", "-an",
-            "-vcodec", VIDEO_ENCODING["codec"], "-pix_fmt", VIDEO_ENCODING["input_pix_fmt"], "-v", "error",
-            "-qp", str(VIDEO_ENCODING["qp"]), "-preset", VIDEO_ENCODING["preset"], str(path),
-        ]
-        # Its own session: a Ctrl-C at the terminal reaches this process, which then stops ffmpeg itself.
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                         stderr=self._log, start_new_session=True)
-
-    def write(self, frames: np.ndarray) -> None:
-        try:
-            self._process.stdin.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
-        except BrokenPipeError:  # ffmpeg has stopped: its messages say why
-            self._failed()
-
-    def close(self) -> None:
-        """Finish the file; raises if ffmpeg could not."""
-        with contextlib.suppress(BrokenPipeError):
-            self._process.stdin.close()
-        if self._process.wait() != 0:
-            self._failed()
-
-    def kill(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        with contextlib.suppress(OSError):  # frames still buffered for a dead ffmpeg: a broken pipe
-            self._process.stdin.close()
-        self._log.close()
-
-    def _failed(self) -> None:
-        self._process.wait()
-        self._log.seek(0)
-        messages = self._log.read().decode(errors="replace")
-        if os.strerror(errno.ENOSPC) in messages:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
-        last = messages.strip().splitlines()[-1:] or [f"exit status {self._process.returncode}"]
-        raise InteropError(f"{self.path}: ffmpeg could not write the video ({last[0][:200]})")
 
 
 def _episodes_table(store: EpisodeStore, starts: np.ndarray, ends: np.ndarray, lengths: np.ndarray, fps: int,
@@ -301,12 +287,12 @@ def _tasks_table() -> pa.Table:
     return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
 
 
-def _video_feature(shape: tuple[int, int, int], fps: int) -> dict[str, Any]:
+def _video_feature(shape: tuple[int, int, int], fps: int, codec: str) -> dict[str, Any]:
     height, width, channels = shape
     return {
         "dtype": "video", "shape": [height, width, channels], "names": ["height", "width", "channels"],
         "info": {"video.height": height, "video.width": width, "video.codec": "h264",
-                 "video.pix_fmt": VIDEO_ENCODING["stream_pix_fmt"], "video.is_depth_map": False, "video.fps": fps,
+                 "video.pix_fmt": VIDEO_CODECS[codec]["stream_pix_fmt"], "video.is_depth_map": False, "video.fps": fps,
                  "video.channels": channels, "has_audio": False},
     }
 
@@ -390,8 +376,11 @@ def _read(path: Path) -> Contents:
     agent_pos = _matrix(frames, STATE_KEY)[order]
     if agent_pos.shape[1] != 2:
         raise InteropError(f"{path}: {STATE_KEY} has width {agent_pos.shape[1]}; the store's agent_pos is the pusher xy (2)")
-    environment = _matrix(frames, ENVIRONMENT_KEY)[order] if ENVIRONMENT_KEY in frames.column_names else None
-    slider_pose = environment if environment is not None and environment.shape[1] == 3 else np.zeros((len(order), 3))
+    # The slider pose: ours under one of these names; a foreign environment_state of another width (LeRobot
+    # push-T's keypoints) is no pose.
+    pose_key = next((key for key in (SLIDER_KEY, ENVIRONMENT_KEY)
+                     if key in frames.column_names and _matrix(frames, key).shape[1] == 3), None)
+    slider_pose = _matrix(frames, pose_key)[order] if pose_key else np.zeros((len(order), 3))
 
     visual = [key for key, feature in features.items() if feature.get("dtype") in ("video", "image")]
     videos = [key for key in visual if features[key]["dtype"] == "video"]
@@ -417,11 +406,11 @@ def _read(path: Path) -> Contents:
     ours = sidecar is not None and all(name in episodes.column_names for name in META_COLUMNS)
     columns = {name: _meta_values(episodes, name) for name in META_COLUMNS} if ours else None
     success = None
-    if not ours and "next.success" in frames.column_names:
-        success = _column(frames, "next.success")[order].astype(bool)
+    if not ours and SUCCESS_KEY in frames.column_names:
+        success = _column(frames, SUCCESS_KEY)[order].astype(bool)
 
     def episode_stream():
-        cursors: dict[str, _VideoCursor] = {}  # one open file per camera: episodes come in file order
+        cursors: dict[str, VideoCursor] = {}  # one open file per camera: episodes come in file order
         try:
             for i, episode in enumerate(episode_ids.tolist()):
                 steps_slice = slice(int(offsets[i]), int(offsets[i + 1]))
@@ -439,7 +428,7 @@ def _read(path: Path) -> Contents:
                     if key not in cursors or cursors[key].path != video:
                         if key in cursors:
                             cursors[key].close()
-                        cursors[key] = _VideoCursor(video)
+                        cursors[key] = VideoCursor(video)
                     start = int(round(episodes.column(f"videos/{key}/from_timestamp")[i].as_py() * fps))
                     steps[camera] = cursors[key].read(start, int(lengths[i]))
                 if ours:
@@ -456,8 +445,11 @@ def _read(path: Path) -> Contents:
         run, domain_config, action_dim = sidecar["run"], sidecar["domain_config"], int(sidecar["action_dim"])
     else:
         run, domain_config, action_dim = foreign_run(FORMAT, path, fps=fps), {}, int(action.shape[1])
+    read_keys = {"action", STATE_KEY, SUCCESS_KEY, pose_key, *visual, *DEFAULT_FEATURES}
     return Contents(source=path, cameras=cameras, action_dim=action_dim, domain_config=domain_config, run=run,
-                    n_episodes=len(episode_ids), episodes=episode_stream(), annotations=annotations)
+                    n_episodes=len(episode_ids), episodes=episode_stream(), annotations=annotations,
+                    foreign=sidecar is None, slider_pose_found=pose_key is not None,
+                    not_imported=[key for key in features if key not in read_keys] if sidecar is None else [])
 
 
 def _episode_rows(path: Path, frames: pa.Table, episode_ids: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
@@ -474,39 +466,6 @@ def _episode_rows(path: Path, frames: pa.Table, episode_ids: np.ndarray, lengths
     if sum(lengths.tolist()) != len(order):
         raise InteropError(f"{path}: data/ holds {len(order)} frames, meta/episodes counts {sum(lengths.tolist())}")
     return rows
-
-
-class _VideoCursor:
-    """The frames of one mp4, read forward once (episodes come in file order); going back reopens it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._reader = None
-        self._frames = None
-        self._position = 0
-
-    def read(self, start: int, count: int) -> np.ndarray:
-        if self._reader is None or start < self._position:
-            self.close()
-            if not self.path.is_file():
-                raise InteropError(f"{self.path}: missing video file")
-            self._reader = iio.get_reader(self.path, format="FFMPEG")
-            self._frames = self._reader.iter_data()
-            self._position = 0
-        try:
-            while self._position < start:
-                next(self._frames)
-                self._position += 1
-            frames = [next(self._frames) for _ in range(count)]
-        except StopIteration:
-            raise InteropError(f"{self.path}: has fewer frames than the episodes need ({start + count})") from None
-        self._position += count
-        return np.stack(frames)
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
 
 
 def _load_json(path: Path) -> dict[str, Any]:

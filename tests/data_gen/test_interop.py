@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import imageio.v2 as iio
 import numpy as np
 import pyarrow.parquet as pq
@@ -22,6 +23,7 @@ import zarr
 from data_gen import export as export_cli
 from data_gen.episode_store import EpisodeMeta, EpisodeStore
 from data_gen.interop import DEFAULT_FPS, export_store, import_dataset
+from data_gen.interop_lerobot import OBS_TYPES
 
 import_cli = importlib.import_module("data_gen.import")  # `import` is a keyword: no `from data_gen import import`
 
@@ -113,7 +115,8 @@ def test_lerobot_export_meta_files(source, exports):
     features = info["features"]
     assert features["action"] == {"dtype": "float32", "shape": [2], "names": ["x", "y"]}
     assert features["observation.state"]["shape"] == [2]
-    assert features["observation.environment_state"]["shape"] == [3]
+    # An image export: the slider pose is no observation feature (no image obs_type of the env returns it).
+    assert "observation.environment_state" not in features and features["slider_pose"]["shape"] == [3]
     for camera, (h, w) in CAMERAS.items():
         feature = features[f"observation.images.{camera}"]
         assert feature["dtype"] == "video" and feature["shape"] == [h, w, 3]
@@ -145,7 +148,7 @@ def test_lerobot_frames_and_episode_offsets(source, exports):
     frames = pq.read_table(out / "data/chunk-000/file-000.parquet")
     n = sum(LENGTHS)
     assert frames.num_rows == n
-    for column, key in [("action", "action"), ("observation.state", "agent_pos"), ("observation.environment_state", "slider_pose")]:
+    for column, key in [("action", "action"), ("observation.state", "agent_pos"), ("slider_pose", "slider_pose")]:
         values = np.array(frames.column(column).to_pylist(), dtype=np.float32)
         np.testing.assert_array_equal(values, store.array(key), err_msg=column)
     np.testing.assert_array_equal(frames.column("annotations.classifier.sigma_max").to_numpy(),
@@ -263,7 +266,8 @@ def test_foreign_diffusion_policy_push_t_imports(tmp_path):
     for key, values in [("img", images), ("state", state), ("action", action), ("keypoint", rng.normal(size=(10, 9, 2)))]:
         root.create_array(f"data/{key}", data=values)
     root.create_array("meta/episode_ends", data=ends)
-    import_dataset(tmp_path / "pusht.zarr", tmp_path / "back.zarr", "diffusion-policy")
+    summary = import_dataset(tmp_path / "pusht.zarr", tmp_path / "back.zarr", "diffusion-policy")
+    assert len(summary.warnings) == 1 and "not imported" in summary.warnings[0] and "data/keypoint" in summary.warnings[0]
     back = EpisodeStore.open(tmp_path / "back.zarr")
     assert back.cameras == ("img",) and back.image_shape("img") == (8, 8, 3)
     np.testing.assert_array_equal(back.array("img"), images.astype(np.uint8))
@@ -272,6 +276,126 @@ def test_foreign_diffusion_policy_push_t_imports(tmp_path):
     np.testing.assert_array_equal(back.array("action"), action)
     np.testing.assert_array_equal(back.episode_ends, ends)
     assert back.episode_meta(1).source == "import" and back.episode_meta(1).initial_pose == tuple(float(x) for x in state[4, 2:5])
+
+
+# --------------------------------------------------------------------------------------------------
+# Which obs_type of the env an export matches, and camera names
+
+
+def env_observation_features(obs_type: str) -> set[str]:
+    """The features LeRobot's preprocess_observation makes of the real env's observation (lerobot/envs/utils.py).
+
+    It reads a dict's ``pixels`` (a dict: one observation.images.<camera> each), ``environment_state``
+    and ``agent_pos``; anything else (obs_type="state"'s bare array) gives nothing.
+    """
+    from pushing_sim.env import PlanarPushingEnv
+
+    env = PlanarPushingEnv(obs_type=obs_type, image_size=16)
+    space = env.observation_space
+    env.close()
+    keys = set(space.spaces) if isinstance(space, gym.spaces.Dict) else set()
+    features = {f"observation.images.{camera}" for camera in space["pixels"].spaces} if "pixels" in keys else set()
+    features |= {"observation.environment_state"} if "environment_state" in keys else set()
+    return features | ({"observation.state"} if "agent_pos" in keys else set())
+
+
+def observation_features(out: Path) -> set[str]:
+    info = json.loads((out / "meta/info.json").read_text())
+    return {key for key in info["features"] if key.startswith("observation.")}
+
+
+def sidecar(out: Path) -> dict:
+    return json.loads((out / "meta/ambient_push.json").read_text())
+
+
+def camera_less_store(path: Path) -> Path:
+    rng = np.random.default_rng(5)
+    with EpisodeStore.create(path, cameras={}, domain_config={}, run={}) as store:
+        store.append_episode({"action": rng.normal(size=(4, 2)), "agent_pos": rng.normal(size=(4, 2)),
+                              "slider_pose": rng.normal(size=(4, 3))},
+                             EpisodeMeta(source="gcs", domain="sim", seed=1, initial_pose=(0, 0, 0), success=True))
+    return path
+
+
+def test_each_lerobot_export_matches_the_obs_type_it_records(source, exports, tmp_path):
+    """Exactly the recorded obs_type's observation, as LeRobot renames it, has the export's observation features."""
+    from pushing_sim.env import OBS_TYPES as ENV_OBS_TYPES
+
+    env_features = {obs_type: env_observation_features(obs_type) for obs_type in ENV_OBS_TYPES}
+    # obs_type="state" is a bare array: LeRobot takes nothing from it, so state exports match environment_state_agent_pos.
+    assert env_features["state"] == set()
+    state_source = camera_less_store(tmp_path / "state.zarr")
+    export_store(state_source, tmp_path / "state", "lerobot")
+    assert "observation.environment_state" in observation_features(tmp_path / "state")  # state policies need it
+    # Asked for, the slider pose joins the images; no obs_type returns both, and the export says so. Kept out of a
+    # state export, it leaves agent_pos alone, which no obs_type returns either.
+    summary = export_store(source, tmp_path / "both", "lerobot", environment_state=True)
+    assert summary.notes[0].startswith("no obs_type")
+    export_store(state_source, tmp_path / "bare", "lerobot", environment_state=False)
+    expected = {exports["lerobot"]: "pixels_agent_pos", tmp_path / "state": "environment_state_agent_pos",
+                tmp_path / "both": None, tmp_path / "bare": None}
+    for out, obs_type in expected.items():
+        assert sidecar(out)["obs_type"] == obs_type, out
+        matching = [name for name, features in env_features.items() if features == observation_features(out)]
+        assert matching == ([obs_type] if obs_type else []), out
+    assert set(OBS_TYPES.values()) == {"pixels_agent_pos", "environment_state_agent_pos"}
+    # Left out of the observation, the pose still travels (as slider_pose): the round trip stays exact.
+    for out in (tmp_path / "both", tmp_path / "bare"):
+        import_dataset(out, tmp_path / f"{out.name}.zarr", "lerobot")
+    assert_stores_equal(EpisodeStore.open(source), EpisodeStore.open(tmp_path / "both.zarr"))
+    assert_stores_equal(EpisodeStore.open(state_source), EpisodeStore.open(tmp_path / "bare.zarr"))
+
+
+def test_export_names_the_obs_type_on_its_last_line(source, tmp_path, capsys):
+    code, out, _ = run_main(export_cli.main, [str(source), "--format", "lerobot", "--out", str(tmp_path / "x")], capsys)
+    assert code == 0 and out.count("\n") == 2
+    assert "obs_type='pixels_agent_pos'" in out.splitlines()[1]
+    assert "observation.environment_state" not in out
+
+
+def test_diffusion_policy_export_with_img_reads_as_push_t_image_dataset(source, tmp_path):
+    """What DP's PushTImageDataset reads: data/img (N, H, W, 3), data/state (agent_pos in [:2]), data/action, meta/episode_ends."""
+    store = EpisodeStore.open(source)
+    export_store(source, tmp_path / "dp", "diffusion-policy", cameras={"overhead": "img"})
+    root = zarr.open_group(tmp_path / "dp", mode="r", zarr_format=2)
+    assert {"img", "state", "action", "wrist"} <= set(root["data"].array_keys()) and "overhead" not in root["data"]
+    np.testing.assert_array_equal(root["data/img"][:], store.array("overhead"))
+    np.testing.assert_array_equal(root["data/state"][..., :2], store.array("agent_pos"))
+    np.testing.assert_array_equal(root["data/action"][:], store.array("action"))
+    np.testing.assert_array_equal(root["meta/episode_ends"][:], store.episode_ends)
+    assert root["data/img"].dtype == np.uint8 and root["data/img"].shape[1:] == (*CAMERAS["overhead"], 3)
+    import_dataset(tmp_path / "dp", tmp_path / "back.zarr", "diffusion-policy")
+    assert_stores_equal(store, EpisodeStore.open(tmp_path / "back.zarr"))  # the store's own names come back
+
+
+def test_lerobot_export_and_import_rename_cameras(source, tmp_path):
+    export_store(source, tmp_path / "lr", "lerobot", cameras={"overhead": "img"})
+    features = json.loads((tmp_path / "lr/meta/info.json").read_text())["features"]
+    assert "observation.images.img" in features and "observation.images.overhead" not in features
+    assert (tmp_path / "lr/videos/observation.images.img/chunk-000/file-000.mp4").is_file()
+    import_dataset(tmp_path / "lr", tmp_path / "back.zarr", "lerobot")
+    assert_stores_equal(EpisodeStore.open(source), EpisodeStore.open(tmp_path / "back.zarr"))
+    import_dataset(tmp_path / "lr", tmp_path / "renamed.zarr", "lerobot", cameras={"wrist": "hand"})
+    renamed, store = EpisodeStore.open(tmp_path / "renamed.zarr"), EpisodeStore.open(source)
+    assert renamed.cameras == ("overhead", "hand")
+    assert renamed.array("hand").tobytes() == store.array("wrist").tobytes()
+
+
+@pytest.mark.parametrize("main, fmt, argv, expected", [
+    (export_cli.main, "lerobot", ["--camera", "top=img"], "no camera 'top' to rename (its cameras: overhead, wrist)"),
+    (export_cli.main, "lerobot", ["--camera", "overhead=wrist"], "both be named 'wrist'"),
+    (export_cli.main, "lerobot", ["--camera", "overhead=agent_pos"], "not a camera name"),
+    (export_cli.main, "lerobot", ["--camera", "overhead"], "is not OLD=NEW"),
+    (export_cli.main, "lerobot", ["--camera", "overhead=a", "--camera", "overhead=b"], "renamed twice"),
+    (export_cli.main, "diffusion-policy", ["--camera", "overhead=state"], "collide with Diffusion Policy's data/state"),
+    (export_cli.main, "diffusion-policy", ["--environment-state"], "--environment-state applies only to --format lerobot"),
+    (export_cli.main, "diffusion-policy", ["--video-codec", "h264"], "--video-codec applies only to --format lerobot"),
+    (import_cli.main, "diffusion-policy", ["--camera", "img=overhead"], "no camera 'img' to rename"),
+    (import_cli.main, "diffusion-policy", ["--push-t-pixels"], "in metres already"),
+])
+def test_bad_camera_names_and_options_are_one_line(source, exports, tmp_path, capsys, main, fmt, argv, expected):
+    given = str(source) if main is export_cli.main else str(exports["diffusion-policy"])
+    assert_fails_cleanly(main, [given, "--format", fmt, "--out", str(tmp_path / "out"), *argv], capsys, tmp_path, expected)
 
 
 # --------------------------------------------------------------------------------------------------

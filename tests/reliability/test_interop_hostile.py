@@ -147,6 +147,11 @@ HOSTILE = {
     "data an array": ("diffusion-policy", dp_edit(data_as_array), "data"),
     "0-d array under data/": (
         "diffusion-policy", dp_edit(lambda g: g.create_array("data/scalar", data=np.array(3.0))), "data/scalar"),
+    # camera renaming: the attribute that says where each camera's frames are
+    "camera_keys naming no array": (
+        "diffusion-policy", dp_edit(lambda g: g.attrs.update(camera_keys={"top": "../../etc"})), "incomplete ambient-push export"),
+    "camera_keys a list": (
+        "diffusion-policy", dp_edit(lambda g: g.attrs.update(camera_keys=["top"])), "incomplete ambient-push export"),
 }
 
 
