@@ -8,8 +8,7 @@ read the episode store on machines without it; only ``generate`` (the GCS planne
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from data_gen.public_names import lazy_exports
 
 # public name -> (module, its name there)
 _EXPORTS = {
@@ -25,15 +24,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = _EXPORTS[name]
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

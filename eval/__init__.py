@@ -7,8 +7,7 @@ The public names load on first use (PEP 562), so ``import eval`` starts neither 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from data_gen.public_names import lazy_exports
 
 # public name -> (module, its name there)
 _EXPORTS = {
@@ -21,15 +20,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = _EXPORTS[name]
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
