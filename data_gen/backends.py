@@ -14,23 +14,29 @@ usual. ``address`` (or ``RAY_ADDRESS``) joins a running cluster; without one, a 
 with ``workers`` CPUs is started (never one that ``ray start`` left running) and shut down afterwards.
 
 A worker whose ``init`` fails (a domain whose scene cannot be built, say) is an error, never a retry:
-the driver raises WorkerStartError, one line, with whatever it had committed kept.
+the driver raises WorkerStartError, one line, with whatever it had committed kept. A local worker
+process that dies mid-item (kill -9, the OOM killer, a crash in Drake) is an error too: the driver
+raises WorkerDiedError within moments (never waits for the lost item), and the same command resumes.
 """
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import os
 import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 BACKENDS = ("local", "ray")
 TASK_RETRIES = 3  # a task on a worker that died runs again on a restarted actor, this many times
 IN_FLIGHT_PER_ACTOR = 2  # tasks queued per actor: enough to keep it busy, few to wait for at the end
+# Items submitted per local worker ahead of the oldest unfinished one: a slow item (a hard plan) rarely
+# leaves the other workers idle, and few results wait in memory for their turn.
+AHEAD_PER_WORKER = 4
 
 
 class BackendError(Exception):
@@ -39,6 +45,10 @@ class BackendError(Exception):
 
 class WorkerStartError(BackendError):
     """A worker whose ``init`` raised: nothing can run there, and starting it again would fail the same way."""
+
+
+class WorkerDiedError(BackendError):
+    """A local worker process that died while running an item (killed, out of memory, a crash): its result is lost."""
 
 
 def worker_start_error(error: BaseException) -> WorkerStartError:
@@ -102,6 +112,8 @@ def ordered_map(init: Callable[..., None], init_args: tuple, work: Callable[[Any
 
     init and work are module-level functions (picklable): init builds the worker's state in a
     module global, work uses it. local with one worker runs everything in this process.
+    Raises WorkerStartError (an ``init`` that raised) or, locally, WorkerDiedError (a worker process
+    that died mid-item): BackendErrors of one line, after the results before them were yielded.
     """
     check_backend(backend)
     items = list(items)
@@ -109,16 +121,73 @@ def ordered_map(init: Callable[..., None], init_args: tuple, work: Callable[[Any
     if backend == "ray":
         yield from _ray_map(init, init_args, work, items, workers, address)
     elif workers > 1 and len(items) > 1:
-        # A Pool replaces a worker whose initializer raised, forever (a traceback each time, no progress):
-        # the worker keeps the failure instead, and its first item raises it here.
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(items)), _start_worker, (init, init_args)) as pool:
-            yield from pool.imap(functools.partial(_work_if_started, work), items)
+        yield from _local_map(init, init_args, work, items, min(workers, len(items)))
     elif items:
         try:
             init(*init_args)
         except Exception as error:
             raise worker_start_error(error) from error
         yield from map(work, items)
+
+
+def _local_map(init, init_args, work, items, workers) -> Iterator[Any]:
+    # An executor, not a multiprocessing Pool: a Pool replaces a worker that died and waits forever for the
+    # item it was running (a hang, a core idle); the executor fails every unfinished item at once instead.
+    # A worker whose init raised would be just as fatal to either, so it keeps the failure, and its first
+    # item raises it here (WorkerStartError), rather than dying.
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(init, init_args))
+    in_flight: deque = deque()  # futures in item order
+    try:
+        for item in items:
+            if len(in_flight) >= AHEAD_PER_WORKER * workers:
+                yield in_flight.popleft().result()
+            in_flight.append(executor.submit(_work_if_started, work, item))
+        while in_flight:
+            yield in_flight.popleft().result()
+    except BrokenProcessPool:
+        raise _worker_died_error(_stop_workers(executor)) from None
+    finally:
+        _stop_workers(executor)  # at once, as Pool.terminate did: on Ctrl-C, an error, or a caller that has enough
+
+
+def _stop_workers(executor: ProcessPoolExecutor) -> list[multiprocessing.Process]:
+    """End the executor's workers now (those still running an item included), wait for them, and return them."""
+    # ProcessPoolExecutor has no public terminate (Python 3.11): its processes are ended through its private
+    # table, read before shutdown() drops it (None once shut down, so a second call does nothing).
+    processes = list((executor._processes or {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(5)
+        if process.is_alive():  # a worker that handles SIGTERM: it holds nothing the driver needs
+            process.kill()
+            process.join()
+    executor.shutdown(wait=True, cancel_futures=True)
+    return processes
+
+
+def _worker_died_error(processes: list[multiprocessing.Process]) -> WorkerDiedError:
+    """The one-line WorkerDiedError naming the worker among ``processes`` (all ended) that died first."""
+    # The executor, then _stop_workers, end the others with SIGTERM: the first to die is the one that did not
+    # (unless SIGTERM was what killed it too, in which case any of them).
+    ended = [process for process in processes if process.exitcode is not None]
+    dead = next((p for p in ended if p.exitcode != -signal.SIGTERM), ended[0] if ended else None)
+    if dead is None:
+        which = ""
+    elif dead.exitcode < 0:
+        which = f"pid {dead.pid}, {_signal_name(-dead.exitcode)}; "
+    else:
+        which = f"pid {dead.pid}, exit code {dead.exitcode}; "
+    return WorkerDiedError(f"a worker process died while running an item ({which}killed, or out of memory?); "
+                           "what was finished is kept: run the same command to resume")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal
+        return f"signal {number}"
 
 
 _START_FAILURE: WorkerStartError | None = None  # in a pool worker: why its init failed

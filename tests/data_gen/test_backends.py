@@ -1,28 +1,98 @@
-"""The Ray backend against the local one, on a real local 2-CPU Ray instance: same episodes, same
-trials, retried tasks, Ctrl-C that leaves a store which resumes, and one-line errors."""
+"""The backends: the local process pool (items in order, a worker that dies is an error within moments,
+never a hang, and workers that stop at once), and the Ray backend against the local one on a real
+local 2-CPU Ray instance (same episodes, same trials, retried tasks, Ctrl-C that leaves a store which
+resumes, and one-line errors)."""
 
 import hashlib
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
 
-from data_gen.backends import ordered_map
+from data_gen.backends import WorkerDiedError, ordered_map
 from data_gen.episode_store import EpisodeStore
 from data_gen.gcs import GenerationConfig, generate
 from eval.rollout import RolloutSpec, run_trials
 from pushing_sim.domains import load_domain
 from tests import stopping
+from tests.data_gen import pool_work
 
-ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' extra (installed by `make test`)")
+RAY_MISSING = "the Ray backend needs the 'ray' extra (installed by `make test`)"
+
+
+def _within(seconds: float, function):
+    """``function()``'s result, or its exception raised here; the test fails if it runs on past ``seconds`` (a hang)."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["result"] = function()
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)  # daemon: a hang must not keep pytest from ending
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"no answer within {seconds:.0f} s: a hang")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    """Two cores for ordered_map to count, whatever this machine has: two workers, never this process (which a dying item would end)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+
+def test_local_workers_yield_results_in_item_order_however_they_finish(two_cores):
+    expected = [item * item + 7 for item in range(40)]
+    assert _within(120, lambda: list(ordered_map(pool_work.start, (7,), pool_work.square, range(40), workers=2))) == expected
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_a_local_worker_that_dies_mid_item_is_a_one_line_error_within_seconds(tmp_path, how, two_cores):
+    """A worker killed (kill -9, the OOM killer) or crashed mid-item: WorkerDiedError naming it, not a pool waiting forever."""
+    pid_file = tmp_path / "dead_worker_pid"
+    got = []
+
+    def run():
+        for result in ordered_map(pool_work.start, (7, 5, how, str(pid_file)), pool_work.square, range(20), workers=2):
+            got.append(result)
+
+    started = time.monotonic()
+    with pytest.raises(WorkerDiedError) as error:
+        _within(60, run)
+    assert time.monotonic() - started < 30
+    message = str(error.value)
+    assert "\n" not in message and "run the same command to resume" in message, message
+    assert f"pid {pid_file.read_text()}, {'exit code 3' if how == 'exit' else 'SIGKILL'}" in message, message
+    assert got == [item * item + 7 for item in range(len(got))] and len(got) <= 5  # what came first, in order
+    assert multiprocessing.active_children() == []  # the other worker stopped too
+
+
+def test_local_workers_stop_at_once_when_the_caller_has_enough(two_cores):
+    """Closing the results (a caller that has what it needs, or Ctrl-C) ends the workers mid-item, as Pool.terminate did."""
+    results = ordered_map(pool_work.start, (0,), pool_work.sleep_after_the_first, range(6), workers=2)
+    assert _within(60, lambda: next(results)) == 0
+    started = time.monotonic()
+    _within(30, results.close)  # the other items sleep for ten minutes
+    assert time.monotonic() - started < 15
+    assert multiprocessing.active_children() == []
 
 
 @pytest.fixture(scope="module")
 def local_ray():
     """One local 2-CPU Ray instance for the module (ordered_map joins it instead of starting its own)."""
+    ray = pytest.importorskip("ray", reason=RAY_MISSING)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield
     ray.shutdown()
@@ -101,6 +171,7 @@ def test_an_interrupted_ray_run_leaves_a_store_that_resumes_to_the_same_episodes
 
 
 def test_ctrl_c_on_the_ray_cli_exits_cleanly_and_the_run_resumes(tmp_path):
+    pytest.importorskip("ray", reason=RAY_MISSING)
     out = tmp_path / "sim.zarr"
     args = [sys.executable, "-m", "data_gen.gcs", "--n", "4", "--workers", "2", "--image-size", "32",
             "--backend", "ray", "--out", str(out)]  # fmt: skip

@@ -1,8 +1,10 @@
-"""Hostile but plausible use of the worker pools: a worker that cannot start, and `kill` of a Ray run.
+"""Hostile but plausible use of the worker pools: a worker that cannot start, one killed mid-item, and `kill` of a Ray run.
 
 A worker that cannot start must end the command in one line (exit 2), never in a pool that starts it
-again and again (a traceback each time, no progress, a core busy); `kill` (SIGTERM) of a run on Ray
-must stop it as on the local backend (exit 130, the summary); and what was committed stays as it was.
+again and again (a traceback each time, no progress, a core busy); a worker killed mid-item (kill -9,
+the OOM killer) must end it in one line (exit 2) within moments, never in a pool that waits forever for
+the lost item; `kill` (SIGTERM) of a run on Ray must stop it as on the local backend (exit 130, the
+summary); and what was committed stays as it was, and resumes.
 
 The worker that cannot start is a real input: the target domain's overhead camera, which looks straight
 down, given 'up' along its line of sight. The domain loads (each field is valid alone), so every check
@@ -24,7 +26,7 @@ import pytest
 from data_gen.episode_store import EpisodeStore
 from tests import stopping
 from tests.policies.synthetic_stores import make_store
-from tests.reliability.cli_runs import REPO_ROOT, Outcome, assert_one_line_failure, tree
+from tests.reliability.cli_runs import REPO_ROOT, Outcome, assert_one_line_failure, run_cli, tree
 
 CAMERA_WITHOUT_ORIENTATION = "render.cameras.overhead.up=[0, 0, 1]"  # with --domain target: it looks straight down
 # Generous: these start Drake (and Ray) in fresh processes, which took up to 10 minutes at nice 19 on two
@@ -84,6 +86,75 @@ def test_a_generation_whose_workers_cannot_start_is_one_line_exit_2_and_keeps_th
     line = assert_one_line_failure(outcome, "could not start")
     assert "parallel to its viewing direction" in line, line
     assert tree(out) == before
+
+
+# --------------------------------------------------------------------------------------------------
+# A worker killed mid-item
+
+
+def pool_workers(pid: int) -> list[int]:
+    """The worker processes that process ``pid`` spawned (not its multiprocessing resource tracker)."""
+    workers = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"spawn_main" in (entry / "cmdline").read_bytes():
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])  # "pid (name) state ppid ..."
+                workers += [int(entry.name)] if parent == pid else []
+        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
+            continue
+    return workers
+
+
+def test_kill_9_of_an_evaluation_worker_is_one_line_exit_2_and_the_same_command_resumes(tmp_path):
+    args = ["--policy", "random", "--trials", "40", "--max-steps", "30", "--workers", "2", "--videos", "0"]
+    trials = tmp_path / "ev" / "trials.jsonl"
+    process = stopping.start([sys.executable, "-m", "eval.rollout", *args, "--out", "ev"], cwd=tmp_path, env=cli_env())
+    stopping.wait_for(lambda: stopping.lines(trials) >= 4 and len(pool_workers(process.pid)) == 2, process, timeout=TIMEOUT)
+    worker = pool_workers(process.pid)[0]
+    os.kill(worker, signal.SIGKILL)  # as the OOM killer does
+    output, errors = stopping.ended(process, 60, "the evaluation hung for 60 s after one of its workers was killed")
+
+    line = assert_one_line_failure(Outcome(process.returncode, output, errors), "a worker process died")
+    assert f"pid {worker}, SIGKILL" in line and "run the same command to resume" in line, line
+    saved = trials.read_text().splitlines()
+    assert all(json.loads(saved_line) for saved_line in saved)  # every line whole
+    assert 4 <= len(saved) < 41  # the header and some trials, not all
+
+    resumed = run_cli("eval.rollout", [*args, "--out", "ev"], tmp_path, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    reference = run_cli("eval.rollout", [*args, "--out", "reference"], tmp_path, timeout=TIMEOUT)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    def per_trial(name: str) -> list[dict]:
+        results = json.loads((tmp_path / name / "results.json").read_text())["per_trial"]
+        return [{key: value for key, value in result.items() if key != "wall_time"} for result in results]
+
+    assert [result["index"] for result in per_trial("ev")] == list(range(40))
+    assert per_trial("ev") == per_trial("reference")
+
+
+def test_kill_9_of_a_generation_worker_is_one_line_exit_2_and_keeps_the_store_whole(tmp_path):
+    out = tmp_path / "sim.zarr"
+    args = [sys.executable, "-m", "data_gen.gcs", "--n", "6", "--workers", "2", "--image-size", "32", "--out", str(out)]
+    process = stopping.start(args, cwd=tmp_path, env=cli_env())
+    stopping.wait_for(lambda: stopping.stored_episodes(out) >= 1 and len(pool_workers(process.pid)) == 2, process, timeout=TIMEOUT)
+    worker = pool_workers(process.pid)[0]
+    os.kill(worker, signal.SIGKILL)
+    output, errors = stopping.ended(process, 60, "the generation hung for 60 s after one of its workers was killed")
+
+    line = assert_one_line_failure(Outcome(process.returncode, output, errors), "a worker process died")
+    assert f"pid {worker}, SIGKILL" in line, line
+    with EpisodeStore.open(out) as store:  # what it committed is whole, in attempt order
+        attempts = [store.episode_meta(i).extra["attempt"] for i in range(store.n_episodes)]
+        assert 1 <= len(attempts) < 6 and attempts == sorted(set(attempts))
+        assert store.episode_ends[-1] == store.n_steps
+
+    resumed = subprocess.run(args, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with EpisodeStore.open(out) as store:
+        resumed_attempts = [store.episode_meta(i).extra["attempt"] for i in range(store.n_episodes)]
+    assert len(resumed_attempts) == 6 and resumed_attempts == sorted(set(resumed_attempts))
+    assert resumed_attempts[: len(attempts)] == attempts  # the committed episodes kept as they were
 
 
 # --------------------------------------------------------------------------------------------------
