@@ -9,7 +9,7 @@ env in turn, so a load that comes and goes on a shared machine slows them alike 
 `steps/s` is wall-clock; `steps/CPU-s` counts the process's CPU time alone, which another job on the
 machine disturbs far less (on an idle machine the two agree, as the process uses one core).
 
-gym-pusht (`pip install 'ambient-push[bench]'`) runs its PushT, pymunk physics drawn with pygame at
+gym-pusht (`pip install -e '.[bench]'`) runs its PushT, pymunk physics drawn with pygame at
 512 x 512 and resized to one 96 x 96 image, with the same walk scaled to its 0..512 pixel actions.
 Our pixel observation holds two camera images (`overhead`, `wrist`) rendered by Drake's VTK.
 """
@@ -131,7 +131,7 @@ def main() -> None:
     try:
         import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
     except ImportError:
-        print("gym-pusht is not installed, so it is skipped: pip install 'ambient-push[bench]' (or gym-pusht)")
+        print("gym-pusht is not installed, so it is skipped: pip install -e '.[bench]' (or gym-pusht)")
     else:
         runners.append(pusht_runner("pixels_agent_pos", args.steps, size, args.seed))
         runners.append(pusht_runner("state", args.steps, size, args.seed))

@@ -6,7 +6,7 @@ back (the episode store's atomic commits, ``trials.jsonl``). ``ordered_map`` hid
 runs and always yields results in item order, so the same seed gives the same store and the same
 per-trial results whatever the backend and the number of workers.
 
-Ray (an optional extra, ``pip install 'ambient-push[ray]'``): one actor per worker builds its
+Ray (an optional extra, ``pip install -e '.[ray]'``): one actor per worker builds its
 Drake plant (and policy) once with ``init(*init_args)`` and runs items as tasks; a task whose
 worker dies is retried on a restarted actor (results depend only on the item, so a retry is
 exact); Ctrl-C or SIGTERM in the driver kills the actors, and what the driver committed resumes as
@@ -65,13 +65,13 @@ def check_backend(backend: str) -> None:
         try:
             import ray  # noqa: F401
         except ImportError:
-            raise BackendError("--backend ray needs Ray: pip install 'ambient-push[ray]'") from None
+            raise BackendError("--backend ray needs Ray: pip install -e '.[ray]'") from None
 
 
 def add_backend_arguments(parser) -> None:
     """The --backend and --address options of every command that fans simulation work out."""
     parser.add_argument("--backend", choices=BACKENDS, default="local",
-                        help="local: --workers processes; ray: --workers Ray actors (pip install 'ambient-push[ray]')")
+                        help="local: --workers processes; ray: --workers Ray actors (pip install -e '.[ray]')")
     parser.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: RAY_ADDRESS, else a local instance)")
 
 

@@ -1,7 +1,7 @@
 """`python -m data_gen.export STORE --format lerobot|diffusion-policy --out DIR`: a store for other code.
 
 Writes the store's committed episodes as a LeRobot v3.0 dataset (parquet and mp4; needs pyarrow: pip
-install 'ambient-push[interop]') or as a Diffusion Policy zarr ReplayBuffer. The layouts are documented
+install -e '.[interop]') or as a Diffusion Policy zarr ReplayBuffer. The layouts are documented
 in data_gen.interop_lerobot and data_gen.interop_diffusion_policy; `python -m data_gen.import` reads
 either back into a store, losslessly (with the default lossless videos).
 

@@ -1,6 +1,6 @@
 """`python -m data_gen.import DIR --format lerobot|diffusion-policy --out STORE`: a dataset as a store.
 
-Reads a LeRobot v3.0 dataset (needs pyarrow: pip install 'ambient-push[interop]') or a Diffusion
+Reads a LeRobot v3.0 dataset (needs pyarrow: pip install -e '.[interop]') or a Diffusion
 Policy zarr ReplayBuffer into a new episode store: an export of ours comes back exactly; a foreign
 dataset gets the defaults documented in data_gen.interop, and a warning naming what it left out.
 A push-T dataset (Diffusion Policy's, gym-pusht's) is in pixels: --push-t-pixels maps it to our

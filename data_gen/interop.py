@@ -54,7 +54,7 @@ DEFAULT_FPS = 10
 IMPORT_SOURCE = "import"
 # Our task's positions lie within a metre of the origin; a foreign dataset's beyond this are another unit.
 PIXELS_HINT_M = 5.0
-INSTALL_HINT = "pip install 'ambient-push[interop]'"
+INSTALL_HINT = "pip install -e '.[interop]'"
 
 
 class InteropError(Exception):

@@ -110,7 +110,7 @@ class RayArms:
             import ray
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         except ImportError:
-            raise BackendError("backend ray needs Ray: pip install 'ambient-push[ray]'") from None
+            raise BackendError("backend ray needs Ray: pip install -e '.[ray]'") from None
         self._ray, self._ledger, self._budget = ray, ledger, budget
         self._started_here = not ray.is_initialized()
         if self._started_here:

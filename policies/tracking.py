@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-INSTALL_HINT = "pip install 'ambient-push[wandb]'"
+INSTALL_HINT = "pip install -e '.[wandb]'"
 
 
 class TrackingError(Exception):

@@ -467,7 +467,7 @@ def test_lerobot_without_pyarrow_says_how_to_install(source, tmp_path, capsys, m
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     assert_fails_cleanly(export_cli.main, [str(source), "--format", "lerobot", "--out", str(tmp_path / "x")], capsys,
-                         tmp_path, "pip install 'ambient-push[interop]'")
+                         tmp_path, "pip install -e '.[interop]'")
 
 
 def test_command_lines_run_as_modules(source, tmp_path):

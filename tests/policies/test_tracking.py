@@ -70,5 +70,5 @@ def test_wandb_missing_is_one_line_before_anything_is_created(tmp_path, clean_st
     out = tmp_path / "run"
     assert main(["--clean", str(clean_store), *TRAIN, "--steps", "2", "--out", str(out), "--wandb"]) == 2
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "pip install 'ambient-push[wandb]'" in error
+    assert len(error.splitlines()) == 1 and "pip install -e '.[wandb]'" in error
     assert not out.exists()
