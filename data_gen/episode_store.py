@@ -258,14 +258,24 @@ class EpisodeStore:
         overwrite: bool = False,
     ) -> EpisodeStore:
         """A store to append to: created if absent (or replaced with ``overwrite``), else opened after
-        checking that it holds the same cameras and image sizes and, with ``check_run``, the same run."""
+        checking that it holds the same cameras and image sizes and, with ``check_run``, the same run
+        in the same domain config.
+
+        With ``check_run``, a store that holds no episode and no annotation set (left by a run that
+        failed before its first episode, say a worker that could not start) is this run's to take: it
+        is made again with this run's record, so its attributes describe the episodes it will hold.
+        """
         path = Path(path)
         if overwrite or not path.exists() or _is_empty_dir(path):
             return cls.create(path, cameras=cameras, domain_config=domain_config, run=run, overwrite=overwrite)
         store = cls.open(path, "a")
+        if check_run and store.n_episodes == 0 and not store.annotation_names:
+            store.close()
+            return cls.create(path, cameras=cameras, domain_config=domain_config, run=run, overwrite=True)
         try:
             if check_run:
                 store.check_compatible(run)
+                store.check_same_domain(domain_config)
             held = {name: store.image_shape(name)[:2] for name in store.cameras}
             wanted = {name: tuple(int(v) for v in size) for name, size in cameras.items()}
             if held != wanted:
@@ -355,6 +365,19 @@ class EpisodeStore:
             raise StoreError(
                 f"{self.path}: made by a different run (store vs this run: {', '.join(differences)})"
             )
+
+    def check_same_domain(self, domain_config: Mapping[str, Any]) -> None:
+        """Raise StoreError unless ``domain_config`` is the one this store's episodes were made in.
+
+        Settings that only one side records (a field added to the domain config since the store was
+        made) are not compared: a store from before it still resumes.
+        """
+        theirs = _flatten(self._attrs["domain_config"])
+        ours = _flatten(_json_roundtrip(self.path, "domain_config", domain_config))
+        differences = [f"{key} {theirs[key]!r} != {ours[key]!r}" for key in sorted(set(theirs) & set(ours)) if theirs[key] != ours[key]]
+        if differences:
+            shown = ", ".join(differences[:3]) + (f" and {len(differences) - 3} more" if len(differences) > 3 else "")
+            raise StoreError(f"{self.path}: made by a different run (its domain config vs this run's: {shown})")
 
     # ----------------------------------------------------------------------------------------------
     # Reading committed episodes
@@ -949,3 +972,13 @@ class EpisodeRecorder:
 
     def episode(self) -> dict[str, np.ndarray]:
         return {key: np.stack(values) for key, values in self.steps.items()}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested JSON mapping as {"a.b.c": leaf}; lists are leaves."""
+    if not isinstance(value, Mapping):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat

@@ -704,7 +704,8 @@ def test_open_for_writing_creates_then_reopens_only_a_matching_store(tmp_path):
     path = tmp_path / "w.zarr"
     args = dict(cameras={"overhead": (8, 8)}, domain_config={"name": "sim"}, run={"seed": 0})
     EpisodeStore.open_for_writing(path, **args).close()
-    EpisodeStore.open_for_writing(path, **args).close()
+    with EpisodeStore.open_for_writing(path, **args) as store:
+        store.append_episode(make_episode(3, 0, cameras={"overhead": (8, 8)}), make_meta(0))
     with pytest.raises(StoreError, match="different run"):
         EpisodeStore.open_for_writing(path, **{**args, "run": {"seed": 1}})
     EpisodeStore.open_for_writing(path, **{**args, "run": {"seed": 1}}, check_run=False).close()
@@ -750,3 +751,28 @@ def test_a_failed_write_leaves_no_zarr_task_pending(tmp_path, monkeypatch):
     assert_one_line_error(error, path)
     store.close()
     assert EpisodeStore.open(path).episode_ends.tolist() == [2, 5, 9]
+
+
+def test_a_resumed_run_in_another_domain_config_is_refused_and_an_empty_store_is_the_next_runs(tmp_path):
+    """A store's domain_config must describe its episodes: a resume with another is refused; an empty store
+    left by a run that failed before its first episode is made again with the next run's record."""
+    path = tmp_path / "w.zarr"
+    cameras = {"overhead": (8, 8)}
+    failed = {"name": "target", "render": {"cameras": {"overhead": {"up": [0.0, 0.0, 1.0]}}}, "physics": {"friction": 0.5}}
+    fixed = {"name": "target", "render": {"cameras": {"overhead": {"up": [0.0, 1.0, 0.0]}}}, "physics": {"friction": 0.5}}
+    EpisodeStore.open_for_writing(path, cameras=cameras, domain_config=failed, run={"seed": 0}).close()  # no episode
+    with EpisodeStore.open_for_writing(path, cameras={"overhead": (16, 16)}, domain_config=fixed, run={"seed": 0}) as store:
+        store.append_episode(make_episode(3, 0, cameras={"overhead": (16, 16)}), make_meta(0))
+    reopened = EpisodeStore.open(path)
+    assert reopened.domain_config == fixed and reopened.cameras == ("overhead",) and reopened.image_shape("overhead")[:2] == (16, 16)
+    before = sorted((p.relative_to(path), p.read_bytes()) for p in path.rglob("*") if p.is_file() and p.name != ".lock")
+
+    changed = {**fixed, "physics": {"friction": 0.3}, "extra_field_added_later": 1}
+    with pytest.raises(StoreError) as error:
+        EpisodeStore.open_for_writing(path, cameras={"overhead": (16, 16)}, domain_config=changed, run={"seed": 0})
+    assert str(error.value) == f"{path}: made by a different run (its domain config vs this run's: physics.friction 0.5 != 0.3)"
+    after = sorted((p.relative_to(path), p.read_bytes()) for p in path.rglob("*") if p.is_file() and p.name != ".lock")
+    assert after == before
+    # A field only one side records is not a difference; --append (check_run=False) adds across configs.
+    EpisodeStore.open_for_writing(path, cameras={"overhead": (16, 16)}, domain_config={**fixed, "new": 1}, run={"seed": 0}).close()
+    EpisodeStore.open_for_writing(path, cameras={"overhead": (16, 16)}, domain_config=changed, run={"seed": 0}, check_run=False).close()

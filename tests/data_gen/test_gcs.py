@@ -101,6 +101,9 @@ def test_a_different_seed_on_an_existing_store_is_refused_unless_appended(tmp_pa
     assert main(["--n", "1", "--workers", "1", "--out", str(out), "--image-size", "32"]) == 0
     assert main(["--n", "1", "--workers", "1", "--out", str(out), "--image-size", "32", "--seed", "1"]) == 2
     assert "different run" in capsys.readouterr().err
+    # The same run with another domain setting: its episodes would not be what the store's domain config says.
+    assert main(["--n", "2", "--workers", "1", "--out", str(out), "--image-size", "32", "--set", "physics.table_friction=0.3"]) == 2
+    assert "domain config vs this run's: physics.table_friction 0.5 != 0.3" in capsys.readouterr().err
     assert main(["--n", "1", "--workers", "1", "--out", str(out), "--image-size", "32", "--seed", "1", "--append"]) == 0
     _, metas = _episodes(out)
     assert [m.seed for m in metas] == [0, 1]

@@ -12,7 +12,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from data_gen.episode_store import EpisodeStore
+from data_gen.episode_store import EpisodeMeta, EpisodeStore
 from data_gen.teleop import ScriptedDevice, TeleopInput, TeleopSession, open_store, run
 from pushing_sim import ENV_ID
 from pushing_sim.demo import straight_push_targets
@@ -92,11 +92,15 @@ def test_a_crash_mid_episode_keeps_the_saved_ones(env, tmp_path, monkeypatch):
 
 def test_a_second_session_appends_and_another_domain_is_refused(env, tmp_path):
     path = tmp_path / "t.zarr"
-    open_store(path, env).close()
+    with open_store(path, env) as store:  # a first session that recorded one demo
+        episode = {"action": np.zeros((3, 2)), "agent_pos": np.zeros((3, 2)), "slider_pose": np.zeros((3, 3))}
+        episode |= {name: np.zeros((3, *store.image_shape(name)), np.uint8) for name in store.cameras}
+        store.append_episode(episode, EpisodeMeta(source="teleop", domain="target", seed=0, initial_pose=(0.5, 0.0, 0.0), success=True))
     open_store(path, env).close()
     sim_env = gymnasium.make(ENV_ID, domain="sim", image_size=48)
     with pytest.raises(Exception, match="different run"):
         open_store(path, sim_env)
+    assert EpisodeStore.open(path).n_episodes == 1
 
 
 def test_the_window_renders_headless_and_maps_the_mouse(env, tmp_path, monkeypatch):

@@ -88,6 +88,19 @@ def test_a_generation_whose_workers_cannot_start_is_one_line_exit_2_and_keeps_th
     assert tree(out) == before
 
 
+def test_a_fresh_generation_that_could_not_start_leaves_a_store_the_corrected_command_makes_its_own(tmp_path):
+    """The empty store a failed first run leaves is the next run's: its record is the corrected domain's, not the failed one's."""
+    args = ["--n", "1", "--workers", "2", "--image-size", "32", "--out", "demos.zarr", "--domain", "target"]
+    outcome = run_watching_for_restarts("data_gen.gcs", [*args, "--set", CAMERA_WITHOUT_ORIENTATION], tmp_path)
+    assert_one_line_failure(outcome, "could not start")
+
+    corrected = run_cli("data_gen.gcs", args, tmp_path, timeout=TIMEOUT)
+    assert corrected.returncode == 0, corrected.stderr
+    store = EpisodeStore.open(tmp_path / "demos.zarr")
+    assert store.n_episodes == 1
+    assert store.domain_config["render"]["cameras"]["overhead"]["up"] != [0, 0, 1]  # the domain its episode was made in
+
+
 # --------------------------------------------------------------------------------------------------
 # A worker killed mid-item
 
