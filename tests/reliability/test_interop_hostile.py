@@ -25,6 +25,7 @@ import zarr
 
 from data_gen.episode_store import EpisodeMeta, EpisodeStore
 from data_gen.interop import export_store
+from tests import stopping
 from tests.reliability.cli_runs import REPO_ROOT, assert_one_line_failure, run_cli, tree
 from tests.reliability.test_full_disk import small_disk  # noqa: F401  (a fixture: tmpfs mounts of a given size)
 
@@ -198,8 +199,8 @@ def test_allowed_templates_and_the_unedited_datasets_import(exported, tmp_path):
 def started(module: str, args: list[str], out: Path, cwd: Path) -> subprocess.Popen:
     """The command started, once it has begun writing its hidden partial output (and has not finished)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    # stopping.start: SIGINT back to its default, which a suite started in the background inherits ignored
+    process = stopping.start([sys.executable, "-m", module, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300  # a busy machine takes long to start python and import zarr
     while not (out.parent / f".{out.name}.partial-{process.pid}").exists():
         assert process.poll() is None, f"{module} ended before it was signalled: {process.communicate()}"
