@@ -18,7 +18,6 @@ same directory starts afresh.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -292,12 +291,9 @@ def evaluation_identity(spec: RolloutSpec) -> dict:
     if spec.policy == "ckpt":  # its sampling precision changes its actions; the number of envs does not
         identity["precision"] = spec.precision
     if spec.ckpt is not None:
-        digest = hashlib.sha256()
-        for path in policy_files(Path(spec.ckpt)):
-            with open(path, "rb") as file:
-                for block in iter(lambda: file.read(1 << 20), b""):
-                    digest.update(block)
-        identity["checkpoint_sha256"] = digest.hexdigest()
+        from policies.export import file_sha256
+
+        identity["checkpoint_sha256"] = file_sha256(*policy_files(Path(spec.ckpt)))
     return identity
 
 

@@ -74,12 +74,13 @@ def export_policy(run: str | Path, out: str | Path, overwrite: bool = False) -> 
     return out
 
 
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes, read in 1 MB blocks."""
+def file_sha256(*paths: str | Path) -> str:
+    """The SHA-256 of the files' bytes one after the other, read in 1 MB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
