@@ -140,6 +140,8 @@ def make_env(agent, env_kwargs: dict):
     import pushing_sim
 
     if isinstance(agent, CheckpointAgent):
+        if agent.obs_type != "state" and "cameras" not in env_kwargs:  # render the cameras it reads, no others
+            env_kwargs = {**env_kwargs, "cameras": list(agent.policy.cameras)}
         env = gymnasium.make(pushing_sim.ENV_ID, obs_type=agent.obs_type, **env_kwargs)
         agent.check(env.observation_space)
         return env

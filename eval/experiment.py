@@ -205,7 +205,7 @@ class Experiment(ExperimentData):
         training: dict[str, Any] = {
             "steps": budget.steps, "batch_size": budget.batch_size, "lr": budget.lr, "warmup_steps": budget.warmup_steps,
             "checkpoint_every": budget.checkpoint_every, "device": budget.device,
-            "seed": self.config.training_seed(arm),
+            "seed": self.config.training_seed(arm), "keep_checkpoints": budget.keep_checkpoints,
         }  # fmt: skip
         pool = self.config.pool(arm)
         clean, corrupt = str(self.store("clean")), str(self.store(pool)) if pool else None
@@ -237,7 +237,8 @@ class Experiment(ExperimentData):
     def train_section(self, arm: Arm) -> dict:
         """The arm's training config, with the output directory written as ``<out>`` so a run may move."""
         pool = self.config.pool(arm)
-        section = {"run": self.run_config(arm).model_dump(mode="json"), "data": self.data_sections(pool)}
+        run = self.run_config(arm).model_dump(mode="json", exclude={"training": {"keep_checkpoints"}})  # snapshots change no weight
+        section = {"run": run, "data": self.data_sections(pool)}
         if arm.sigma_min == "classifier":
             section["sigma_min"] = self.ledger.entries.get(self.classifier_key(pool), {}).get("section")
         return json.loads(json.dumps(section).replace(json.dumps(str(self.out))[1:-1], "<out>"))

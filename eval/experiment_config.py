@@ -55,8 +55,12 @@ class DataSource(_Strict):
     # Attempts per wanted episode before generation gives up: a corruption that makes the expert miss
     # more often (bias) needs more than the default's 2 when only successful episodes are kept.
     max_attempts_factor: float = Field(2.0, ge=1.0)
+    # The SHA-256 (EpisodeStore.digest: ends, seeds, actions, states) the pool's store must have: data
+    # made again (e.g. with images, for a store carried without them) are checked to be the episodes an
+    # earlier run trained on. A check, not part of the data's identity (left out of the ledger's section).
+    digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
-    omit_at_default = ("corruption", "max_attempts_factor")
+    omit_at_default = ("corruption", "max_attempts_factor", "digest")
 
     @model_validator(mode="after")
     def _store_or_n(self) -> DataSource:
@@ -96,8 +100,11 @@ class TrainingBudget(_Strict):
     # With backend ray, what each arm's task reserves; the local backend ignores it (its arms share this
     # machine's cores, ``parallel`` at a time). Where an arm runs does not change its weights.
     resources: ArmResources = ArmResources()
+    # Steps whose checkpoints each arm also keeps (ckpt_STEP.pt, policies.train --keep-checkpoints): a
+    # pilot's learning curve. Not part of an arm's identity: the weights are the same either way.
+    keep_checkpoints: tuple[int, ...] = ()
 
-    omit_at_default = ("threads", "resources")
+    omit_at_default = ("threads", "resources", "keep_checkpoints")
 
 
 class Evaluation(_Strict):

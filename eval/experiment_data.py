@@ -64,8 +64,10 @@ class ExperimentData:
 
         if source.store:
             self._check_existing_store(key, path)
+            if source.digest is not None:
+                self._check_named_digest(key, path, store_digest(path))
             return
-        section = source.model_dump(mode="json")
+        section = source.model_dump(mode="json", exclude={"digest"})
         if self.ledger.is_done(key, section):
             if path.is_dir():  # kept, or carried in without images (eval.carry --states): it must be the same data
                 self._record_digest(key, path, expected=self.ledger.result(key).get("digest"))
@@ -122,6 +124,7 @@ class ExperimentData:
         """Record the store's digest; a regenerated store must match the one the finished arms used."""
         result = self.ledger.result(key)
         if "digest" in result and expected is None:
+            self._check_named_digest(key, path, result["digest"])
             return
         digest = store_digest(path)
         if expected is not None and digest != expected:
@@ -129,7 +132,16 @@ class ExperimentData:
                 f"{path}: differs from the data the finished arms used (digest {digest[:12]} != "
                 f"{expected[:12]}); remove {self.out / 'arms'} to train every arm on the new data"
             )
+        self._check_named_digest(key, path, digest)
         self.ledger.finish(key, 0.0, {**result, "digest": digest})
+
+    def _check_named_digest(self, key: str, path: Path, digest: str) -> None:
+        """ExperimentError unless the store has the digest its pool's config names (if it names one)."""
+        pool = key.removeprefix("data/")
+        named = None if pool.endswith(".raw") else self.source(pool).digest
+        if named is not None and digest != named:
+            raise ExperimentError(f"{path}: its episodes are not those the config's {pool}.digest names "
+                                  f"({digest[:12]} != {named[:12]}); generation did not reproduce them")  # fmt: skip
 
     def _check_existing_store(self, key: str, path: Path) -> None:
         from data_gen.episode_store import EpisodeStore

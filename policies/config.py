@@ -26,6 +26,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "spatial_softmax_keypoints": 32,
         "image_feature_dim": 64,
     },
+    # An image policy a CPU core trains in hours (benchmarks/image_policy_cost.py): experiments/cpu.yaml's
+    # U-Net, and a ResNet-18 trunk a quarter as wide with its first 3 stages (a 6x6 map at 84 px).
+    "cpu": {
+        "down_dims": (64, 128, 256),
+        "diffusion_step_embed_dim": 64,
+        "resnet_width": 16,
+        "resnet_stages": 3,
+        "spatial_softmax_keypoints": 32,
+        "image_feature_dim": 64,
+    },
     # Small enough to train a few steps on a CPU in a test.
     "tiny": {
         "down_dims": (32, 64),
@@ -44,7 +54,7 @@ DEFAULT_ALPHA = 0.5
 # s_t^2 / (s_t^2 - s_m^2) cap of Ambient-Omni's buffer, used with the ambient loss (science.md §3).
 AMBIENT_LOSS_S_MAX_FACTOR = 4.0
 # Training fields that may change when a run is resumed.
-RESUMABLE_TRAINING_FIELDS = {"steps", "epochs", "device", "checkpoint_every", "log_every"}
+RESUMABLE_TRAINING_FIELDS = {"steps", "epochs", "device", "checkpoint_every", "log_every", "keep_checkpoints"}
 # Data fields that name episode stores; a resume may compare the stores' contents instead of these paths.
 STORE_FIELDS = ("clean", "corrupt")
 
@@ -72,12 +82,13 @@ class ConfigError(Exception):
     """An invalid or inconsistent config; the message is one line."""
 
 
-class PolicyConfig(BaseModel):
+class PolicyConfig(Recorded):
     """The model and its diffusion process: everything evaluation needs besides the weights."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    omit_at_default: ClassVar[tuple[str, ...]] = ("resnet_stages", "cameras")
 
-    preset: Literal["tiny", "default"] = "default"
+    preset: Literal["tiny", "cpu", "default"] = "default"
     obs_mode: Literal["image", "state"] = "image"
     # State mode: the slider angle as given (it wraps at +-pi), or as its cosine and sine.
     state_angle: Literal["raw", "cos_sin"] = "raw"
@@ -91,9 +102,13 @@ class PolicyConfig(BaseModel):
     diffusion_step_embed_dim: int = Field(ge=2)
     # vision encoder, one per camera
     resnet_width: int = Field(ge=1)
+    resnet_stages: int = Field(4, ge=1, le=4)  # of ResNet-18's 4; fewer keep a finer map on small images
     spatial_softmax_keypoints: int = Field(ge=1)
     image_feature_dim: int = Field(ge=1)
     crop_ratio: float = Field(0.875, gt=0, le=1)  # 96 -> 84 as in Diffusion Policy
+    # Image mode: the cameras the policy reads, of those the stores hold (None: all of them); an env
+    # may render more, the policy takes these.
+    cameras: tuple[str, ...] | None = Field(None, min_length=1)
     # diffusion
     num_train_timesteps: int = Field(100, ge=2)
     prediction_type: Literal["epsilon", "sample"] = "epsilon"
@@ -118,6 +133,8 @@ class PolicyConfig(BaseModel):
             raise ValueError(f"down_dims {self.down_dims} must be multiples of n_groups {self.n_groups}")
         if self.num_inference_steps > self.num_train_timesteps:
             raise ValueError("num_inference_steps must not exceed num_train_timesteps")
+        if self.cameras is not None and len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras {list(self.cameras)} name a camera twice")
         return self
 
 
@@ -126,7 +143,7 @@ class TrainingConfig(Recorded):
 
     # No inf or NaN in any float: an infinite lr or image cache passes a bound check and fails mid-run.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-    omit_at_default: ClassVar[tuple[str, ...]] = ("contraction",)
+    omit_at_default: ClassVar[tuple[str, ...]] = ("contraction", "keep_checkpoints")
 
     method: Literal["clean", "cotrain", "ambient"] = "clean"
     # Clean weight per batch element (cotrain, ambient); DEFAULT_ALPHA when neither it nor a schedule is given.
@@ -162,6 +179,9 @@ class TrainingConfig(Recorded):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: int = Field(1000, ge=1)
+    # Steps whose checkpoint is also kept as ckpt_STEP.pt beside the run's ckpt.pt (which each save
+    # replaces): the snapshots a learning curve evaluates.
+    keep_checkpoints: tuple[int, ...] = ()
     log_every: int = Field(10, ge=1)
 
     @model_validator(mode="before")
@@ -191,6 +211,8 @@ class TrainingConfig(Recorded):
             raise ValueError("alpha applies to methods 'cotrain' and 'ambient' only")
         if self.corrupt_loss == "ambient" and self.method != "ambient":
             raise ValueError("corrupt_loss 'ambient' applies to method 'ambient' only")
+        if any(step < 1 for step in self.keep_checkpoints) or list(self.keep_checkpoints) != sorted(set(self.keep_checkpoints)):
+            raise ValueError(f"keep_checkpoints must be increasing step numbers from 1, got {list(self.keep_checkpoints)}")
         if not self.contraction and self.corrupt_loss != "ambient":
             raise ValueError("contraction=False applies to method 'ambient' with corrupt_loss 'ambient' only")
         return self

@@ -55,7 +55,9 @@ class WindowDataset:
     """Windows over clean and corrupt episode stores; ``batch(indices)`` assembles a training batch.
 
     obs_mode "image": each window gives the cameras' frames and agent_pos; "state": agent_pos and
-    slider_pose concatenated into a (5,) state. cache_images: True, False, or None to cache decoded
+    slider_pose concatenated into a (5,) state. cameras: in image mode, the cameras to read (None:
+    every camera the stores hold; each store must hold these, and may hold others); state mode reads
+    none, so its stores may differ in cameras. cache_images: True, False, or None to cache decoded
     images when they fit in ``image_cache_bytes`` (default: half the available memory).
     """
 
@@ -68,6 +70,7 @@ class WindowDataset:
         n_obs_steps: int = 2,
         n_action_steps: int = 8,
         obs_mode: str = "image",
+        cameras: Sequence[str] | None = None,
         cache_images: bool | None = None,
         image_cache_bytes: int | None = None,
     ):
@@ -75,7 +78,7 @@ class WindowDataset:
             raise DataError("no episode stores given")
         self.horizon, self.n_obs_steps, self.obs_mode = horizon, n_obs_steps, obs_mode
         stores = [(EpisodeStore.open(p), "clean") for p in clean] + [(EpisodeStore.open(p), "corrupt") for p in corrupt]
-        self.cameras, self.action_dim = _common_layout(stores)
+        self.cameras, self.action_dim = _common_layout(stores, cameras if obs_mode == "image" else ())
         self.stores = [StoreInfo(str(s.path), kind, s.n_episodes, s.n_steps) for s, kind in stores]
         self._store_offsets = np.cumsum([0] + [s.n_steps for s, _ in stores])
 
@@ -324,12 +327,20 @@ class _LazyImages(_ImageSource):
 # Checks
 
 
-def _common_layout(stores: list[tuple[EpisodeStore, str]]) -> tuple[dict[str, tuple[int, int]], int]:
-    """The cameras {name: (H, W)} and action_dim all stores share, or DataError naming the odd one."""
+def _common_layout(stores: list[tuple[EpisodeStore, str]], wanted: Sequence[str] | None) -> tuple[dict[str, tuple[int, int]], int]:
+    """The cameras {name: (H, W)} read and the action_dim all stores share, or DataError naming the odd one.
+
+    wanted: the cameras to read (None: all the first store holds, which every store must hold alike).
+    """
     first = stores[0][0]
-    cameras = {name: first.image_shape(name)[:2] for name in first.cameras}
+    for store, _ in stores:
+        missing = [name for name in wanted or () if name not in store.cameras]
+        if missing:
+            raise DataError(f"{store.path}: no camera {', '.join(map(repr, missing))} (it holds {_describe(_shapes(store, store.cameras))})")
+    names = first.cameras if wanted is None else tuple(wanted)
+    cameras = _shapes(first, names)
     for store, _ in stores[1:]:
-        theirs = {name: store.image_shape(name)[:2] for name in store.cameras}
+        theirs = _shapes(store, store.cameras if wanted is None else names)
         if theirs != cameras:
             raise DataError(f"{store.path}: cameras {_describe(theirs)} differ from {first.path}'s {_describe(cameras)}")
         if store.action_dim != first.action_dim:
@@ -338,6 +349,10 @@ def _common_layout(stores: list[tuple[EpisodeStore, str]]) -> tuple[dict[str, tu
         if store.n_episodes == 0:
             raise DataError(f"{store.path}: episode store has no episodes")
     return cameras, first.action_dim
+
+
+def _shapes(store: EpisodeStore, names: Sequence[str]) -> dict[str, tuple[int, int]]:
+    return {name: store.image_shape(name)[:2] for name in names}
 
 
 def _describe(cameras: dict[str, tuple[int, int]]) -> str:

@@ -124,6 +124,8 @@ def check_declared_sizes(path: str | Path, payload: dict[str, Any], shapes: dict
     for name, size in cameras.items():
         if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_whole_positive(n) for n in size)):
             raise CheckpointError(f"{path}: camera {name!r} must have a (height, width) of whole numbers above 0, got {size!r}")
+    if policy.obs_mode == "image" and policy.cameras is not None and sorted(cameras) != sorted(policy.cameras):
+        raise CheckpointError(f"{path}: the weights are for cameras {list(cameras)}, the config names {list(policy.cameras)}")
     if not all(_whole_positive(d) for d in policy.down_dims):
         raise CheckpointError(f"{path}: down_dims must be whole numbers above 0, got {list(policy.down_dims)}")
     for name, value, most in (("horizon", policy.horizon, MAX_HORIZON), ("num_train_timesteps", policy.num_train_timesteps, MAX_TRAIN_TIMESTEPS)):
@@ -141,7 +143,7 @@ def check_declared_sizes(path: str | Path, payload: dict[str, Any], shapes: dict
     if expected != shapes:
         sizes = (f"cameras {dict(cameras)}, n_obs_steps {policy.n_obs_steps}, down_dims {list(policy.down_dims)}, "
                  f"kernel_size {policy.kernel_size}, diffusion_step_embed_dim {policy.diffusion_step_embed_dim}, "
-                 f"resnet_width {policy.resnet_width}, spatial_softmax_keypoints {policy.spatial_softmax_keypoints}, "
+                 f"resnet_width {policy.resnet_width}, resnet_stages {policy.resnet_stages}, spatial_softmax_keypoints {policy.spatial_softmax_keypoints}, "
                  f"image_feature_dim {policy.image_feature_dim}")
         missing, extra = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
         if missing or extra:

@@ -40,7 +40,7 @@ class DiffusionModel(nn.Module):
         self.normalizer = MinMaxNormalizer({"action": action_dim, self.low_dim_key: low_dim})
         self.encoders = nn.ModuleDict(
             {
-                name: ImageEncoder(config.resnet_width, config.spatial_softmax_keypoints, config.image_feature_dim)
+                name: ImageEncoder(config.resnet_width, config.spatial_softmax_keypoints, config.image_feature_dim, config.resnet_stages)
                 for name in self.cameras
             }
         )

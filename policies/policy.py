@@ -132,7 +132,7 @@ class DiffusionPolicy:
             )
         pixels = spaces.get("pixels") if isinstance(spaces, Mapping) else None
         pixels = getattr(pixels, "spaces", None)
-        if not isinstance(pixels, Mapping) or set(spaces) != {"pixels", "agent_pos"} or set(pixels) != set(self.cameras):
+        if not isinstance(pixels, Mapping) or set(spaces) != {"pixels", "agent_pos"} or not set(self.cameras) <= set(pixels):
             keys = _keys(spaces) if isinstance(spaces, Mapping) else type(space).__name__
             raise PolicyError(f"env observations {keys} differ from training: {self._expected_keys()}")
         for name, (height, width) in self.cameras.items():
@@ -164,7 +164,7 @@ class DiffusionPolicy:
         if not isinstance(obs, Mapping):
             raise PolicyError(f"this policy takes {self._expected_keys()}, got {type(obs).__name__}")
         pixels = obs.get("pixels")
-        if not isinstance(pixels, Mapping) or set(obs) != {"pixels", "agent_pos"} or set(pixels) != set(self.cameras):
+        if not isinstance(pixels, Mapping) or set(obs) != {"pixels", "agent_pos"} or not set(self.cameras) <= set(pixels):
             raise PolicyError(f"observation keys {_keys(obs)} differ from training: {self._expected_keys()}")
         checked = {}
         for name, (height, width) in self.cameras.items():

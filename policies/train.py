@@ -32,6 +32,7 @@ import json
 import math
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -94,6 +95,7 @@ def open_dataset(config: RunConfig) -> WindowDataset:
         n_obs_steps=config.policy.n_obs_steps,
         n_action_steps=config.policy.n_action_steps,
         obs_mode=config.policy.obs_mode,
+        cameras=config.policy.cameras,
         image_cache_bytes=budget,
     )
 
@@ -477,6 +479,8 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
         if not saved:
             raise failure or CheckpointError(f"{checkpoint_file}: rank 0 could not save the checkpoint")
         saved_step = step
+        if ranks.is_main and step in training.keep_checkpoints:
+            keep_snapshot(checkpoint_file, step)
 
     def checkpoint() -> dict[str, Any]:
         return {
@@ -569,7 +573,7 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
                     if on_log is not None:
                         on_log(step, total)
                     window_losses, window_clean, window_norms, window_start = [], [], [], time.perf_counter()
-                if step % training.checkpoint_every == 0:
+                if step % training.checkpoint_every == 0 or step in training.keep_checkpoints:
                     save()
     except KeyboardInterrupt:  # a second Ctrl-C, or train() called off the main thread
         result.interrupted = forced = True
@@ -585,6 +589,24 @@ def _train(config: RunConfig, out: Path, device: torch.device, ranks: Ranks, sha
     if result.interrupted and progress:
         print(f"interrupted at step {step}; checkpoint saved to {checkpoint_file}")
     return result
+
+
+def keep_snapshot(checkpoint_file: Path, step: int) -> Path:
+    """ckpt_STEP.pt beside ``checkpoint_file``: a hard link to the checkpoint just saved (the next save
+    replaces ckpt.pt by a new file and leaves the link as it is), or a copy where links are not allowed."""
+    snapshot = checkpoint_file.with_name(f"{checkpoint_file.stem}_{step}{checkpoint_file.suffix}")
+    partial = snapshot.with_name(snapshot.name + ".partial")
+    try:
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(checkpoint_file, partial)
+        except OSError:
+            shutil.copyfile(checkpoint_file, partial)
+        os.replace(partial, snapshot)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise CheckpointError(f"{snapshot}: cannot keep the step-{step} snapshot ({error.strerror or error}); {checkpoint_file} is saved") from None
+    return snapshot
 
 
 def _admission_summary(sampler: AdmissionSampler, admission: dict[str, Any]) -> str:

@@ -23,10 +23,10 @@ from policies.noise import PREDICTION_TYPES
 CONFIG_NAME = "config.json"  # what a run directory records (policies.train)
 # The config field each flag sets, by section; a flag not listed sets the field of its own name.
 SECTIONS = {
-    "policy": ("preset", "obs", "state_angle", "prediction_type", "down_dims"),
+    "policy": ("preset", "obs", "state_angle", "prediction_type", "down_dims", "cameras"),
     "training": ("method", "alpha", "alpha_schedule", "admission", "sigma_min", "sigma_min_from", "sigma_max", "sigma_max_from",
                  "corrupt_loss", "no_contraction", "s_max_factor", "lr", "warmup_steps", "batch_size", "steps", "epochs", "seed",
-                 "device", "checkpoint_every", "log_every"),
+                 "device", "checkpoint_every", "keep_checkpoints", "log_every"),
     "data": ("clean", "corrupt", "image_cache_gb", "action_normalizer"),
 }  # fmt: skip
 FIELD_OF_FLAG = {"obs": "obs_mode", "no_contraction": "contraction"}
@@ -74,6 +74,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--obs", choices=("image", "state"), help="observations (default image)")
     parser.add_argument("--state-angle", choices=("raw", "cos_sin"), help="state mode: the slider angle as given (default) or as cos, sin")
     parser.add_argument("--down-dims", type=int, nargs="+", metavar="N", help="U-Net channels per level (default: the preset's)")
+    parser.add_argument("--cameras", nargs="+", metavar="NAME",
+                        help="image mode: the cameras the policy reads (default: every camera the stores hold)")
     parser.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="what the network predicts (default epsilon)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int)
@@ -82,6 +84,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--lr", type=float, help=f"(default {training['lr'].default})")
     parser.add_argument("--warmup-steps", type=int, help=f"(default {training['warmup_steps'].default})")
     parser.add_argument("--checkpoint-every", type=int, help=f"(default {training['checkpoint_every'].default})")
+    parser.add_argument("--keep-checkpoints", metavar="STEP,...",
+                        help="also keep the checkpoints of these steps as ckpt_STEP.pt (a learning curve's snapshots)")
     parser.add_argument("--log-every", type=int, help=f"steps per metrics.jsonl record (default {training['log_every'].default})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="(default auto)")
     parser.add_argument("--seed", type=int, help=f"(default {training['seed'].default})")
@@ -147,6 +151,8 @@ def given_fields(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 value = False
             elif dest == "alpha_schedule":
                 value = parse_pair(value)
+            elif dest == "keep_checkpoints":
+                value = parse_steps(value)
             elif isinstance(value, list):
                 value = tuple(value)
             given[section][FIELD_OF_FLAG.get(dest, dest)] = value
@@ -161,6 +167,13 @@ def parse_pair(text: str) -> tuple[float, float]:
     if len(pair) != 2:
         raise ConfigError(f"--alpha-schedule must be LO,HI, got {text!r}")
     return pair  # type: ignore[return-value]
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--keep-checkpoints must be whole steps separated by commas, e.g. 10000,20000, got {text!r}") from None
 
 
 def load_recorded(path: Path) -> RunConfig:

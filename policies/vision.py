@@ -39,19 +39,26 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18Trunk(nn.Module):
-    """ResNet-18 without its pooling and classifier: (B, 3, H, W) -> (B, 8 width, H/32, W/32)."""
+    """ResNet-18 without its pooling and classifier: (B, 3, H, W) -> (B, 8 width, H/32, W/32).
 
-    def __init__(self, width: int = 64):
+    stages < 4 keeps only the first ``stages`` stages: (B, 2^(stages-1) width, H/2^(stages+1), ...).
+    On small CPU images that keeps a finer map for the spatial softmax (84 px: 6x6 with 3 stages
+    instead of 3x3) and drops the widest, costliest convolutions.
+    """
+
+    def __init__(self, width: int = 64, stages: int = 4):
         super().__init__()
+        if not 1 <= stages <= 4:
+            raise ValueError(f"a ResNet-18 trunk has 1 to 4 stages, got {stages}")
         self.stem = nn.Sequential(
             nn.Conv2d(3, width, 7, 2, 3, bias=False), group_norm(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
         )
-        stages, channels = [], width
-        for i, out_channels in enumerate([width, 2 * width, 4 * width, 8 * width]):
+        blocks, channels = [], width
+        for i, out_channels in enumerate([width, 2 * width, 4 * width, 8 * width][:stages]):
             stride = 1 if i == 0 else 2
-            stages += [BasicBlock(channels, out_channels, stride), BasicBlock(out_channels, out_channels)]
+            blocks += [BasicBlock(channels, out_channels, stride), BasicBlock(out_channels, out_channels)]
             channels = out_channels
-        self.stages = nn.Sequential(*stages)
+        self.stages = nn.Sequential(*blocks)
         self.out_channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,9 +88,9 @@ class SpatialSoftmax(nn.Module):
 class ImageEncoder(nn.Module):
     """One camera's encoder: uint8 (B, 3, h, w) -> (B, feature_dim) features."""
 
-    def __init__(self, width: int, keypoints: int, feature_dim: int):
+    def __init__(self, width: int, keypoints: int, feature_dim: int, stages: int = 4):
         super().__init__()
-        self.trunk = ResNet18Trunk(width)
+        self.trunk = ResNet18Trunk(width, stages)
         self.pool = SpatialSoftmax(self.trunk.out_channels, keypoints)
         self.out = nn.Linear(2 * keypoints, feature_dim)
         self.feature_dim = feature_dim

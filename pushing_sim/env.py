@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -57,7 +58,8 @@ class PlanarPushingEnv(gym.Env):
     `obs_type`, `domain` ("target", "sim", a YAML path, or a DomainConfig), `domain_overrides` (dotted
     `key=value` strings, e.g. "physics.com_offset_y=-0.03"), `image_size` (square camera images,
     default 96), `render_mode="rgb_array"` (a larger overhead view with the goal drawn; `render_size`),
-    `task` (a TaskConfig).
+    `task` (a TaskConfig), `cameras` (the domain's cameras to render into `pixels`, default all of
+    them: a policy that reads one camera need not pay for rendering the others).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -71,6 +73,7 @@ class PlanarPushingEnv(gym.Env):
         render_mode: str | None = None,
         render_size: int = 384,
         task: TaskConfig | None = None,
+        cameras: Sequence[str] | None = None,
     ):
         if obs_type not in OBS_TYPES:
             raise ValueError(f"unknown obs_type {obs_type!r}: use one of {OBS_TYPES}")
@@ -84,9 +87,15 @@ class PlanarPushingEnv(gym.Env):
         self.task = task or TaskConfig()
         self.obs_type = obs_type
         self.render_mode = render_mode
+        images = obs_type in ("pixels_agent_pos", "pixels")
+        if cameras is not None:
+            if not images:
+                raise ValueError(f"cameras apply to image observations; obs_type {obs_type!r} has none")
+            if isinstance(cameras, str) or not cameras or len(set(cameras)) != len(cameras):
+                raise ValueError(f"cameras must be a non-empty list of distinct camera names, got {cameras!r}")
         # State observations build no policy cameras and no renderer for them: they never render.
         self.sim = PushingSim(self.domain, self.task, viewer_size=render_size if render_mode == "rgb_array" else None,
-                              policy_cameras=obs_type in ("pixels_agent_pos", "pixels"))
+                              policy_cameras=images if cameras is None else list(cameras))
         self.metadata = {**self.metadata, "render_fps": int(self.task.control_hz)}
 
         lo, hi = self.task.workspace()

@@ -9,6 +9,7 @@ published periodically, so a physics step costs no rendering.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -279,13 +280,19 @@ def pixel_to_table(camera: CameraConfig, size: int, column: float, row: float) -
 
 
 def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_size: int | None = 384,
-                policy_cameras: bool = True) -> Scene:
+                policy_cameras: bool | Sequence[str] = True) -> Scene:
     """Build the Diagram for `domain` (once per env).
 
     `viewer_size=None` leaves out the viewer camera and its renderer: every renderer pays for each
     pose update, so envs that never call render() skip it. `policy_cameras=False` leaves out the
-    policy's cameras and their renderer the same way (state observations need no images).
+    policy's cameras and their renderer the same way (state observations need no images); a list of
+    names builds those of the domain's cameras alone (a policy that reads one camera need not pay
+    for the others). An unknown name is a ValueError.
     """
+    names = list(domain.render.cameras) if policy_cameras is True else list(policy_cameras or ())
+    unknown = [name for name in names if name not in domain.render.cameras]
+    if unknown:
+        raise ValueError(f"domain {domain.name!r} has no camera {', '.join(map(repr, unknown))} (its cameras: {', '.join(domain.render.cameras)})")
     task = task or TaskConfig()
     physics = domain.physics
     builder = DiagramBuilder()
@@ -307,12 +314,12 @@ def build_scene(domain: DomainConfig, task: TaskConfig | None = None, viewer_siz
     )
 
     cameras = {}
-    if policy_cameras:
+    if names:
         scene_graph.AddRenderer(POLICY_RENDERER, MakeRenderEngineVtk(_renderer_params(domain, for_viewer=False)))
         size = domain.render.image_size
         cameras = {
-            name: _add_camera(builder, scene_graph, plant, pusher, camera, size, POLICY_RENDERER)
-            for name, camera in domain.render.cameras.items()
+            name: _add_camera(builder, scene_graph, plant, pusher, domain.render.cameras[name], size, POLICY_RENDERER)
+            for name in names
         }
         for name, sensor in cameras.items():
             sensor.set_name(f"camera_{name}")

@@ -8,6 +8,7 @@ path (`set_state`) places the slider and pusher and renders with no physics step
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from pydrake.math import RigidTransform, RollPitchYaw
@@ -23,7 +24,7 @@ class PushingSim:
     """Drake simulation of the T and the pusher in one domain."""
 
     def __init__(self, domain: DomainConfig | str = "target", task: TaskConfig | None = None,
-                 viewer_size: int | None = 384, policy_cameras: bool = True):
+                 viewer_size: int | None = 384, policy_cameras: bool | Sequence[str] = True):
         self.domain = load_domain(domain)
         self.task = task or TaskConfig()
         self.scene = build_scene(self.domain, self.task, viewer_size=viewer_size, policy_cameras=policy_cameras)

@@ -25,6 +25,14 @@ def test_train_speed_prints_a_row_per_preset():
     assert 0.1 < params < 10 and samples_per_s > 0
 
 
+def test_image_policy_cost_counts_the_encoders_flops_beside_the_u_net_s():
+    out = _run("image_policy_cost.py", "--configs", "cpu-64-1cam", "state-cpu.yaml", "--steps", "1", "--batch-size", "4")
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("cpu-64-1cam ", "state-cpu.yaml "))}
+    image, state = ([float(v) for v in rows[name][:5]] for name in ("cpu-64-1cam", "state-cpu.yaml"))
+    # params M, GFLOP/step, enc %, samples/s, step ms: the same U-Net, plus an encoder that does most of the work
+    assert image[0] > state[0] > 0 and image[1] > state[1] > 0 and 20 < image[2] < 90 and state[2] == 0 and image[3] > 0
+
+
 def test_admission_prints_p_clean_per_order():
     out = _run("admission.py", "--clean-episodes", "3", "--corrupt-episodes", "20", "--windows", "10")
     assert re.search(r"sample.first", out) and re.search(r"\d+(\.\d+)?\s*ms", out), out

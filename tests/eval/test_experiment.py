@@ -520,3 +520,54 @@ def test_a_run_carried_without_data_or_checkpoints_regenerates_the_data_and_retr
     assert (carried / "arms" / "clean" / "train" / "metrics.jsonl").read_text() == kept
     report = json.loads((carried / "results.json").read_text())
     assert {row["arm"] for row in report["arms"]} == {arm.name for arm in ExperimentConfig.load(SMOKE).arms}
+
+
+def test_a_pool_s_named_digest_checks_that_generation_made_the_episodes_of_an_earlier_run(smoke, tmp_path, capsys):
+    ledger = json.loads((smoke / "ledger.json").read_text())
+    values = yaml.safe_load(SMOKE.read_text())
+    for pool in ("clean", "corrupt"):
+        values[pool]["digest"] = ledger[f"data/{pool}"]["result"]["digest"]
+    named = tmp_path / "named.yaml"
+    named.write_text(yaml.safe_dump(values))
+    out = tmp_path / "again"
+    assert main([str(named), "--out", str(out), "--stage", "data"]) == 0  # generated again: the same episodes
+    again = json.loads((out / "ledger.json").read_text())
+    for pool in ("clean", "corrupt"):  # the digest is a check, not part of the data's identity
+        assert again[f"data/{pool}"]["section"] == ledger[f"data/{pool}"]["section"]
+        assert again[f"data/{pool}"]["result"]["digest"] == values[pool]["digest"]
+
+    values["corrupt"]["digest"] = "0" * 64  # a config naming other episodes
+    named.write_text(yaml.safe_dump(values))
+    capsys.readouterr()
+    assert main([str(named), "--out", str(out), "--stage", "data"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("python -m eval.experiment: error:") and "corrupt.zarr: its episodes are not those the config's corrupt.digest names" in error
+    values["corrupt"]["digest"] = "not hex"
+    named.write_text(yaml.safe_dump(values))
+    assert main([str(named), "--out", str(out), "--stage", "data"]) == 2
+    assert "digest" in capsys.readouterr().err
+
+
+def test_the_images_config_names_the_cpu_run_s_episodes_and_builds_its_image_policy():
+    from policies.model import DiffusionModel
+
+    images, cpu = (ExperimentConfig.load(ROOT / "experiments" / f"{name}.yaml") for name in ("images", "cpu"))
+    ledger = json.loads((ROOT / "docs" / "results" / "cpu" / "run" / "ledger.json").read_text())
+    for pool in ("clean", "corrupt"):
+        source, theirs = getattr(images, pool), getattr(cpu, pool)
+        assert source.model_copy(update={"digest": None}) == theirs and source.digest == ledger[f"data/{pool}"]["result"]["digest"]
+    assert images.policy.preset == "cpu" and images.policy.obs_mode == "image" and images.policy.cameras == ("overhead",)
+    model = DiffusionModel(images.policy, {"overhead": (96, 96)}, 2)
+    batch = {"action": torch.rand(2, 16, 2), "agent_pos": torch.rand(2, 2, 2), "overhead": torch.randint(0, 256, (2, 2, 3, 84, 84), dtype=torch.uint8)}
+    loss = model.loss(batch, torch.tensor([3, 90]), torch.zeros(2), torch.randn(2, 16, 2), torch.randn(2, 16, 2))
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
+
+
+def test_kept_snapshots_are_not_part_of_an_arm_s_identity(tmp_path):
+    config = ExperimentConfig.load(SMOKE)
+    pilot = config.model_copy(update={"training": config.training.model_copy(update={"keep_checkpoints": (10, 20)})})
+    arm = next(a for a in config.arms if a.name == "cotrain_a0.2")
+    plain, snapshots = Experiment(config, tmp_path / "plain", progress=False), Experiment(pilot, tmp_path / "pilot", progress=False)
+    assert snapshots.run_config(arm).training.keep_checkpoints == (10, 20) and plain.run_config(arm).training.keep_checkpoints == ()
+    assert snapshots.train_section(arm) == plain.train_section(arm)  # an arm trained with snapshots moves into a run without
+    assert "keep_checkpoints" not in json.dumps(plain.train_section(arm))

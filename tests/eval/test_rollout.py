@@ -220,7 +220,8 @@ def test_an_interrupted_evaluation_resumes_with_the_missing_trials_only(tmp_path
 def test_kill_stops_an_evaluation_started_with_ctrl_c_ignored_and_keeps_its_trials(tmp_path):
     """`kill` (SIGTERM) of an evaluation started from a script with `cmd &` (so deaf to Ctrl-C) ends it as Ctrl-C does."""
     out = tmp_path / "eval"
-    process = stopping.start(CLI + ["--policy", "random", "--trials", "100000", "--max-steps", "6", "--workers", "2", "--videos", "0",
+    # 5000 trials outlast the wait (~15 trials/s); 100000 took ~45 s to draw their starts, over the wait on a loaded machine.
+    process = stopping.start(CLI + ["--policy", "random", "--trials", "5000", "--max-steps", "6", "--workers", "2", "--videos", "0",
                                     "--out", str(out)], ctrl_c_ignored=True)
     trials = out / "trials.jsonl"
     stopping.wait_for(lambda: stopping.lines(trials) >= 4, process, timeout=120)

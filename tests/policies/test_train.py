@@ -168,8 +168,8 @@ def test_wrong_observations_and_bad_checkpoints_are_one_line_errors(image_run, t
     policy.act(good)
     for bad, match in [
         ({"overhead": image, "agent_pos": good["agent_pos"]}, "differ from training"),  # the flat layout of before
-        ({**good, "pixels": {"overhead": image, "wrist": image}}, "differ from training"),
         ({**good, "pixels": {"front": image}}, "differ from training"),
+        ({**good, "pixels": {"front": image, "wrist": image}}, "differ from training"),  # others, not the one it reads
         ({**good, "environment_state": np.zeros(3, np.float32)}, "differ from training"),
         ({**good, "pixels": image}, "differ from training"),
         ({**good, "pixels": {"overhead": np.zeros((96, 96, 3), np.uint8)}}, "trained on uint8"),
@@ -185,7 +185,7 @@ def test_wrong_observations_and_bad_checkpoints_are_one_line_errors(image_run, t
     policy.check_observation_space(Dict({"pixels": Dict({"overhead": box}), "agent_pos": agent_pos}))
     for space in [
         Dict({"overhead": box, "agent_pos": agent_pos}),
-        Dict({"pixels": Dict({"overhead": box, "wrist": box}), "agent_pos": agent_pos}),
+        Dict({"pixels": Dict({"wrist": box}), "agent_pos": agent_pos}),
         Dict({"pixels": Dict({"overhead": Box(0, 255, (96, 96, 3), np.uint8)}), "agent_pos": agent_pos}),
         Dict({"pixels": Dict({"overhead": box})}),
         Dict({"pixels": box, "agent_pos": agent_pos}),
@@ -452,6 +452,10 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, clean_store, capsys):
         (["--clean", str(clean_store), "--method", "clean", "--seed", "-1"], "--seed must be at least 0, got -1"),
         (["--clean", str(clean_store), "--method", "clean", "--lr", "inf"], "--lr must be a finite number, got inf"),
         (["--clean", str(clean_store), "--method", "clean", "--image-cache-gb", "inf"], "--image-cache-gb must be a finite number, got inf"),
+        (["--clean", str(clean_store), "--method", "clean", "--keep-checkpoints", "10k"], "--keep-checkpoints must be whole steps"),
+        (["--clean", str(clean_store), "--method", "clean", "--keep-checkpoints", "20,10"], "--keep-checkpoints must be increasing step numbers from 1, got [20, 10]"),
+        (["--clean", str(clean_store), "--method", "clean", "--cameras", "wrist"], "no camera 'wrist'"),
+        (["--clean", str(clean_store), "--method", "clean", "--cameras", "overhead", "overhead"], "name a camera twice"),
     ]
     for args, message in cases:
         code, err = run_cli(args + common, capsys)

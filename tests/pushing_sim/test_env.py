@@ -389,3 +389,31 @@ def test_vector_envs(make_vector):
     assert reward.shape == (2,)
     assert not np.allclose(info["slider_pose"][0], info["slider_pose"][1])
     envs.close()
+
+
+def test_an_env_renders_the_cameras_it_is_given_and_the_same_pixels_as_with_all():
+    full = gymnasium.make(ENV_ID, image_size=32)
+    overhead = gymnasium.make(ENV_ID, image_size=32, cameras=["overhead"])
+    wrist = gymnasium.make(ENV_ID, image_size=32, cameras=("wrist",))
+    try:
+        assert list(overhead.observation_space["pixels"].spaces) == ["overhead"]
+        observations = [env.reset(seed=5)[0] for env in (full, overhead, wrist)]
+        for _ in range(3):
+            action = observations[0]["agent_pos"] + np.float32(0.01)
+            observations = [env.step(action)[0] for env in (full, overhead, wrist)]
+        all_of_them, one, other = observations
+        assert set(one["pixels"]) == {"overhead"} and set(other["pixels"]) == {"wrist"}
+        np.testing.assert_array_equal(one["pixels"]["overhead"], all_of_them["pixels"]["overhead"])
+        np.testing.assert_array_equal(other["pixels"]["wrist"], all_of_them["pixels"]["wrist"])
+    finally:
+        for env in (full, overhead, wrist):
+            env.close()
+    for kwargs, match in [
+        ({"cameras": ["front"]}, r"domain 'target' has no camera 'front' \(its cameras: overhead, wrist\)"),
+        ({"cameras": []}, "non-empty list"),
+        ({"cameras": "overhead"}, "non-empty list"),
+        ({"cameras": ["wrist", "wrist"]}, "distinct"),
+        ({"cameras": ["overhead"], "obs_type": "state"}, "apply to image observations"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            gymnasium.make(ENV_ID, image_size=32, **kwargs)
