@@ -92,12 +92,25 @@ class Experiment(ExperimentData):
         duplicated = sorted({name for name in arms or [] if arms.count(name) > 1})
         if duplicated:  # two processes would train into one run directory
             raise ExperimentError(f"--arms names {duplicated} more than once")
-        self.arms = [config.arm(name) for name in arms] if arms else list(config.arms)
         self.ledger = Ledger(out / LEDGER_NAME)  # (reads it, if there is one; creates nothing)
         self.cores = len(os.sched_getaffinity(0))  # the CPUs this run may use (taskset confines it)
         self._replicate_of: dict[str, Arm] = {}  # protocol replicate name -> the arm it repeats
+        self.arms = [self.named_arm(name) for name in arms] if arms else list(config.arms)
         self.check_arms()
         out.mkdir(parents=True, exist_ok=True)
+
+    def named_arm(self, name: str) -> Arm:
+        """An arm of the config, or a protocol replicate of a primary arm chosen so far (``clean_seed1``)."""
+        try:
+            return self.config.arm(name)
+        except ExperimentError as error:
+            if self.config.protocol is None:
+                raise
+            replicates = {arm.name: arm for arm in self.replicate_arms()}
+            if name in replicates:
+                return replicates[name]
+            raise ExperimentError(f"{error}; the protocol's replicates so far: {sorted(replicates)} (a replicate exists "
+                                  f"once its primary arm is chosen on the tuning starts)") from None  # fmt: skip
 
     def check_arms(self) -> None:
         """Build every trained arm's policies.train config now, so a bad one fails before any stage runs."""

@@ -121,3 +121,25 @@ def test_the_primary_arms_are_trained_again_under_the_replicate_seeds(controls):
     assert set(spread) == {"clean", *chosen}
     for s in spread.values():
         assert s["training_seeds"] == [0, 1] and s["mean"] == pytest.approx(np.mean(s["success_rates"]))
+
+
+def test_a_replicate_can_be_named_once_its_primary_arm_is_chosen(tmp_path):
+    """--arms clean_seed1: on the controls run's carried record, where the label-noise pool's primary arms are chosen."""
+    import shutil
+
+    from eval.experiment import Experiment
+    from eval.experiment_config import ExperimentConfig, ExperimentError
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "controls"
+    shutil.copytree(root / "docs" / "results" / "controls" / "run", out, ignore=shutil.ignore_patterns("data"))
+    config = ExperimentConfig.load(root / "experiments" / "controls.yaml")
+    experiment = Experiment(config, out, arms=["clean_seed1", "ln_ambient_loss_true_seed2"], progress=False)
+    seed1, seed2 = experiment.arms
+    assert (seed1.name, seed2.name) == ("clean_seed1", "ln_ambient_loss_true_seed2")
+    assert experiment.run_config(seed1).training.seed == 1 and experiment.run_config(seed2).training.seed == 2
+    assert experiment.base_arm(seed2).name == "ln_ambient_loss_true"
+    with pytest.raises(ExperimentError, match=r"no arm 'bias_cotrain_a0.5_seed1'.*replicates so far: \['clean_seed1', 'clean_seed2', "
+                                              r"'ln_ambient_loss_true_seed1', 'ln_ambient_loss_true_seed2', 'ln_cotrain_a0.5_seed1', "
+                                              r"'ln_cotrain_a0.5_seed2'\]"):
+        Experiment(config, out, arms=["bias_cotrain_a0.5_seed1"], progress=False)
