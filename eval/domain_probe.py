@@ -141,10 +141,11 @@ def probe(model, target: EpisodeStore, sim: EpisodeStore, *, episodes: int = 100
     for label, store in ((1, target), (0, sim)):
         train, test = split_episodes(store.n_episodes, episodes, rng)
         counts["target" if label else "sim"] = {"train": len(train), "test": len(test)}
-        for name, chosen in (("train", train), ("test", test)):
-            features = observation_features(model, store, frame_steps(store, chosen, per_episode))
-            sets[name][0].append(features)
-            sets[name][1].append(np.full(len(features), label))
+        steps = [frame_steps(store, chosen, per_episode) for chosen in (train, test)]
+        features = observation_features(model, store, np.concatenate(steps))  # one read of the store
+        for name, part in zip(("train", "test"), np.split(features, [len(steps[0])]), strict=True):
+            sets[name][0].append(part)
+            sets[name][1].append(np.full(len(part), label))
     (x_train, y_train), (x_test, y_test) = ((np.concatenate(xs), np.concatenate(ys)) for xs, ys in sets.values())
     fit = fit_logistic(x_train, y_train)
     right_train, n_train = accuracy(x_train, y_train, fit)
