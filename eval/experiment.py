@@ -386,7 +386,7 @@ class Experiment(ExperimentData):
     def eval_section(self, job: EvalJob) -> dict:
         arm = job.arm
         # Neither workers nor envs change a trial; precision and device change a policy's, not the expert's.
-        exclude = {"workers", "envs_per_worker", "heldout_seed"} | (set() if arm.trained else {"precision", "device"})
+        exclude = {"workers", "envs_per_worker", "threads", "heldout_seed"} | (set() if arm.trained else {"precision", "device"})
         evaluation = self.config.evaluation.model_dump(mode="json", exclude=exclude)
         section = {"evaluation": evaluation, "domain": job.domain, "seed": job.seed}
         if arm.trained:
@@ -437,6 +437,7 @@ class Experiment(ExperimentData):
                     domain=domain, domain_overrides=tuple(evaluation.overrides), seed=job.seed,
                     videos=min(evaluation.videos, evaluation.trials), video_dir=str(out / "videos"), device=evaluation.device,
                     max_steps=evaluation.max_steps, envs=evaluation.envs_per_worker, precision=evaluation.precision,
+                    threads=evaluation.threads,
                 )  # fmt: skip
                 (out / "videos").mkdir(parents=True, exist_ok=True)
                 try:

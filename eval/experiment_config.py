@@ -118,6 +118,9 @@ class Evaluation(_Strict):
     # results do not depend on it (so neither is part of an evaluation's fingerprint).
     envs_per_worker: int = Field(1, ge=1)
     precision: Literal["float64", "float32"] = "float64"  # the policy's sampling (eval.rollout --precision)
+    # Torch threads per worker (eval.rollout --threads); None: the cores / workers. 1 for an evaluation
+    # that runs beside a training run. Like workers, not part of an evaluation's fingerprint.
+    threads: int | None = Field(None, ge=1)
     device: Literal["cpu", "cuda"] = "cpu"  # where each worker's policy runs (its envs always simulate on CPU)
     videos: int = Field(2, ge=0)
     overrides: tuple[str, ...] = ()
@@ -125,7 +128,7 @@ class Evaluation(_Strict):
     # starts (the experiment's seed), where every choice is made, and on these, where results are reported.
     heldout_seed: int | None = Field(None, ge=0)
 
-    omit_at_default = ("heldout_seed",)
+    omit_at_default = ("heldout_seed", "threads")
 
     @model_validator(mode="after")
     def _batch_independent(self) -> Evaluation:

@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -57,6 +58,9 @@ class RolloutSpec:
     max_steps: int | None
     envs: int = 1  # envs per worker, stepped in lockstep; the per-trial results do not depend on it
     precision: str = "float64"  # the policy's sampling: float64 rounds alike in practice in any batch; float32 is faster
+    # Torch threads in each process that runs a policy; None: the cores / the workers (at least 1). A
+    # process beside other work (a training run) takes 1: two processes' threads on the same cores thrash.
+    threads: int | None = None
 
 
 class _Trial:
@@ -147,9 +151,9 @@ class TrialRunner:
         """One trial, in the first env."""
         return self.run_group([job])[0]
 
-    def run_group(self, jobs: list[tuple[int, list[float]]]) -> list[dict]:
+    def run_group(self, jobs: list[tuple[int, list[float]]], on_result=None) -> list[dict]:
         """Run trials in the envs in lockstep, each env taking the group's next trial when its own ends;
-        the results in the jobs' order."""
+        the results in the jobs' order. on_result: called with each result as its trial ends."""
         pending, running, results = deque(jobs), [None] * len(self.envs), {}
         while pending or any(running):
             for slot, trial in enumerate(running):
@@ -164,6 +168,8 @@ class TrialRunner:
                 if trial.step(action):
                     results[trial.index] = trial.result(self.spec.video_dir)
                     running[slot] = None
+                    if on_result is not None:
+                        on_result(results[trial.index])
         return [results[index] for index, _ in jobs]
 
     def _act(self, trials: list[_Trial]) -> list:
@@ -212,7 +218,7 @@ def _init_worker(spec: RolloutSpec) -> None:
     try:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(spec.threads or 1)
     except ImportError:
         pass
     _RUNNER = TrialRunner(spec)
@@ -229,6 +235,30 @@ def group_size(envs: int, trials: int, workers: int) -> int:
         return 1  # nothing to share: each trial is saved as soon as it ends
     rounds = max(1, min(GROUP_ROUNDS, trials // (2 * envs * workers)))
     return envs * rounds
+
+
+def policy_threads(spec: RolloutSpec, workers: int, backend: str = "local") -> int:
+    """The torch threads of each process that runs trials: spec.threads, else this machine's cores shared
+    among the workers (a Ray actor: 1, its cluster's cores are not known here)."""
+    if spec.threads is not None:
+        return spec.threads
+    return 1 if backend == "ray" else max(1, available_cores() // workers)
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """torch's intra-op threads set to ``threads`` for the block, then set back (no-op without torch)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool = True,
@@ -260,6 +290,7 @@ def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool 
             on_result(result)
         _update(bar, results)
 
+    spec = replace(spec, threads=policy_threads(spec, workers, backend))
     size = group_size(spec.envs, len(jobs), workers)
     groups = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     try:
@@ -271,11 +302,10 @@ def run_trials(spec: RolloutSpec, trials: int, workers: int = 1, progress: bool 
                         collect(result)
             finally:
                 results_in_order.close()  # stops the workers at once on Ctrl-C
-        elif groups:
-            runner = runner or start_runner(spec)
-            for group in groups:
-                for result in runner.run_group(group):
-                    collect(result)
+        elif jobs:  # in this process: one group, each result saved as its trial ends
+            with torch_threads(spec.threads):
+                runner = runner or start_runner(spec)
+                runner.run_group(jobs, on_result=collect)
     finally:
         bar.close()  # on Ctrl-C too: the caller's message starts on its own line, after the bar's last
     return sorted(results, key=lambda r: r["index"])
@@ -429,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=available_cores(), help="processes (default and most: the cores available)")
     parser.add_argument("--envs-per-worker", type=int, default=1,
                         help="envs each worker steps in lockstep, one batched policy call for all (the results do not change)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per process (default: the cores / --workers); 1 beside a training run, whose core it would otherwise contend for")
     parser.add_argument("--precision", choices=["float64", "float32"], default="float64",
                         help="policy sampling: float64 gives the same chunk in any batch; float32 is faster, its results depend on the batching")
     parser.add_argument("--seed", type=int, default=0)
@@ -453,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
             what = "a run directory without ckpt.pt, nor an exported policy" if args.ckpt.is_dir() else "does not exist"
             return fail(f"checkpoint {args.ckpt}: {what}")
     for flag, value, least in (("--trials", args.trials, 1), ("--workers", args.workers, 1),
-                               ("--envs-per-worker", args.envs_per_worker, 1), ("--videos", args.videos, 0)):
+                               ("--envs-per-worker", args.envs_per_worker, 1), ("--videos", args.videos, 0),
+                               ("--threads", args.threads if args.threads is not None else 1, 1)):
         if value < least:
             return fail(f"{flag} must be at least {least}, got {value}")
     if args.seed < 0:
@@ -487,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     workers = cap_workers(args.workers, args.backend, args.address)  # after the checks: a refusal stays one line
     spec = RolloutSpec(policy, str(args.ckpt) if args.ckpt else None, args.domain, tuple(args.overrides), args.seed,
                        min(args.videos, args.trials), str(video_dir), args.device, args.max_steps, args.envs_per_worker,
-                       args.precision)
+                       args.precision, args.threads)
     command = " ".join([Path(sys.executable).name, "-m", "eval.rollout", *(argv if argv is not None else sys.argv[1:])])
     try:
         with no_empty_dirs_on_failure(video_dir):  # an evaluation refused before its first trial leaves no directory

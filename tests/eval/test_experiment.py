@@ -571,3 +571,14 @@ def test_kept_snapshots_are_not_part_of_an_arm_s_identity(tmp_path):
     assert snapshots.run_config(arm).training.keep_checkpoints == (10, 20) and plain.run_config(arm).training.keep_checkpoints == ()
     assert snapshots.train_section(arm) == plain.train_section(arm)  # an arm trained with snapshots moves into a run without
     assert "keep_checkpoints" not in json.dumps(plain.train_section(arm))
+
+
+def test_an_evaluation_s_threads_are_not_part_of_its_identity(tmp_path):
+    """An evaluation started beside a training run (threads 1) may be resumed alone with the default."""
+    config = ExperimentConfig.load(SMOKE)
+    one = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"threads": 1})})
+    plain, beside = Experiment(config, tmp_path / "plain", progress=False), Experiment(one, tmp_path / "one", progress=False)
+    job, same = plain.eval_jobs(list(config.arms))[0], beside.eval_jobs(list(one.arms))[0]
+    assert plain.eval_section(job) == beside.eval_section(same) and "threads" not in json.dumps(plain.eval_section(job))
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        config.evaluation.model_validate({**config.evaluation.model_dump(), "threads": 0})
