@@ -522,7 +522,7 @@ class Experiment(ExperimentData):
         return self._replicate_of.get(arm.name, arm)
 
     def _corruption_kind(self, pool: str | None) -> str | None:
-        corruption = self.config.pools[pool].corruption if pool else None
+        corruption = self.config.root(pool).corruption if pool else None
         return corruption.kind if corruption else None
 
     def all_arms(self) -> list[Arm]:

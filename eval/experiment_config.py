@@ -59,11 +59,20 @@ class DataSource(_Strict):
     # made again (e.g. with images, for a store carried without them) are checked to be the episodes an
     # earlier run trained on. A check, not part of the data's identity (left out of the ledger's section).
     digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    # The first n episodes of another corrupt pool (by name), copied into a store of their own: nested
+    # sets (500 in 2000 in 8000) for a curve over the data's size, the large set generated once.
+    prefix_of: str | None = None
 
-    omit_at_default = ("corruption", "max_attempts_factor", "digest")
+    omit_at_default = ("corruption", "max_attempts_factor", "digest", "prefix_of")
 
     @model_validator(mode="after")
     def _store_or_n(self) -> DataSource:
+        if self.prefix_of is not None:
+            others = sorted(self.model_fields_set - {"prefix_of", "n", "digest"})
+            if self.n == 0 or others:
+                raise ValueError(f"prefix_of {self.prefix_of}: give n (its first n episodes) and nothing of how to make them"
+                                 + (f", not {others}" if others else ""))
+            return self
         if (self.store is None) == (self.n == 0):
             raise ValueError("give either store (an existing episode store) or n > 0 episodes to generate")
         if self.corruption is not None and self.corruption.executed and (self.store is not None or self.replay != "physics"):
@@ -284,6 +293,13 @@ class ExperimentConfig(_Strict):
         for pool, source in self.pools.items():
             if isinstance(self.corrupt, dict) and (not ARM_NAME.fullmatch(pool) or pool == "clean"):
                 raise ValueError(f"corrupt pool name {pool!r} must be letters, digits, '_', '-' or '.', and not 'clean'")
+            if source.prefix_of is not None:
+                base = self.pools.get(source.prefix_of) if isinstance(self.corrupt, dict) else None
+                if base is None or base.prefix_of is not None:
+                    raise ValueError(f"corrupt pool {pool}: prefix_of {source.prefix_of!r} must name another corrupt pool, "
+                                     f"one that is not itself a prefix (pools: {sorted(self.pools)})")
+                if base.store is None and base.n < source.n:
+                    raise ValueError(f"corrupt pool {pool}: its first {source.n} episodes of {source.prefix_of}, which has {base.n}")
             if source.label_noise and self.action_normalizer != "clean":
                 raise ValueError(f"corrupt pool {pool}: label noise is drawn in the clean data's units: set action_normalizer: clean")
         if self.clean.corruption is not None:
@@ -294,7 +310,7 @@ class ExperimentConfig(_Strict):
                     raise ValueError(f"arm {arm.name}: name its corrupt pool (corrupt: one of {sorted(self.pools)})")
                 if arm.corrupt is not None and arm.corrupt not in self.pools:
                     raise ValueError(f"arm {arm.name}: no corrupt pool {arm.corrupt!r}; pools are {sorted(self.pools)}")
-            if arm.sigma_min == "true" and not self.pools[self.pool(arm)].label_noise:
+            if arm.sigma_min == "true" and not self.root(self.pool(arm)).label_noise:
                 raise ValueError(f"arm {arm.name}: sigma_min 'true' needs a label_noise pool, whose true noise level is known")
         heldout = self.evaluation.heldout_seed
         if (self.protocol is None) != (heldout is None) or heldout == self.seed:
@@ -314,6 +330,11 @@ class ExperimentConfig(_Strict):
     def pools(self) -> dict[str, DataSource]:
         """The corrupt pools by name (``corrupt`` alone when the config gives one)."""
         return dict(self.corrupt) if isinstance(self.corrupt, dict) else {SINGLE_POOL: self.corrupt}
+
+    def root(self, pool: str) -> DataSource:
+        """The DataSource a corrupt pool's episodes come from: its own, or for a prefix its base's."""
+        source = self.pools[pool]
+        return self.pools[source.prefix_of] if source.prefix_of is not None else source
 
     def pool(self, arm: Arm) -> str | None:
         """The name of the corrupt pool an arm trains on (None for clean and expert arms)."""

@@ -49,13 +49,17 @@ class ExperimentData:
         derived from its base (so ``--arms`` of one pool makes that pool's data alone)."""
         # One pool: always made, since every arm's training section names it (as before pools had names).
         used = {self.config.pool(arm) for arm in self.arms} if isinstance(self.config.corrupt, dict) else set(self.config.pools)
-        for pool in ["clean"] + [p for p in self.config.pools if p in used]:
+        used |= {self.source(p).prefix_of for p in used if p is not None and self.source(p).prefix_of is not None}  # a prefix's base first
+        pools = sorted((p for p in self.config.pools if p in used), key=lambda p: self.source(p).prefix_of is not None)
+        for pool in ["clean"] + pools:
             source = self.source(pool)
-            if not source.label_noise:
+            if source.prefix_of is not None:
+                self._prefix(pool)
+            elif not source.label_noise:
                 self._pool_store(f"data/{pool}", source, self.store(pool), pool)
-                continue
-            self._pool_store(f"data/{pool}.raw", source.model_copy(update={"corruption": None}), self.base_store(pool), pool)
-            self._label_noise(pool)
+            else:
+                self._pool_store(f"data/{pool}.raw", source.model_copy(update={"corruption": None}), self.base_store(pool), pool)
+                self._label_noise(pool)
 
     def _pool_store(self, key: str, source, path: Path, pool: str) -> None:
         """Generate ``source`` into ``path`` (resuming), or check the store it names; record its digest."""
@@ -116,6 +120,30 @@ class ExperimentData:
         started = time.perf_counter()
         summary = write_label_noise(self.base_store(pool), path, source.corruption, actions.min(axis=0), actions.max(axis=0),
                                     progress=self.progress)  # fmt: skip
+        digest = self.ledger.result(key).get("digest")
+        self.ledger.finish(key, time.perf_counter() - started, summary)
+        self._record_digest(key, path, expected=digest)
+
+    def _prefix(self, pool: str) -> None:
+        """A prefix pool: the first n episodes of its base pool's store, copied (with its annotation sets)."""
+        from data_gen.episode_store import StoreError
+        from data_gen.subset import write_prefix
+
+        key, path, source = f"data/{pool}", self.store(pool), self.source(pool)
+        section = {"prefix_of": self.ledger.entries[f"data/{source.prefix_of}"]["section"], "n": source.n}
+        if self.ledger.is_done(key, section):
+            if path.is_dir():
+                self._record_digest(key, path, expected=self.ledger.result(key).get("digest"))
+                return
+            print(f"{path}: gone; copying it again from {self.store(source.prefix_of)} (it must come out the same as before)")
+            self.ledger.reopen(key)
+        self.ledger.start(key, section)
+        self._stage_header(f"data {pool}", f"the first {source.n} episodes of {source.prefix_of} -> {path}")
+        started = time.perf_counter()
+        try:
+            summary = write_prefix(self.store(source.prefix_of), path, source.n, progress=self.progress)
+        except StoreError as error:
+            raise ExperimentError(str(error)) from None
         digest = self.ledger.result(key).get("digest")
         self.ledger.finish(key, time.perf_counter() - started, summary)
         self._record_digest(key, path, expected=digest)
@@ -192,7 +220,7 @@ class ExperimentData:
                           overwrite=True, progress=self.progress)  # fmt: skip
         values = result.sigma_min[str(corrupt)]
         measured = {"mean_sigma_min": float(values.mean()), "mean_t_min": mean_t_min(values), "heldout_accuracy": result.accuracy}
-        if self.source(pool).label_noise:  # the classifier's recovery of the known level
+        if self.config.root(pool).label_noise:  # the classifier's recovery of the known level
             measured["recovery"] = self._recovery(corrupt, values)
         self.ledger.finish(key, time.perf_counter() - started, measured)
 
