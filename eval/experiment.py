@@ -492,6 +492,9 @@ class Experiment(ExperimentData):
         if protocol is None:
             return []
         arms = [a for a in self.config.arms if a.method == "clean" and not self.config.replicate(a)]
+        if protocol.primary:  # the arms of the stated comparisons, whatever the tuning starts say
+            named = dict.fromkeys(name for c in protocol.primary for name in (c.arm, c.reference))
+            return arms + [self.config.arm(name) for name in named if self.config.arm(name) not in arms]
         for pool in self.config.pools:
             arms += [best for method in (protocol.treatment, protocol.control) if (best := self.best_of(pool, method))]
         return arms
@@ -499,6 +502,8 @@ class Experiment(ExperimentData):
     def expected_primary_arms(self) -> int:
         protocol = self.config.protocol
         clean = sum(1 for a in self.config.arms if a.method == "clean" and not self.config.replicate(a))
+        if protocol.primary:
+            return clean + len({name for c in protocol.primary for name in (c.arm, c.reference)})
         return clean + sum(1 for pool in self.config.pools for m in (protocol.treatment, protocol.control) if self.candidates(pool, m))
 
     def replicate_arms(self) -> list[Arm]:
@@ -570,6 +575,8 @@ class Experiment(ExperimentData):
                        if (best := self.best_of(pool, method)) is not None}
                 for pool in self.config.pools
             }  # fmt: skip
+            if protocol.primary:
+                meta["stated_primary"] = [c.model_dump(mode="json") for c in protocol.primary]
             report = build_protocol_report(rows, self.config.evaluation.domain, meta)
             write_protocol_report(report, self.out)
         else:

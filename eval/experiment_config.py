@@ -226,6 +226,13 @@ class Arm(_Strict):
         return (default, "sim") if self.method == "sim_only" and default != "sim" else (default,)
 
 
+class Comparison(_Strict):
+    """One comparison stated before the run: ``arm`` minus ``reference``, paired on the held-out starts."""
+
+    arm: str
+    reference: str
+
+
 class Protocol(_Strict):
     """The comparison stated before the run (science.md §7), needing held-out starts.
 
@@ -239,6 +246,13 @@ class Protocol(_Strict):
     treatment: Literal["ambient"] = "ambient"
     control: Literal["cotrain"] = "cotrain"
     replicate_seeds: tuple[int, ...] = (1, 2)
+    # Named comparisons in place of each pool's best treatment vs best control, when the question is
+    # about given arms (a scaling study: the ambient loss vs the denoising loss at the largest size).
+    # Their arms and the clean arms are then the primary arms; every other arm is still compared with
+    # its pool's best control, chosen on the tuning starts.
+    primary: tuple[Comparison, ...] = ()
+
+    omit_at_default = ("primary",)
 
 
 class ExperimentConfig(_Strict):
@@ -322,6 +336,14 @@ class ExperimentConfig(_Strict):
                 raise ValueError("protocol.replicate_seeds must be distinct and other than the experiment's seed")
             primary = [a.name for a in self.arms if not self.replicate(a)
                        and (a.method == "clean" or a.method in (self.protocol.treatment, self.protocol.control))]
+            for comparison in self.protocol.primary:
+                for name in (comparison.arm, comparison.reference):
+                    arm = next((a for a in self.arms if a.name == name), None)
+                    if arm is None or not arm.trained or self.replicate(arm) or self.evaluation.domain not in arm.domains(self.evaluation.domain):
+                        raise ValueError(f"protocol.primary names {name!r}: it must be a trained arm of the config, under the "
+                                         f"experiment's seed, evaluated in {self.evaluation.domain}")
+                if comparison.arm == comparison.reference:
+                    raise ValueError(f"protocol.primary compares {comparison.arm} with itself")
             clash = sorted({f"{name}_seed{seed}" for name in primary for seed in seeds} & {a.name for a in self.arms})
             if clash:
                 raise ValueError(f"arms {clash} are named as the protocol's replicates would be; rename them")

@@ -28,13 +28,22 @@ def holm(p_values: list[float]) -> list[float]:
 
 def build_protocol_report(rows: list[dict[str, Any]], domain: str, meta: dict[str, Any]) -> dict[str, Any]:
     """rows: eval.report.arm_row rows with the protocol's columns (starts, eval_seed, training_seed, pool,
-    method, base_arm, replicate); meta: the experiment's, with ``primary_choices`` {pool: {treatment, control}}."""
+    method, base_arm, replicate); meta: the experiment's, with ``primary_choices`` {pool: {treatment, control}} and, when
+    the config states its comparisons, ``stated_primary`` [{arm, reference}]: those are then the primaries, and each
+    pool's best control remains the reference of the other comparisons."""
     heldout = {r["arm"]: r for r in rows if r["starts"] == "heldout" and r["domain"] == domain}
     tuning = {r["arm"]: r for r in rows if r["starts"] == "tuning" and r["domain"] == domain}
     primary, family = [], []
+    stated = meta.get("stated_primary")  # named comparisons in place of each pool's best vs best
+    for comparison in stated or ():
+        arm, reference = heldout.get(comparison["arm"]), heldout.get(comparison["reference"])
+        if arm is not None and reference is not None:
+            primary.append({"pool": arm["pool"], "arm": arm["arm"], "reference": reference["arm"], "chosen_on": "stated",
+                            **_paired(arm, reference)})  # fmt: skip
+    pairs = {(c["arm"], c["reference"]) for c in stated or ()}
     for pool, chosen in meta["primary_choices"].items():
         control = heldout.get(chosen.get("control"))
-        treatment = heldout.get(chosen.get("treatment"))
+        treatment = None if stated else heldout.get(chosen.get("treatment"))
         if control is not None and treatment is not None:
             primary.append({"pool": pool, "arm": treatment["arm"], "reference": control["arm"], "chosen_on": "tuning",
                             **_paired(treatment, control)})  # fmt: skip
@@ -44,7 +53,8 @@ def build_protocol_report(rows: list[dict[str, Any]], domain: str, meta: dict[st
             mine = row["pool"] == pool or row["pool"] is None  # the clean and expert arms: against every pool's control
             if not mine or row["replicate"] or row is control or row is treatment or row["trials"] != control["trials"]:
                 continue
-            family.append({"pool": pool, "arm": row["arm"], "reference": control["arm"], **_paired(row, control)})
+            if (row["arm"], control["arm"]) not in pairs:  # a stated primary is not counted again in the family
+                family.append({"pool": pool, "arm": row["arm"], "reference": control["arm"], **_paired(row, control)})
     for group in (primary, family):  # each pool's primary is its own question; Holm across them is given too
         for comparison, adjusted in zip(group, holm([c["mcnemar_p"] for c in group]), strict=True):
             comparison["holm_p"] = adjusted
@@ -92,14 +102,18 @@ def protocol_markdown(report: dict[str, Any]) -> str:
         f"# {report.get('name', 'experiment')}: success in `{report['domain']}` on the held-out starts",
         "",
         f"Choices on the tuning starts (evaluation seed {report['config']['seed']}); every number below on the held-out "
-        f"starts (seed {seeds['heldout_seed']}). Primary comparison, stated before the run: per corrupt pool the best "
-        f"`{protocol['treatment']}` arm vs the best `{protocol['control']}` arm.",
+        f"starts (seed {seeds['heldout_seed']}). Primary comparison, stated before the run: "
+        + (", ".join(f"`{c['arm']}` vs `{c['reference']}`" for c in report["stated_primary"]) + "."
+           if report.get("stated_primary") else
+           f"per corrupt pool the best `{protocol['treatment']}` arm vs the best `{protocol['control']}` arm."),
         "",
         "## Primary comparisons",
         "",
-        "| pool | best treatment | best control | difference (points) [paired 95% CI] | McNemar p | Holm p (across pools) |",
+        ("| pool | arm | reference | difference (points) [paired 95% CI] | McNemar p | Holm p (across the primaries) |"
+         if report.get("stated_primary") else
+         "| pool | best treatment | best control | difference (points) [paired 95% CI] | McNemar p | Holm p (across pools) |"),
         "|---|---|---|---|---|---|",
-    ]
+    ]  # fmt: skip
     for c in report["primary"]:
         lines.append(f"| {c['pool']} | {c['arm']} | {c['reference']} | {_points(c)} | {c['mcnemar_p']:.3g} | {c['holm_p']:.3g} |")
     if not report["primary"]:

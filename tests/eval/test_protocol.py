@@ -95,6 +95,39 @@ def test_the_report_compares_held_out_trials_with_holm_and_seed_spread():
     assert "| ln | ambient | cotrain |" in markdown and "held-out starts" in markdown
 
 
+def test_stated_comparisons_are_the_primaries_and_the_pools_best_controls_stay_the_family_s_reference(tmp_path):
+    """A scaling study's question is about given arms (the ambient loss vs the denoising loss): it names them."""
+    rng = np.random.default_rng(1)
+    coin = lambda p: [bool(x) for x in rng.random(80) < p]  # noqa: E731
+    loss, denoise, cotrain = coin(0.7), coin(0.3), coin(0.5)
+    rows = [_row("big_loss", "big", "ambient", loss), _row("big_denoise", "big", "ambient", denoise),
+            _row("big_cotrain", "big", "cotrain", cotrain), _row("clean", None, "clean", coin(0.2)),
+            _row("big_denoise", "big", "ambient", coin(0.9), starts="tuning")]  # fmt: skip
+    meta = {"name": "t", "config": {"seed": 0, "evaluation": {"heldout_seed": 1},
+                                    "protocol": {"treatment": "ambient", "control": "cotrain"}},
+            "primary_choices": {"big": {"treatment": "big_denoise", "control": "big_cotrain"}},
+            "stated_primary": [{"arm": "big_loss", "reference": "big_denoise"}]}  # fmt: skip
+    report = build_protocol_report(rows, "target", meta)
+    (primary,) = report["primary"]  # the stated one, not the tuning starts' best vs best
+    assert (primary["arm"], primary["reference"], primary["chosen_on"]) == ("big_loss", "big_denoise", "stated")
+    assert primary["difference"] == pytest.approx(np.mean(loss) - np.mean(denoise)) and primary["holm_p"] == primary["mcnemar_p"]
+    assert {(c["arm"], c["reference"]) for c in report["comparisons"]} == {
+        ("big_loss", "big_cotrain"), ("big_denoise", "big_cotrain"), ("clean", "big_cotrain")}
+    markdown = protocol_markdown(report)
+    assert "stated before the run: `big_loss` vs `big_denoise`." in markdown and "| big | big_loss | big_denoise |" in markdown
+    # The config: the stated arms (and clean) are the replicated ones; names must be trained arms evaluated in target.
+    values = yaml.safe_load((ROOT / "experiments" / "controls.yaml").read_text())
+    stated = {**values["protocol"], "primary": [{"arm": "ln_ambient_true", "reference": "ln_cotrain_a0.25"}]}
+    experiment = Experiment(_config(tmp_path, protocol=stated), tmp_path / "run", progress=False)
+    assert [a.name for a in experiment.primary_arms()] == ["clean", "ln_ambient_true", "ln_cotrain_a0.25"]
+    assert experiment.expected_primary_arms() == 3
+    assert {a.name for a in experiment.replicate_arms()} == {f"{n}_seed{s}" for n in ("clean", "ln_ambient_true", "ln_cotrain_a0.25")
+                                                              for s in (1, 2)}  # fmt: skip
+    for bad, message in ((["nope", "clean"], "names 'nope'"), (["clean", "clean"], "with itself")):
+        with pytest.raises(ExperimentError, match=message):
+            _config(tmp_path, protocol={**values["protocol"], "primary": [{"arm": bad[0], "reference": bad[1]}]})
+
+
 def test_holm_matches_its_definition():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([]) == []
