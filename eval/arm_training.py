@@ -178,3 +178,29 @@ def train_seconds(run: Path) -> float:
         steps = max(steps, int(record["step"]))
         rates.append(float(record["samples_per_s"]))
     return steps * batch / max(float(np.median(rates)), 1e-9) if rates else 0.0
+
+
+def training_summary(run: Path) -> dict[str, float | None]:
+    """What an arm's training did, for the report beside its success: the final training loss (mean over
+    the last 5% of steps), the corrupt share of its batches (1 - clean_fraction, averaged over training)
+    and, from admission.json, the fraction of corrupt windows admissible at a diffusion step, averaged
+    over the steps (a dataset-level sigma_min admits none below it). None where a run does not record it."""
+    last: dict[int, dict] = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        last[int(record["step"])] = record  # a resumed run logs some steps again: the last one counts
+    steps = sorted(last)
+    tail = [last[s]["loss"] for s in steps if s > 0.95 * steps[-1]] if steps else []
+    shares = [1.0 - last[s]["clean_fraction"] for s in steps if "clean_fraction" in last[s]]
+    admissible = None
+    admission_path = run / "admission.json"
+    if admission_path.is_file():
+        admission = json.loads(admission_path.read_text())
+        per_step, windows = admission.get("num_admissible_corrupt_per_step"), admission.get("corrupt_windows")
+        if per_step and windows:
+            admissible = float(np.mean(per_step) / windows)
+    return {"final_loss": float(np.mean(tail)) if tail else None, "corrupt_share": float(np.mean(shares)) if shares else None,
+            "admissible_fraction": admissible}

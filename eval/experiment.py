@@ -44,7 +44,7 @@ from tqdm import tqdm
 from data_gen.cli import ArgumentParser, StopOnInterrupt, ignoring_interrupts, stops_on_sigterm
 from data_gen.corruption import TRUE_ANNOTATION
 from data_gen.dir_lock import FileLock, Locked
-from eval.arm_training import LocalArms, checkpoint_step, train_seconds
+from eval.arm_training import LocalArms, checkpoint_step, train_seconds, training_summary
 from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 from eval.experiment_data import ExperimentData
 from eval.ledger import Ledger
@@ -549,6 +549,8 @@ class Experiment(ExperimentData):
             role = {"expert": "expert", "sim_only": "sim_only"}.get(arm.method, arm.method)
             eval_seconds = self.ledger.entries[job.key]["seconds"]
             row = arm_row(arm.name, job.domain, results, trained_for, role, eval_seconds) | {"replicate": self.config.replicate(arm)}
+            if arm.trained:
+                row["training"] = training_summary(self.arm_dir(arm) / "train")
             if self.config.evaluation.heldout_seed is not None:  # the protocol's columns (eval.protocol.build_protocol_report)
                 row |= {"starts": job.starts, "eval_seed": job.seed, "training_seed": self.config.training_seed(arm) if arm.trained else None,
                         "pool": self.config.pool(arm), "method": arm.method, "base_arm": self.base_arm(arm).name,

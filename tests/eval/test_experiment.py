@@ -582,3 +582,23 @@ def test_an_evaluation_s_threads_are_not_part_of_its_identity(tmp_path):
     assert plain.eval_section(job) == beside.eval_section(same) and "threads" not in json.dumps(plain.eval_section(job))
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         config.evaluation.model_validate({**config.evaluation.model_dump(), "threads": 0})
+
+
+def test_each_trained_arm_s_row_says_what_its_training_did(smoke, tmp_path):
+    """Final loss, corrupt share of the batches, admissible fraction: what a scaling curve is read beside."""
+    from eval.arm_training import training_summary
+
+    rows = {r["arm"]: r for r in json.loads((smoke / "results.json").read_text())["arms"] if r["domain"] == "target"}
+    assert "training" not in rows["gcs_expert"]
+    clean, cotrain, high, low = (rows[a]["training"] for a in ("clean", "cotrain_a0.2", "ambient_s0.5", "ambient_s0.2"))
+    assert clean["corrupt_share"] == 0 and clean["admissible_fraction"] is None and clean["final_loss"] > 0
+    assert cotrain["admissible_fraction"] == 1 and 0.5 < cotrain["corrupt_share"] < 1  # alpha 0.2: ~80% corrupt
+    assert 0 < high["admissible_fraction"] < low["admissible_fraction"] < 1  # a higher sigma_min admits fewer steps
+    # Steps logged again after a resume count once (the last); the final loss is the last 5% of steps'.
+    run = tmp_path / "train"
+    run.mkdir()
+    lines = [{"step": s, "loss": 9.0, "clean_fraction": 0.5} for s in range(10, 110, 10)]
+    lines += [{"step": 100, "loss": 1.0, "clean_fraction": 0.5}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n{\"step\": 1")
+    (run / "admission.json").write_text(json.dumps({"num_admissible_corrupt_per_step": [0, 5, 10, 10], "corrupt_windows": 10}))
+    assert training_summary(run) == {"final_loss": 1.0, "corrupt_share": 0.5, "admissible_fraction": 0.625}
