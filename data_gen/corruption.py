@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
-from data_gen.episode_store import EpisodeStore, StoreError, meta_from_columns
+from data_gen.episode_store import EpisodeStore, StoreError, meta_from_columns, open_derived
 
 # Random streams of their own, apart from the start poses' and the evaluation's.
 OFFSET_STREAM = 11
@@ -149,12 +149,7 @@ def write_label_noise(
     units = {"action_min": np.asarray(action_min, np.float64).tolist(), "action_max": np.asarray(action_max, np.float64).tolist()}
     with EpisodeStore.open(base) as source:
         run = {**source.run, "corruption": corruption.model_dump(mode="json"), "normalizer": units}
-        cameras = {name: source.image_shape(name)[:2] for name in source.cameras}
-        try:
-            target = EpisodeStore.open_for_writing(out, cameras=cameras, domain_config=source.domain_config, run=run)
-        except StoreError as error:
-            raise StoreError(f"{error} (a label-noise store of another base, corruption or normaliser)") from None
-        with target:
+        with open_derived(source, out, run, "a label-noise store of another base, corruption or normaliser") as target:
             if target.n_episodes > source.n_episodes:
                 raise StoreError(f"{out}: holds more episodes ({target.n_episodes}) than its base {base} ({source.n_episodes})")
             columns = source.meta_columns()

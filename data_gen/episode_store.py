@@ -805,6 +805,16 @@ class _WriterLock(FileLock):
         return FileLock.holder(store / LOCK_FILE)
 
 
+def open_derived(source: EpisodeStore, out: str | os.PathLike, run: Mapping[str, Any], what: str) -> EpisodeStore:
+    """A store made from ``source``'s episodes (its cameras and domain), opened for writing under ``run``;
+    one that exists resumes if it was made the same way, else a StoreError that ends with ``what``."""
+    cameras = {name: source.image_shape(name)[:2] for name in source.cameras}
+    try:
+        return EpisodeStore.open_for_writing(out, cameras=cameras, domain_config=source.domain_config, run=run)
+    except StoreError as error:
+        raise StoreError(f"{error} ({what})") from None
+
+
 @contextlib.contextmanager
 def _store_errors(path: Path, key: str | None = None) -> Iterator[None]:
     """Turn any exception from zarr or the file system into a one-line StoreError naming the path."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_gen.episode_store import EpisodeStore, StoreError, meta_from_columns
+from data_gen.episode_store import EpisodeStore, StoreError, meta_from_columns, open_derived
 
 
 def write_prefix(base: Path, out: Path, n: int, progress: bool = True) -> dict:
@@ -28,12 +28,7 @@ def write_prefix(base: Path, out: Path, n: int, progress: bool = True) -> dict:
         if source.n_episodes < n:
             raise StoreError(f"{base}: holds {source.n_episodes} episodes, fewer than the {n} of its prefix {out}")
         run = {**source.run, "prefix_episodes": int(n)}
-        cameras = {name: source.image_shape(name)[:2] for name in source.cameras}
-        try:
-            target = EpisodeStore.open_for_writing(out, cameras=cameras, domain_config=source.domain_config, run=run)
-        except StoreError as error:
-            raise StoreError(f"{error} (a prefix of another store, or of another length)") from None
-        with target:
+        with open_derived(source, out, run, "a prefix of another store, or of another length") as target:
             if target.n_episodes > n:
                 raise StoreError(f"{out}: holds {target.n_episodes} episodes, more than its prefix's {n}")
             columns = source.meta_columns()

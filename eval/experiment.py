@@ -579,6 +579,9 @@ class Experiment(ExperimentData):
             }  # fmt: skip
             if protocol.primary:
                 meta["stated_primary"] = [c.model_dump(mode="json") for c in protocol.primary]
+            if any(source.prefix_of for source in self.config.pools.values()):  # nested pools: a curve over their sizes
+                meta["pool_sizes"] = {pool: source.n for pool, source in self.config.pools.items()}
+                meta["arm_kinds"] = {arm.name: arm.kind for arm in self.config.arms}
             report = build_protocol_report(rows, self.config.evaluation.domain, meta)
             write_protocol_report(report, self.out)
         else:

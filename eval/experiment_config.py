@@ -215,6 +215,26 @@ class Arm(_Strict):
         return self.method != "expert"
 
     @property
+    def kind(self) -> str:
+        """The arm without its pool and seed ("cotrain a0.25", "ambient s0.15 ambient-loss"): one line of a
+        curve over the corrupt data's size."""
+        if self.method == "cotrain":
+            return f"cotrain a{DEFAULT_ALPHA if self.alpha is None else self.alpha}" if self.alpha_schedule is None else \
+                f"cotrain a{self.alpha_schedule[0]}-{self.alpha_schedule[1]}"
+        if self.method != "ambient":
+            return self.method
+        words = [f"ambient s{self.sigma_min}"]
+        if self.corrupt_loss == "ambient":
+            words.append("ambient-loss" if self.contraction else "ambient-loss no-contraction")
+        if self.sigma_max is not None:
+            words.append(f"smax{self.sigma_max}")
+        if self.alpha is not None or self.alpha_schedule is not None:
+            words.append(f"a{self.alpha}" if self.alpha_schedule is None else f"a{self.alpha_schedule[0]}-{self.alpha_schedule[1]}")
+        if self.s_max_factor is not None:
+            words.append(f"b{self.s_max_factor}")
+        return " ".join(words)
+
+    @property
     def mixing(self) -> tuple:
         """How an ambient arm mixes in the corrupt data besides sigma_min: clean weight, sigma_max, admission order."""
         alpha = DEFAULT_ALPHA if self.alpha is None and self.alpha_schedule is None else self.alpha

@@ -107,12 +107,8 @@ class ExperimentData:
         key, path, source = f"data/{pool}", self.store(pool), self.source(pool)
         section = {"base": self.ledger.entries[f"data/{pool}.raw"]["section"], "corruption": source.corruption.model_dump(mode="json"),
                    "units": self.ledger.entries["data/clean"]["section"]}  # fmt: skip
-        if self.ledger.is_done(key, section):
-            if path.is_dir():
-                self._record_digest(key, path, expected=self.ledger.result(key).get("digest"))
-                return
-            print(f"{path}: gone; making it again from {self.base_store(pool)} (it must come out the same as before)")
-            self.ledger.reopen(key)
+        if self._kept(key, section, path, f"making it again from {self.base_store(pool)}"):
+            return
         with EpisodeStore.open(self.store("clean")) as clean:
             actions = clean.array("action").astype(np.float64)
         self.ledger.start(key, section)
@@ -131,12 +127,8 @@ class ExperimentData:
 
         key, path, source = f"data/{pool}", self.store(pool), self.source(pool)
         section = {"prefix_of": self.ledger.entries[f"data/{source.prefix_of}"]["section"], "n": source.n}
-        if self.ledger.is_done(key, section):
-            if path.is_dir():
-                self._record_digest(key, path, expected=self.ledger.result(key).get("digest"))
-                return
-            print(f"{path}: gone; copying it again from {self.store(source.prefix_of)} (it must come out the same as before)")
-            self.ledger.reopen(key)
+        if self._kept(key, section, path, f"copying it again from {self.store(source.prefix_of)}"):
+            return
         self.ledger.start(key, section)
         self._stage_header(f"data {pool}", f"the first {source.n} episodes of {source.prefix_of} -> {path}")
         started = time.perf_counter()
@@ -147,6 +139,18 @@ class ExperimentData:
         digest = self.ledger.result(key).get("digest")
         self.ledger.finish(key, time.perf_counter() - started, summary)
         self._record_digest(key, path, expected=digest)
+
+    def _kept(self, key: str, section: dict, path: Path, again: str) -> bool:
+        """Whether a store made from others is done and still there (its digest checked); one that is gone
+        is reopened in the ledger, to be made ``again`` (it must come out the same)."""
+        if not self.ledger.is_done(key, section):
+            return False
+        if path.is_dir():
+            self._record_digest(key, path, expected=self.ledger.result(key).get("digest"))
+            return True
+        print(f"{path}: gone; {again} (it must come out the same as before)")
+        self.ledger.reopen(key)
+        return False
 
     def _record_digest(self, key: str, path: Path, expected: str | None = None) -> None:
         """Record the store's digest; a regenerated store must match the one the finished arms used."""

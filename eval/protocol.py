@@ -89,6 +89,10 @@ def write_protocol_report(report: dict[str, Any], out: Path) -> None:
     (out / "results.md").write_text(protocol_markdown(report))
     shown = [r for r in report["arms"] if r["starts"] == "heldout"]
     bar_chart({**report, "arms": shown, "name": f"{report.get('name', '')} (held-out starts)"}, out / "results.png")
+    if report.get("pool_sizes"):
+        from eval.size_curve import size_plot, size_table
+
+        size_plot(size_table(report), out / "results_by_size.png", f"{report.get('name', '')}: success against |D_S|")
 
 
 def _points(comparison: dict) -> str:
@@ -118,6 +122,10 @@ def protocol_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {c['pool']} | {c['arm']} | {c['reference']} | {_points(c)} | {c['mcnemar_p']:.3g} | {c['holm_p']:.3g} |")
     if not report["primary"]:
         lines.append("| - | not yet chosen or evaluated | | | | |")
+    if report.get("pool_sizes"):
+        from eval.size_curve import size_markdown, size_table
+
+        lines += [""] + size_markdown(size_table(report))
     by_arm = {}
     for c in report["comparisons"]:
         by_arm.setdefault(c["arm"], []).append(c)

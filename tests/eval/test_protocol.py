@@ -128,6 +128,29 @@ def test_stated_comparisons_are_the_primaries_and_the_pools_best_controls_stay_t
             _config(tmp_path, protocol={**values["protocol"], "primary": [{"arm": bad[0], "reference": bad[1]}]})
 
 
+def test_nested_pools_get_a_curve_of_each_arm_kind_over_the_pools_sizes(tmp_path):
+    from eval.experiment_config import Arm
+    from eval.protocol import write_protocol_report
+
+    rows = [_row("s_cotrain", "small", "cotrain", [True, False]), _row("b_cotrain", "big", "cotrain", [True, True]),
+            _row("s_loss", "small", "ambient", [False, False]), _row("clean", None, "clean", [True, False]),
+            _row("s_loss_seed1", "small", "ambient", [True, True], seed=1, base="s_loss"),  # replicates: not on the curve
+            _row("b_cotrain", "big", "cotrain", [False, False], starts="tuning")]  # fmt: skip
+    kinds = {"s_cotrain": "cotrain a0.25", "b_cotrain": "cotrain a0.25", "s_loss": "ambient s0.15 ambient-loss", "clean": "clean"}
+    meta = {"name": "t", "config": {"seed": 0, "evaluation": {"heldout_seed": 1}, "protocol": {"treatment": "ambient", "control": "cotrain"}},
+            "primary_choices": {}, "pool_sizes": {"small": 500, "big": 8000}, "arm_kinds": kinds}  # fmt: skip
+    report = build_protocol_report(rows, "target", meta)
+    write_protocol_report(report, tmp_path)
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| arm kind | 500 demos | 8000 demos |" in markdown
+    assert "| cotrain a0.25 | 50.0% [" in markdown and "| ambient s0.15 ambient-loss | 0.0% [0.0, 100.0] | - |" in markdown
+    assert "| clean (no corrupt data) | 50.0%" in markdown
+    assert (tmp_path / "results_by_size.png").read_bytes()[:4] == b"\x89PNG"
+    # Arm kinds name what differs between arms, not their pool or seed.
+    assert Arm(name="x", method="ambient", corrupt="p", sigma_min=0.15, corrupt_loss="ambient", seed=3).kind == "ambient s0.15 ambient-loss"
+    assert Arm(name="y", method="cotrain", alpha=0.5).kind == "cotrain a0.5" and Arm(name="z", method="clean").kind == "clean"
+
+
 def test_holm_matches_its_definition():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([]) == []

@@ -75,4 +75,10 @@ def test_a_shrunk_scaling_run_trains_on_its_prefixes_and_reports_its_stated_prim
         ("ds500_ambient_loss", "ds500_cotrain_a0.25"), ("ds500_ambient_s0.15", "ds500_cotrain_a0.25"), ("clean", "ds500_cotrain_a0.25")}
     replicated = {s["arm"] for s in report["seeds"]}
     assert replicated == {"clean", "ds500_ambient_loss", "ds500_ambient_s0.15"}
-    assert "stated before the run: `ds500_ambient_loss` vs `ds500_ambient_s0.15`." in (out / "results.md").read_text()
+    markdown = (out / "results.md").read_text()
+    assert "stated before the run: `ds500_ambient_loss` vs `ds500_ambient_s0.15`." in markdown
+    # The curve over the pools' sizes: each kind of arm at the sizes it was trained on, clean flat.
+    assert "| arm kind | 2 demos | 3 demos | 5 demos |" in markdown
+    loss_line = next(line for line in markdown.splitlines() if line.startswith("| ambient s0.15 ambient-loss |"))
+    assert loss_line.count("%") == 2 and loss_line.endswith("| - |")  # at 2 and 3 demos, not 5
+    assert (out / "results_by_size.png").read_bytes()[:4] == b"\x89PNG"
