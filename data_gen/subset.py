@@ -16,8 +16,11 @@ from tqdm import tqdm
 from data_gen.episode_store import EpisodeStore, StoreError, meta_from_columns, open_derived
 
 
-def write_prefix(base: Path, out: Path, n: int, progress: bool = True) -> dict:
+def write_prefix(base: Path, out: Path, n: int, progress: bool = True, annotations: tuple[str, ...] | None = None) -> dict:
     """Copy episodes 0 .. n-1 of the store ``base`` (and its annotation sets over their steps) to ``out``.
+
+    annotations: the sets to copy, those of them the base holds (default: all). A set estimated from
+    the whole base (a cross-fitted classifier's) is not the prefix's own: leave it out.
 
     Returns {"episodes", "steps", "annotations"}. StoreError (one line) for a base with fewer than n
     episodes, or an ``out`` that holds another base's episodes or more than n.
@@ -40,7 +43,7 @@ def write_prefix(base: Path, out: Path, n: int, progress: bool = True) -> dict:
             steps = int(target.n_steps)
             if not np.array_equal(target.episode_ends, source.episode_ends[:n]):
                 raise StoreError(f"{out}: its episodes are not the first {n} of {base}")
-            names = source.annotation_names
+            names = tuple(name for name in source.annotation_names if annotations is None or name in annotations)
             for name in names:
                 annotation = source.annotation(name)
                 sigma_max = None if annotation.sigma_max is None else annotation.sigma_max[:steps]

@@ -180,13 +180,15 @@ def train_seconds(run: Path) -> float:
     return steps * batch / max(float(np.median(rates)), 1e-9) if rates else 0.0
 
 
-def training_summary(run: Path) -> dict[str, float | None]:
+def training_summary(run: Path, all_corrupt: bool = False) -> dict[str, float | None]:
     """What an arm's training did, for the report beside its success: the final training loss (mean over
     the last 5% of steps), the corrupt share of its batches (1 - clean_fraction, averaged over training)
     and, from admission.json, the fraction of corrupt windows admissible at a diffusion step, averaged
-    over the steps (a dataset-level sigma_min admits none below it). None where a run does not record it."""
+    over the steps (a dataset-level sigma_min admits none below it). None where a run does not record it.
+    all_corrupt: the arm trained on corrupt data alone, as clean (sim_only): its share is 1."""
     last: dict[int, dict] = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
+    metrics = run / "metrics.jsonl"
+    for line in metrics.read_text().splitlines() if metrics.is_file() else ():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -202,5 +204,6 @@ def training_summary(run: Path) -> dict[str, float | None]:
         per_step, windows = admission.get("num_admissible_corrupt_per_step"), admission.get("corrupt_windows")
         if per_step and windows:
             admissible = float(np.mean(per_step) / windows)
-    return {"final_loss": float(np.mean(tail)) if tail else None, "corrupt_share": float(np.mean(shares)) if shares else None,
+    share = 1.0 if all_corrupt else float(np.mean(shares)) if shares else None
+    return {"final_loss": float(np.mean(tail)) if tail else None, "corrupt_share": share,
             "admissible_fraction": admissible}

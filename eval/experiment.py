@@ -502,8 +502,8 @@ class Experiment(ExperimentData):
     def expected_primary_arms(self) -> int:
         protocol = self.config.protocol
         clean = sum(1 for a in self.config.arms if a.method == "clean" and not self.config.replicate(a))
-        if protocol.primary:
-            return clean + len({name for c in protocol.primary for name in (c.arm, c.reference)})
+        if protocol.primary:  # named, so all known now (a clean arm named in a comparison counted once)
+            return len(self.primary_arms())
         return clean + sum(1 for pool in self.config.pools for m in (protocol.treatment, protocol.control) if self.candidates(pool, m))
 
     def replicate_arms(self) -> list[Arm]:
@@ -550,7 +550,7 @@ class Experiment(ExperimentData):
             eval_seconds = self.ledger.entries[job.key]["seconds"]
             row = arm_row(arm.name, job.domain, results, trained_for, role, eval_seconds) | {"replicate": self.config.replicate(arm)}
             if arm.trained:
-                row["training"] = training_summary(self.arm_dir(arm) / "train")
+                row["training"] = training_summary(self.arm_dir(arm) / "train", all_corrupt=arm.method == "sim_only")
             if self.config.evaluation.heldout_seed is not None:  # the protocol's columns (eval.protocol.build_protocol_report)
                 row |= {"starts": job.starts, "eval_seed": job.seed, "training_seed": self.config.training_seed(arm) if arm.trained else None,
                         "pool": self.config.pool(arm), "method": arm.method, "base_arm": self.base_arm(arm).name,

@@ -232,6 +232,8 @@ class Arm(_Strict):
             words.append(f"a{self.alpha}" if self.alpha_schedule is None else f"a{self.alpha_schedule[0]}-{self.alpha_schedule[1]}")
         if self.s_max_factor is not None:
             words.append(f"b{self.s_max_factor}")
+        if self.admission != "sample_first":
+            words.append(self.admission)
         return " ".join(words)
 
     @property
@@ -338,6 +340,8 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"corrupt pool {pool}: label noise is drawn in the clean data's units: set action_normalizer: clean")
         if self.clean.corruption is not None:
             raise ValueError("the clean pool takes no corruption")
+        if self.clean.prefix_of is not None:
+            raise ValueError("the clean pool cannot be a prefix of a corrupt pool (prefix_of applies to corrupt pools)")
         for arm in self.arms:
             if arm.method in ("sim_only", "cotrain", "ambient"):
                 if arm.corrupt is None and len(self.pools) > 1:
@@ -362,6 +366,9 @@ class ExperimentConfig(_Strict):
                     if arm is None or not arm.trained or self.replicate(arm) or self.evaluation.domain not in arm.domains(self.evaluation.domain):
                         raise ValueError(f"protocol.primary names {name!r}: it must be a trained arm of the config, under the "
                                          f"experiment's seed, evaluated in {self.evaluation.domain}")
+                    if arm.sigma_min == "best":  # replicated at once, before its sweep could choose its value
+                        raise ValueError(f"protocol.primary names {name!r}, whose sigma_min 'best' is chosen during the run; "
+                                         "name the sweep's arm with that value instead")
                 if comparison.arm == comparison.reference:
                     raise ValueError(f"protocol.primary compares {comparison.arm} with itself")
             clash = sorted({f"{name}_seed{seed}" for name in primary for seed in seeds} & {a.name for a in self.arms})

@@ -122,6 +122,7 @@ class ExperimentData:
 
     def _prefix(self, pool: str) -> None:
         """A prefix pool: the first n episodes of its base pool's store, copied (with its annotation sets)."""
+        from data_gen.corruption import TRUE_ANNOTATION
         from data_gen.episode_store import StoreError
         from data_gen.subset import write_prefix
 
@@ -133,7 +134,8 @@ class ExperimentData:
         self._stage_header(f"data {pool}", f"the first {source.n} episodes of {source.prefix_of} -> {path}")
         started = time.perf_counter()
         try:
-            summary = write_prefix(self.store(source.prefix_of), path, source.n, progress=self.progress)
+            # The label noise's true levels belong to the episodes; the base's classifier set does not.
+            summary = write_prefix(self.store(source.prefix_of), path, source.n, progress=self.progress, annotations=(TRUE_ANNOTATION,))
         except StoreError as error:
             raise ExperimentError(str(error)) from None
         digest = self.ledger.result(key).get("digest")

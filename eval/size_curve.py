@@ -21,10 +21,14 @@ def size_table(report: dict[str, Any]) -> dict[str, Any]:
     for row in report["arms"]:
         if row["starts"] != "heldout" or row["domain"] != report["domain"] or row["replicate"] or row["arm"] not in kinds:
             continue
+        kind = kinds[row["arm"]]
         if row["pool"] is None:
-            flat[kinds[row["arm"]]] = row
+            flat[kind if kind not in flat else f"{kind} [{row['arm']}]"] = row
         else:
-            table.setdefault(kinds[row["arm"]], {})[sizes[row["pool"]]] = row
+            size = sizes[row["pool"]]
+            if size in table.get(kind, {}):  # two arms alike but for what a kind leaves out: each its own line
+                kind = f"{kind} [{row['arm']}]"
+            table.setdefault(kind, {})[size] = row
     return {"sizes": sorted(set(sizes.values())), "kinds": table, "flat": flat}
 
 

@@ -32,6 +32,12 @@ def test_a_prefix_holds_the_first_episodes_their_metadata_and_annotations(base, 
         assert true.attrs["producer"] == "test" and true.attrs["n_steps"] == 36
         assert prefix.run == {**whole.run, "prefix_episodes": 3}
         assert prefix.digest() != whole.digest()
+    # Only the sets asked for: a set estimated from the whole base (a classifier's) is not the prefix's.
+    with EpisodeStore.open(base, "a") as store:
+        store.write_annotation("run-classifier", np.full(store.n_steps, 0.3))
+    write_prefix(base, tmp_path / "only_true.zarr", 2, progress=False, annotations=("true", "absent"))
+    with EpisodeStore.open(tmp_path / "only_true.zarr") as prefix:
+        assert prefix.annotation_names == ("true",)
     # Nested: the first 2 of the first 3 are the first 2 of the base.
     write_prefix(out, tmp_path / "first2.zarr", 2, progress=False)
     write_prefix(base, tmp_path / "direct2.zarr", 2, progress=False)

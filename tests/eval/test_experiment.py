@@ -594,6 +594,7 @@ def test_each_trained_arm_s_row_says_what_its_training_did(smoke, tmp_path):
     assert clean["corrupt_share"] == 0 and clean["admissible_fraction"] is None and clean["final_loss"] > 0
     assert cotrain["admissible_fraction"] == 1 and 0.5 < cotrain["corrupt_share"] < 1  # alpha 0.2: ~80% corrupt
     assert 0 < high["admissible_fraction"] < low["admissible_fraction"] < 1  # a higher sigma_min admits fewer steps
+    assert rows["sim_only"]["training"]["corrupt_share"] == 1  # its corrupt data, trained on as if clean
     # Steps logged again after a resume count once (the last); the final loss is the last 5% of steps'.
     run = tmp_path / "train"
     run.mkdir()
@@ -602,3 +603,5 @@ def test_each_trained_arm_s_row_says_what_its_training_did(smoke, tmp_path):
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n{\"step\": 1")
     (run / "admission.json").write_text(json.dumps({"num_admissible_corrupt_per_step": [0, 5, 10, 10], "corrupt_windows": 10}))
     assert training_summary(run) == {"final_loss": 1.0, "corrupt_share": 0.5, "admissible_fraction": 0.625}
+    (run / "metrics.jsonl").unlink()  # a run that never logged: nothing to say, no crash
+    assert training_summary(run)["final_loss"] is None and training_summary(run, all_corrupt=True)["corrupt_share"] == 1

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -67,14 +68,40 @@ def test_a_prefix_pool_is_its_base_s_first_episodes_made_once_and_checked_again(
         ({"a": {"n": 4, "domain": "sim"}, "b": {"prefix_of": "a", "n": 5}}, "its first 5 episodes of a, which has 4"),
         ({"a": {"n": 4, "domain": "sim"}, "b": {"prefix_of": "a", "n": 2, "seed": 3}}, "nothing of how to make them, not ['seed']"),
         ({"a": {"n": 4, "domain": "sim"}, "b": {"prefix_of": "a"}}, "give n"),
+        ({"a": {"n": 4, "domain": "sim"}, "b": {"n": 2, "domain": "sim"}, "clean": {"prefix_of": "a", "n": 2}}, "the clean pool cannot be a prefix"),
     ],
 )
 def test_a_prefix_pool_that_cannot_be_made_is_refused_in_one_line(tmp_path, capsys, pools, message):
+    clean = pools.pop("clean", None)
     config = nested_config(tmp_path, **pools)
     values = yaml.safe_load(config.read_text())
     values["arms"][1]["corrupt"] = "b"
+    if clean is not None:
+        values["clean"] = clean
     config.write_text(yaml.safe_dump(values))
     assert main([str(config), "--out", str(tmp_path / "run"), "--stage", "data"]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_prefix_of_a_label_noise_pool_keeps_the_true_levels_and_not_the_base_s_classifier_set(tmp_path):
+    from data_gen.corruption import TRUE_ANNOTATION
+
+    base = make_store(tmp_path / "expert.zarr", episodes=4, steps=[14, 10, 12, 9], seed=3)
+    config = nested_config(tmp_path, noisy={"store": str(base), "corruption": {"kind": "label_noise", "seed": 0}},
+                           few={"prefix_of": "noisy", "n": 2})  # fmt: skip
+    values = yaml.safe_load(config.read_text())
+    values["action_normalizer"] = "clean"
+    values["arms"][1] = {"name": "few_true", "method": "ambient", "corrupt": "few", "sigma_min": True}
+    config.write_text(yaml.safe_dump(values))
+    out = tmp_path / "run"
+    assert main([str(config), "--out", str(out), "--stage", "data"]) == 0
+    with EpisodeStore.open(out / "data" / "noisy.zarr", "a") as noisy, EpisodeStore.open(out / "data" / "few.zarr") as few:
+        assert few.annotation_names == (TRUE_ANNOTATION,)
+        assert list(few.annotation(TRUE_ANNOTATION).sigma_min) == list(noisy.annotation(TRUE_ANNOTATION).sigma_min[:24])
+        noisy.write_annotation("nested-classifier", np.full(noisy.n_steps, 0.4))  # as if the base's arms were run first
+    shutil.rmtree(out / "data" / "few.zarr")
+    assert main([str(config), "--out", str(out), "--stage", "data"]) == 0
+    with EpisodeStore.open(out / "data" / "few.zarr") as few:
+        assert few.annotation_names == (TRUE_ANNOTATION,)  # the classifier would annotate the prefix itself

@@ -123,6 +123,13 @@ def test_stated_comparisons_are_the_primaries_and_the_pools_best_controls_stay_t
     assert experiment.expected_primary_arms() == 3
     assert {a.name for a in experiment.replicate_arms()} == {f"{n}_seed{s}" for n in ("clean", "ln_ambient_true", "ln_cotrain_a0.25")
                                                               for s in (1, 2)}  # fmt: skip
+    against_clean = {**values["protocol"], "primary": [{"arm": "ln_ambient_true", "reference": "clean"}]}
+    experiment = Experiment(_config(tmp_path, protocol=against_clean), tmp_path / "run2", progress=False)
+    assert [a.name for a in experiment.primary_arms()] == ["clean", "ln_ambient_true"] and experiment.expected_primary_arms() == 2
+    best = values["arms"] + [{"name": "ln_best", "method": "ambient", "corrupt": "label_noise", "sigma_min": "best"},
+                             {"name": "ln_s0.3", "method": "ambient", "corrupt": "label_noise", "sigma_min": 0.3}]  # fmt: skip
+    with pytest.raises(ExperimentError, match="sigma_min 'best' is chosen during the run"):
+        _config(tmp_path, arms=best, protocol={**values["protocol"], "primary": [{"arm": "ln_best", "reference": "clean"}]})
     for bad, message in ((["nope", "clean"], "names 'nope'"), (["clean", "clean"], "with itself")):
         with pytest.raises(ExperimentError, match=message):
             _config(tmp_path, protocol={**values["protocol"], "primary": [{"arm": bad[0], "reference": bad[1]}]})

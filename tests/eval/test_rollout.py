@@ -298,11 +298,12 @@ def test_an_evaluation_in_this_process_uses_its_threads_and_saves_each_trial_as_
     spec = _spec("ckpt", ckpt=str(state_checkpoint), max_steps=6, envs=2)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(rollout.TrialRunner, "_act", act)
-        report = rollout.evaluate(replace(spec, threads=1), 4, tmp_path / "e", workers=1, progress=False,
+        report = rollout.evaluate(replace(spec, threads=1), 8, tmp_path / "e", workers=1, progress=False,
                                   on_result=lambda r: ended_at.append((r["index"], acts[0])))
     assert set(seen) == {1} and torch.get_num_threads() == before  # set for the trials, then set back
-    assert ended_at == [(0, 6), (1, 6), (2, 12), (3, 12)]  # trials 0-1 saved after their 6 steps, before 2-3 ran
-    assert [json.loads(line)["index"] for line in (tmp_path / "e" / "trials.jsonl").read_text().splitlines()[1:]] == [0, 1, 2, 3]
+    # Each pair saved after its own 6 steps (groups of 4 trials, as before, would save 0-1 after 12).
+    assert ended_at == [(0, 6), (1, 6), (2, 12), (3, 12), (4, 18), (5, 18), (6, 24), (7, 24)]
+    assert [json.loads(line)["index"] for line in (tmp_path / "e" / "trials.jsonl").read_text().splitlines()[1:]] == list(range(8))
     assert report["config"]["workers"] == 1
     # Unset: the cores shared among the workers; a Ray actor's cluster is not known here, so 1.
     from data_gen.backends import available_cores
