@@ -85,6 +85,11 @@ CASES = [
     ("eval.carry", ["out/norun", "out/record"], "norun"),
     ("eval.carry", ["{results}", "out/record"], "not an experiment run directory"),
     ("eval.carry", ["{results}"], "dest"),
+    ("eval.domain_probe", ["--ckpt", "out/missing.pt", "--target", "{target}", "--sim", "{sim}"], "no such checkpoint"),
+    ("eval.domain_probe", ["--ckpt", "{garbage}", "--target", "{target}", "--sim", "{sim}"], "garbage.pt"),
+    ("eval.side_by_side", ["--state", "out/none.json", "--image", "out/none.json", "--out", "out/s"], "no such results file"),
+    ("eval.side_by_side", ["--state", "{results}", "--image", "{results}", "--out", "out/s"], "not an experiment's results.json"),
+    ("eval.side_by_side", ["--state", "{results}", "--image", "{results}", "--out", "{file}"], "is a file"),
 ]
 
 
