@@ -48,7 +48,7 @@ def run_name(results: Path) -> str:
 
 def paired_rows(rows: list[dict]) -> list[dict | None]:
     """Each row after the first compared trial by trial with the first (None for the first)."""
-    from eval.report import paired_comparison  # scipy: only when asked
+    from eval.metrics import paired_comparison  # scipy: only when asked
 
     reference = rows[0]
     comparisons: list[dict | None] = [None]

@@ -1,6 +1,9 @@
-"""Aggregate statistics of evaluation trials: success rate with its Wilson interval, mean errors."""
+"""Statistics of evaluation trials: success rate with its Wilson interval, mean errors, and two arms
+compared trial by trial on the same starts (paired bootstrap interval, exact McNemar p)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -46,3 +49,31 @@ def aggregate(trials: list[dict]) -> dict:
         "n_episodes": n,
         "test/mean_score": mean_max_coverage,
     }
+
+
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def paired_comparison(arm: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """arm minus reference on the same trials (boolean success arrays of equal length).
+
+    difference: success-rate difference; ci95: paired bootstrap percentile interval; mcnemar_p: the
+    exact two-sided McNemar p-value (binomial test on the discordant pairs).
+    """
+    arm, reference = np.asarray(arm, bool), np.asarray(reference, bool)
+    if arm.shape != reference.shape or arm.ndim != 1 or len(arm) == 0:
+        raise ValueError(f"paired comparison needs two equal, non-empty trial lists, got {arm.shape} and {reference.shape}")
+    only_arm, only_reference = int(np.sum(arm & ~reference)), int(np.sum(~arm & reference))
+    discordant = only_arm + only_reference
+    p_value = float(stats.binomtest(only_arm, discordant, 0.5).pvalue) if discordant else 1.0
+    difference = float(arm.mean() - reference.mean())
+    if discordant:
+        interval = stats.bootstrap(
+            (arm.astype(float), reference.astype(float)), lambda a, b, axis=-1: a.mean(axis=axis) - b.mean(axis=axis),
+            paired=True, vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=0.95,
+            method="percentile", rng=np.random.default_rng(seed),
+        ).confidence_interval  # fmt: skip
+        ci = [float(interval.low), float(interval.high)]
+    else:
+        ci = [difference, difference]  # every trial agrees: no resampling can differ
+    return {"difference": difference, "ci95": ci, "mcnemar_p": p_value, "only_arm": only_arm, "only_reference": only_reference}

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from statsmodels.stats.multitest import multipletests
 
-from eval.report import BOOTSTRAP_RESAMPLES, bar_chart, paired_comparison
+from eval.metrics import BOOTSTRAP_RESAMPLES, paired_comparison
+from eval.report import bar_chart
 
 
 def holm(p_values: list[float]) -> list[float]:

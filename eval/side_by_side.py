@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from data_gen.cli import ArgumentParser, no_empty_dirs_on_failure
-from eval.report import paired_comparison
+from eval.metrics import paired_comparison
 
 
 class SideBySideError(Exception):

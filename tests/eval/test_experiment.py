@@ -18,7 +18,8 @@ from data_gen.episode_store import EpisodeStore
 from eval.carry import carry
 from eval.experiment import Experiment, main
 from eval.experiment_config import ExperimentConfig, ExperimentError
-from eval.report import build_report, paired_comparison
+from eval.metrics import paired_comparison
+from eval.report import build_report
 from tests import stopping
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.report import paired_comparison
+from eval.metrics import paired_comparison
 
 HERE = Path(__file__).resolve().parent
 parser = argparse.ArgumentParser()
