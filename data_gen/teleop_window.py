@@ -18,7 +18,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
 import pygame  # noqa: E402
 
-from data_gen.teleop import TeleopInput, TeleopSession  # noqa: E402
+from data_gen.teleop_session import TeleopInput, TeleopSession  # noqa: E402
 from pushing_sim.scene import VIEWER_CAMERA, pixel_to_table, table_to_pixel  # noqa: E402
 
 KEYS = {pygame.K_SPACE: "record", pygame.K_s: "save", pygame.K_d: "discard", pygame.K_r: "reset",

@@ -31,7 +31,7 @@ def teleop_figure(path: Path) -> None:
     import tempfile
 
     os.environ["SDL_VIDEODRIVER"] = "dummy"
-    from data_gen.teleop import TeleopInput, TeleopSession, open_store
+    from data_gen.teleop_session import TeleopInput, TeleopSession, open_store
     from data_gen.teleop_window import PygameView
     from pushing_sim.demo import straight_push_targets
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from data_gen.episode_store import EpisodeMeta, EpisodeStore
-from data_gen.teleop import ScriptedDevice, TeleopInput, TeleopSession, open_store, run
+from data_gen.teleop_session import ScriptedDevice, TeleopInput, TeleopSession, open_store, run
 from pushing_sim import ENV_ID
 from pushing_sim.demo import straight_push_targets
 
