@@ -3,8 +3,9 @@
 Most imitation-learning code reads one of two layouts: a LeRobot dataset (v3.0: parquet tables plus
 one mp4 per camera) or Diffusion Policy's zarr ReplayBuffer. Exporting a store to either lets that
 code train on our demonstrations; importing a push-T dataset in either lets ours use it as clean
-data. Each layout lives in its own module (`interop_lerobot`, `interop_diffusion_policy`); this one
-holds what both need: the output written whole (into a hidden sibling directory renamed at the end,
+data. Each layout lives in its own module (`interop_lerobot`, `interop_diffusion_policy`), the types and
+foreign defaults they share in `interop_format`; this one is the front that dispatches to them and
+holds what both directions need: the output written whole (into a hidden sibling directory renamed at the end,
 so a failed or interrupted run leaves nothing behind, and one killed with -9 leaves a sibling that the
 next run removes), the store writer of an import, the metadata columns, the defaults for a foreign
 dataset, and the one-line summary.
@@ -37,28 +38,20 @@ import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from data_gen.cli import no_empty_dirs_on_failure
-from data_gen.episode_store import RESERVED_NAMES, Annotation, EpisodeMeta, EpisodeStore, StoreError, settle_zarr_io
+from data_gen.episode_store import RESERVED_NAMES, EpisodeMeta, EpisodeStore, StoreError, settle_zarr_io
+from data_gen.interop_format import Contents, InteropError
 
 FORMATS = ("lerobot", "diffusion-policy")
-# The env and every generator step at the task's control rate (pushing_sim.task.TaskConfig.control_hz,
-# 10 Hz); a store does not record it, so an export says it used this default.
-DEFAULT_FPS = 10
-IMPORT_SOURCE = "import"
 # Our task's positions lie within a metre of the origin; a foreign dataset's beyond this are another unit.
 PIXELS_HINT_M = 5.0
 INSTALL_HINT = "pip install -e '.[interop]'"
-
-
-class InteropError(Exception):
-    """A problem with an export or import; the message is one line and names the path."""
 
 
 @dataclass(frozen=True)
@@ -74,23 +67,6 @@ class Summary:
 
     def describe(self) -> str:
         return f"{self.episodes} episodes, {self.frames} frames, {self.bytes / 1e6:.1f} MB on disk, {self.seconds:.1f} s"
-
-
-@dataclass
-class Contents:
-    """What an import writes into a new store: its root attributes, episodes (read lazily) and annotation sets."""
-
-    source: Path
-    cameras: dict[str, tuple[int, int]]
-    action_dim: int
-    domain_config: dict[str, Any]
-    run: dict[str, Any]
-    n_episodes: int
-    episodes: Iterable[tuple[dict[str, np.ndarray], EpisodeMeta]]
-    annotations: list[Annotation] = field(default_factory=list)
-    foreign: bool = False  # not an export of ours: the metadata are defaults
-    slider_pose_found: bool = True  # False: the dataset has no slider pose, and slider_pose is zeros
-    not_imported: list[str] = field(default_factory=list)  # the dataset's keys the store has no place for
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,23 +273,6 @@ def tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-# --------------------------------------------------------------------------------------------------
-# Foreign episodes: their metadata, run identity and camera names
-
-
-def foreign_meta(index: int, slider_pose: np.ndarray, success: bool, extra: dict[str, Any]) -> EpisodeMeta:
-    """The metadata a foreign episode gets (see the module docstring)."""
-    return EpisodeMeta(
-        source=IMPORT_SOURCE, domain=IMPORT_SOURCE, seed=index,
-        initial_pose=tuple(float(x) for x in slider_pose[0]), success=bool(success), extra=extra,
-    )
-
-
-def foreign_run(fmt: str, source: Path, **details: Any) -> dict[str, Any]:
-    """The run identity of an imported foreign dataset."""
-    return {"generator": IMPORT_SOURCE, "format": fmt, "source": str(source), **details}
-
-
 def camera_option(text: str) -> tuple[str, str]:
     """One ``--camera OLD=NEW`` value as (old, new), for argparse."""
     old, sep, new = text.partition("=")
@@ -400,28 +359,6 @@ def import_warnings(contents: Contents, store: EpisodeStore, push_t_pixels: bool
         found.append(f"{contents.source}: agent_pos reaches {reach:.4g}, which is not metres (push-T's pixels run "
                      "0-512): import again with --push-t-pixels to map push-T to our frame")
     return found
-
-
-def camera_name(key: str, taken: Iterable[str]) -> str:
-    """A store camera name for a foreign image key: an identifier, unique, not a reserved step key."""
-    taken = set(taken)
-    name = "".join(c if c.isalnum() or c == "_" else "_" for c in key) or "camera"
-    if name[0].isdigit():
-        name = f"camera_{name}"
-    base, n = name, 1
-    while name in RESERVED_NAMES or name in taken:
-        name, n = f"{base}_{n}", n + 1
-    return name
-
-
-def to_uint8_images(path: Path, key: str, images: np.ndarray) -> np.ndarray:
-    """Images as uint8: Diffusion Policy's push-T keeps float 0-255 values; anything else is refused."""
-    if images.dtype == np.uint8:
-        return images
-    if np.issubdtype(images.dtype, np.floating) and images.size and images.min() >= 0 and images.max() <= 255 \
-            and np.array_equal(images, np.round(images)):
-        return images.astype(np.uint8)
-    raise InteropError(f"{path}: {key} holds {images.dtype} images that are not whole values in 0-255")
 
 
 def store_differences(a: EpisodeStore, b: EpisodeStore) -> list[str]:

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from data_gen.episode_store import (
     ANNOTATION_ARRAYS, FORMAT_NAME, IMAGE_CHUNK_FRAMES, META_COLUMNS, Annotation, EpisodeStore, meta_from_columns,
 )
-from data_gen.interop import Contents, InteropError, foreign_meta, foreign_run, camera_name, to_uint8_images
+from data_gen.interop_format import Contents, InteropError, foreign_meta, foreign_run, camera_name, to_uint8_images
 
 FORMAT = "diffusion-policy"
 STATE_KEY = "state"  # DP's name for the low-dim observation; ours is agent_pos

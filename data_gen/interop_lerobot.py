@@ -70,7 +70,7 @@ from tqdm import tqdm
 
 from data_gen.episode_store import ANNOTATION_ARRAYS, FORMAT_NAME, META_COLUMNS, Annotation, EpisodeStore, \
     meta_from_columns
-from data_gen.interop import DEFAULT_FPS, Contents, InteropError, camera_name, foreign_meta, foreign_run
+from data_gen.interop_format import DEFAULT_FPS, Contents, InteropError, camera_name, foreign_meta, foreign_run
 from data_gen.interop_video import DEFAULT_CODEC, VIDEO_CODECS, VideoCursor, VideoWriter, check_frame_size, encoding
 
 FORMAT = "lerobot"

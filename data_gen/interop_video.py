@@ -30,7 +30,7 @@ import imageio.v2 as iio
 import imageio_ffmpeg
 import numpy as np
 
-from data_gen.interop import InteropError
+from data_gen.interop_format import InteropError
 
 # Each codec: ffmpeg's output options, and what LeRobot's video features and our sidecar record of it.
 VIDEO_CODECS: dict[str, dict[str, Any]] = {

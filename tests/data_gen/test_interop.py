@@ -22,7 +22,8 @@ import zarr
 
 from data_gen import export as export_cli
 from data_gen.episode_store import EpisodeMeta, EpisodeStore
-from data_gen.interop import DEFAULT_FPS, export_store, import_dataset
+from data_gen.interop import export_store, import_dataset
+from data_gen.interop_format import DEFAULT_FPS
 from data_gen.interop_lerobot import OBS_TYPES
 
 import_cli = importlib.import_module("data_gen.import")  # `import` is a keyword: no `from data_gen import import`
