@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from data_gen import strict_yaml
 from data_gen.corruption import Corruption
-from policies.classify import ClassifierConfig
+from policies.classifier import ClassifierConfig
 from policies.config import DEFAULT_ALPHA, PolicyConfig, Recorded, one_line
 
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -199,7 +199,8 @@ class ExperimentData:
     def sigma_min(self, pool: str) -> None:
         """The cross-fitted classifier's per-sample sigma_min of one corrupt pool, as its annotation set."""
         from data_gen.episode_store import EpisodeStore
-        from policies.classify import annotate, mean_t_min
+        from policies.classifier import mean_t_min
+        from policies.classify import annotate
 
         key = self.classifier_key(pool)
         classifier = self.config.classifier.model_copy(update={"action_normalizer": self.config.action_normalizer})

@@ -5,21 +5,18 @@ import pytest
 import torch
 
 from data_gen.episode_store import EpisodeStore
-from policies.classify import (
+from policies.classifier import (
     ChunkClassifier,
     Chunks,
     ClassifierConfig,
-    annotate,
-    assign_folds,
     chunk_indices,
     estimate_sigma_min,
-    main,
     mean_t_min,
     read_pools,
     sigma_grid,
-    text_histogram,
     train_classifier,
 )
+from policies.classify import annotate, assign_folds, main, text_histogram
 from policies.normalizer import MinMaxNormalizer
 from tests.policies.synthetic_stores import make_store
 
