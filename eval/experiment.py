@@ -630,10 +630,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output directory (default: runs/experiments/NAME)")
     parser.add_argument("--arms", help="comma-separated arm names to run (default: all)")
     parser.add_argument("--stage", choices=STAGES, help="run only this stage (default: all, in order)")
+    parser.add_argument("--backend", choices=("local", "ray"),
+                        help="where the stages run, overriding the YAML's backend (ray: docs/cluster.md)")
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
         config = ExperimentConfig.load(args.config)
+        if args.backend is not None:
+            config = config.with_backend(args.backend)
         arms = [name.strip() for name in args.arms.split(",") if name.strip()] if args.arms else None
         out = args.out or Path("runs") / "experiments" / config.name
         experiment = Experiment(config, out, arms)

@@ -437,6 +437,13 @@ class ExperimentConfig(_Strict):
         config.check_domains(path)
         return config
 
+    def with_backend(self, backend: str) -> ExperimentConfig:
+        """The same experiment run on another backend (``--backend``): where it runs, not what it computes."""
+        try:
+            return type(self).model_validate({**self.model_dump(mode="json", exclude_unset=True), "backend": backend})
+        except ValidationError as error:
+            raise ExperimentError(f"--backend {backend}: {one_line(error)}") from None
+
     def check_domains(self, where: str | Path = "config") -> None:
         """Every domain and override the run will use exists and applies, checked before any stage runs.
 

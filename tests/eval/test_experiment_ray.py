@@ -59,9 +59,12 @@ def test_arms_trained_as_ray_tasks_have_the_weights_and_trials_of_local_processe
     for backend in ("ray", "local"):
         run = runs[backend] = _run(data, tmp_path / backend)
         with monkeypatch.context() as patch:
-            if backend == "ray":  # no arm may train in a local process
+            if backend == "ray":  # no arm may train in a local process; the YAML says local, --backend ray wins
                 patch.setattr(eval.experiment, "LocalArms", None)
-            Experiment(ExperimentConfig.load(_config(tmp_path / f"{backend}.yaml", backend)), run, progress=False).run(("train", "eval"))
+                assert main([str(_config(tmp_path / "as_local.yaml", "local")), "--out", str(run), "--backend", "ray"]) == 0
+                assert yaml.safe_load((run / "experiment.yaml").read_text())["backend"] == "ray"
+            else:
+                Experiment(ExperimentConfig.load(_config(tmp_path / f"{backend}.yaml", backend)), run, progress=False).run(("train", "eval"))
     ledgers = {backend: json.loads((run / "ledger.json").read_text()) for backend, run in runs.items()}
     for arm in ARMS:
         local, ray = (load_checkpoint(runs[backend] / "arms" / arm / "train" / "ckpt.pt") for backend in ("local", "ray"))
@@ -207,6 +210,15 @@ def test_a_request_no_node_can_meet_is_a_one_line_error(data, tmp_path, capsys):
     assert main([str(config), "--out", str(run), "--stage", "train"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "asks Ray for 512 CPUs and 0 GPUs, and no node of the cluster has that much" in err
+
+
+def test_backend_flag_checks_what_the_other_backend_needs(tmp_path):
+    ray_config = ExperimentConfig.load(_config(tmp_path / "ray.yaml", "ray", resources={"cpus": 2}))
+    assert ExperimentConfig.load(_config(tmp_path / "local.yaml", "local")).with_backend("ray").backend == "ray"
+    with pytest.raises(ExperimentError) as error:  # the local backend would ignore the reservation: refused
+        ray_config.with_backend("local")
+    assert str(error.value).startswith("--backend local: ") and "training.resources needs backend: ray" in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 def test_a_task_that_cannot_see_the_run_directory_refuses_in_one_line(tmp_path):

@@ -82,6 +82,7 @@ CASES = [
     ("eval.experiment", ["{bad_yaml}", "--out", "out/x"], "bogus"),
     ("eval.experiment", [SMOKE, "--arms", "nosuch", "--out", "out/x"], "nosuch"),
     ("eval.experiment", [SMOKE, "--stage", "bogus", "--out", "out/x"], "bogus"),
+    ("eval.experiment", [SMOKE, "--backend", "slurm", "--out", "out/x"], "--backend"),
     ("eval.carry", ["out/norun", "out/record"], "norun"),
     ("eval.carry", ["{results}", "out/record"], "not an experiment run directory"),
     ("eval.carry", ["{results}"], "dest"),
