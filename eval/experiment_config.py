@@ -79,6 +79,13 @@ class DataSource(_Strict):
             raise ValueError(f"corruption {self.corruption.kind} is executed while generating: needs n and replay physics")
         return self
 
+    def _recorded(self, data: dict) -> dict:
+        # A prefix pool is its base's first n episodes: the generation fields (at their defaults, which
+        # its validator insists on) do not apply, so its record is what it is, and it reads back.
+        if self.prefix_of is not None:
+            return {key: value for key, value in data.items() if key in ("prefix_of", "n", "digest")}
+        return data
+
     @property
     def label_noise(self) -> bool:
         return self.corruption is not None and self.corruption.kind == "label_noise"
@@ -422,7 +429,9 @@ class ExperimentConfig(_Strict):
         raise ExperimentError(f"no arm {name!r}; arms are {[a.name for a in self.arms]}")
 
     @classmethod
-    def load(cls, path: str | Path) -> ExperimentConfig:
+    def load(cls, path: str | Path, backend: str | None = None) -> ExperimentConfig:
+        """The config at ``path``; ``backend`` (``--backend``) replaces the YAML's before it is checked, so a
+        YAML with ``ray_address`` or ``training.resources`` runs on Ray without saying ``backend: ray``."""
         path = Path(path)
         if not path.is_file():
             raise ExperimentError(f"{path}: no such experiment config")
@@ -430,19 +439,15 @@ class ExperimentConfig(_Strict):
             values = strict_yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
             raise ExperimentError(f"{path}: not valid YAML ({strict_yaml.describe(error)})") from None
+        if backend is not None and isinstance(values, dict):
+            values = {**values, "backend": backend}
         try:
             config = cls.model_validate(values)
         except ValidationError as error:
-            raise ExperimentError(f"{path}: {one_line(error)}") from None
+            where = f"{path} with --backend {backend}" if backend is not None else str(path)
+            raise ExperimentError(f"{where}: {one_line(error)}") from None
         config.check_domains(path)
         return config
-
-    def with_backend(self, backend: str) -> ExperimentConfig:
-        """The same experiment run on another backend (``--backend``): where it runs, not what it computes."""
-        try:
-            return type(self).model_validate({**self.model_dump(mode="json", exclude_unset=True), "backend": backend})
-        except ValidationError as error:
-            raise ExperimentError(f"--backend {backend}: {one_line(error)}") from None
 
     def check_domains(self, where: str | Path = "config") -> None:
         """Every domain and override the run will use exists and applies, checked before any stage runs.

@@ -75,6 +75,11 @@ class Recorded(BaseModel):
             for name in self.omit_at_default:
                 if name in data and getattr(self, name) == type(self).model_fields[name].default:
                     del data[name]
+            data = self._recorded(data)
+        return data
+
+    def _recorded(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The dump as recorded; a config whose fields do not all apply in some form leaves the rest out here."""
         return data
 
 
