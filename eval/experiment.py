@@ -635,9 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
-        config = ExperimentConfig.load(args.config)
-        if args.backend is not None:
-            config = config.with_backend(args.backend)
+        config = ExperimentConfig.load(args.config, backend=args.backend)
         arms = [name.strip() for name in args.arms.split(",") if name.strip()] if args.arms else None
         out = args.out or Path("runs") / "experiments" / config.name
         experiment = Experiment(config, out, arms)

@@ -212,13 +212,15 @@ def test_a_request_no_node_can_meet_is_a_one_line_error(data, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "asks Ray for 512 CPUs and 0 GPUs, and no node of the cluster has that much" in err
 
 
-def test_backend_flag_checks_what_the_other_backend_needs(tmp_path):
-    ray_config = ExperimentConfig.load(_config(tmp_path / "ray.yaml", "ray", resources={"cpus": 2}))
-    assert ExperimentConfig.load(_config(tmp_path / "local.yaml", "local")).with_backend("ray").backend == "ray"
+def test_backend_flag_replaces_the_yaml_s_backend_before_it_is_checked(tmp_path):
+    reserving = _config(tmp_path / "reserving.yaml", "local", resources={"cpus": 2})  # says local, reserves for Ray
+    with pytest.raises(ExperimentError, match="training.resources needs backend: ray"):
+        ExperimentConfig.load(reserving)
+    assert ExperimentConfig.load(reserving, backend="ray").backend == "ray"
     with pytest.raises(ExperimentError) as error:  # the local backend would ignore the reservation: refused
-        ray_config.with_backend("local")
-    assert str(error.value).startswith("--backend local: ") and "training.resources needs backend: ray" in str(error.value)
-    assert "\n" not in str(error.value)
+        ExperimentConfig.load(_config(tmp_path / "ray.yaml", "ray", resources={"cpus": 2}), backend="local")
+    message = str(error.value)
+    assert "with --backend local: " in message and "training.resources needs backend: ray" in message and "\n" not in message
 
 
 def test_a_task_that_cannot_see_the_run_directory_refuses_in_one_line(tmp_path):
