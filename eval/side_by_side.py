@@ -2,8 +2,9 @@
 
 The image comparison (``experiments/images.yaml``) trains the arms of the state run
 (``experiments/cpu.yaml``) on the same data with pixels instead of the state vector; what changes with
-pixels is read arm by arm. Both runs evaluate on the start poses of evaluation seed 0 (the image run's
-tuning starts, the state run's only ones), so an arm's two policies are compared trial by trial there:
+pixels is read arm by arm. Both runs evaluate on the start poses of their experiment seed (the image
+run's tuning starts, the state run's only ones; start i depends on the seed and i alone), so an arm's
+two policies are compared trial by trial there:
 image minus state, with the paired bootstrap interval and the exact McNemar p. The image run's
 held-out number (seed 1) and its mean over training seeds stand beside it. Writes ``side_by_side.md``,
 ``side_by_side.json`` and ``side_by_side.png`` (grouped bars) into ``--out``.
@@ -31,12 +32,36 @@ def load_report(path: Path) -> dict[str, Any]:
         raise SideBySideError(f"{path}: no such results file (an experiment's results.json)")
     try:
         report = json.loads(path.read_text())
-        rows = report["arms"]
-        if not isinstance(rows, list) or not all({"arm", "domain", "successes", "trials", "success_by_trial"} <= row.keys() for row in rows):
+        if not _well_formed(report):
             raise KeyError("arms")
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
         raise SideBySideError(f"{path}: not an experiment's results.json (eval.experiment writes one)") from None
     return {**report, "path": str(path)}
+
+
+def _well_formed(report: Any) -> bool:
+    """The fields this reads, of the types it reads them as: rows with trials and per-trial successes."""
+    if not isinstance(report, dict) or not isinstance(report.get("config", {}), dict) or not isinstance(report.get("arms"), list):
+        return False
+    for row in report["arms"]:
+        if not isinstance(row, dict) or not {"arm", "domain", "successes", "trials", "success_by_trial"} <= row.keys():
+            return False
+        trials, by_trial = row["trials"], row["success_by_trial"]
+        if not isinstance(trials, int) or trials < 1 or not isinstance(by_trial, list) or len(by_trial) != trials:
+            return False
+        if not all(isinstance(v, bool) for v in by_trial) or row["successes"] != sum(by_trial):
+            return False
+    seeds = report.get("seeds", [])
+    return isinstance(seeds, list) and all(
+        isinstance(s, dict) and {"arm", "mean", "sd", "training_seeds"} <= s.keys() for s in seeds
+    )
+
+
+def evaluation_setting(report: dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs' trials comparable start by start besides the seed: domain, overrides, episode length."""
+    evaluation = report.get("config", {}).get("evaluation", {})
+    return {"domain": evaluation.get("domain", "target"), "overrides": list(evaluation.get("overrides", [])),
+            "max_steps": evaluation.get("max_steps")}  # fmt: skip
 
 
 def rows_by_starts(report: dict[str, Any]) -> dict[str, dict[tuple[str, str], dict]]:
@@ -68,6 +93,11 @@ def side_by_side(state: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]
     seeds = [int(r.get("config", {}).get("seed", 0)) for r in (state, image)]
     if seeds[0] != seeds[1]:
         raise SideBySideError(f"the runs' tuning starts differ (experiment seeds {seeds[0]} and {seeds[1]}): nothing to pair")
+    settings = [evaluation_setting(r) for r in (state, image)]
+    if settings[0] != settings[1]:
+        differ = ", ".join(f"{k} {settings[0][k]!r} vs {settings[1][k]!r}" for k in settings[0] if settings[0][k] != settings[1][k])
+        raise SideBySideError(f"the runs' trials are not alike ({differ}): nothing to pair")
+    domain = settings[1]["domain"]  # the run's own domain; the replicates' spread is measured there
     state_rows, image_rows = rows_by_starts(state)["tuning"], rows_by_starts(image)
     image_heldout, means = image_rows["heldout"], seed_means(image)
     keys = list(dict.fromkeys([*image_rows["tuning"], *image_heldout]))
@@ -82,9 +112,10 @@ def side_by_side(state: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]
         arms.append({
             "arm": key[0], "domain": key[1], "role": (i or h or s).get("role"),
             "state": _summary(s), "image": _summary(i), "image_minus_state": paired,
-            "image_heldout": _summary(h), "image_heldout_over_seeds": means.get(key[0]) if h is not None else None,
+            "image_heldout": _summary(h),
+            "image_heldout_over_seeds": means.get(key[0]) if h is not None and key[1] == domain else None,
         })  # fmt: skip
-    state_only = [f"{arm} ({domain})" if domain != "target" else arm for arm, domain in state_rows if (arm, domain) not in keys]
+    state_only = [f"{arm} ({where})" if where != domain else arm for arm, where in state_rows if (arm, where) not in keys]
     return {"state": state["path"], "image": image["path"], "tuning_seed": seeds[0],
             "heldout_seed": image.get("config", {}).get("evaluation", {}).get("heldout_seed"), "arms": arms,
             "state_only": state_only}  # fmt: skip

@@ -83,13 +83,24 @@ def test_the_cli_writes_the_table_and_refuses_what_it_cannot_pair(tmp_path, stat
     assert not (tmp_path / "x").exists()
 
     report["config"]["seed"] = 0
-    report["arms"][0]["success_by_trial"] = report["arms"][0]["success_by_trial"][:50]
+    first = report["arms"][0]
+    first["success_by_trial"] = first["success_by_trial"][:50]  # 50 image trials against 200 state trials
+    first["trials"], first["successes"] = 50, sum(first["success_by_trial"])
     image.write_text(json.dumps(report))
     with pytest.raises(SideBySideError, match="cannot be paired"):
         side_by_side(state, load_report(image))
 
-    (tmp_path / "bad.json").write_text('{"arms": 3}')
-    assert main(["--state", str(tmp_path / "bad.json"), "--image", str(image)]) == 2
-    assert "not an experiment's results.json" in capsys.readouterr().err
+    first.update({key: report["arms"][1][key] for key in ("success_by_trial", "trials", "successes")})
+    report["config"]["evaluation"]["max_steps"] = 300  # shorter episodes: the same starts, other trials
+    image.write_text(json.dumps(report))
+    with pytest.raises(SideBySideError, match=r"not alike \(max_steps None vs 300\)"):
+        side_by_side(state, load_report(image))
+
+    for bad in ('{"arms": 3}', '{"arms": [{"arm": "a", "domain": "target", "successes": 0, "trials": 0, "success_by_trial": []}]}',
+                '{"config": [], "arms": []}', '{"arms": [], "seeds": [{"arm": "a"}]}'):
+        (tmp_path / "bad.json").write_text(bad)
+        assert main(["--state", str(tmp_path / "bad.json"), "--image", str(image)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert "not an experiment's results.json" in error and "\n" not in error
     assert main(["--state", str(tmp_path / "missing.json"), "--image", str(image)]) == 2
     assert "no such results file" in capsys.readouterr().err
