@@ -5,10 +5,10 @@ one mp4 per camera) or Diffusion Policy's zarr ReplayBuffer. Exporting a store t
 code train on our demonstrations; importing a push-T dataset in either lets ours use it as clean
 data. Each layout lives in its own module (`interop_lerobot`, `interop_diffusion_policy`), the types and
 foreign defaults they share in `interop_format`; this one is the front that dispatches to them and
-holds what both directions need: the output written whole (into a hidden sibling directory renamed at the end,
-so a failed or interrupted run leaves nothing behind, and one killed with -9 leaves a sibling that the
-next run removes), the store writer of an import, the metadata columns, the defaults for a foreign
-dataset, and the one-line summary.
+holds what both directions need: the output written whole (into a hidden sibling directory renamed at
+the end, so a failed or interrupted run leaves nothing behind, and one killed with -9 leaves a sibling
+that the next run removes), the store writer of an import, the metadata columns and the one-line
+summary.
 
 A round trip store -> export -> import is lossless: the same step arrays bit for bit, the same
 episode ends, per-episode metadata, annotation sets and root attributes (cameras, action_dim,

@@ -29,7 +29,7 @@ Import reads our own export back exactly (its root attribute ``format`` says so)
 under ``data/`` (float images holding whole 0-255 values become uint8); agent_pos the first two
 columns of ``data/state`` (or ``data/agent_pos``); slider_pose ``data/slider_pose`` if present, else
 columns 2-4 of ``data/state`` when it has five (DP push-T's state is agent x, y, block x, y, angle),
-else zeros; and the metadata defaults of ``data_gen.interop``. What it leaves out (push-T's
+else zeros; and the metadata defaults of ``data_gen.interop_format``. What it leaves out (push-T's
 ``data/keypoint`` and ``data/n_contacts``, extra state columns, ``meta/`` arrays) is named in a warning.
 """
 

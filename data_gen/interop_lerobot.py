@@ -38,7 +38,7 @@ matching obs_type (None when no obs_type returns its features) in ambient_push.j
 Videos are lossless by default, or standard H.264 (``video_codec="h264"``): see data_gen.interop_video.
 
 fps is the store's control rate: ``control_hz`` in its run or domain_config if one records it, else
-the task's 10 Hz (``data_gen.interop.DEFAULT_FPS``); ambient_push.json says which. Per-episode stats
+the task's 10 Hz (``data_gen.interop_format.DEFAULT_FPS``); ambient_push.json says which. Per-episode stats
 columns (``stats/...``), which LeRobot strips when loading, are not written.
 
 Import reads any v3.0 dataset: without ambient_push.json, cameras come from the video and image

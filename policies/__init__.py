@@ -27,7 +27,7 @@ _EXPORTS = {
     "TrainingError": ("policies.train", "TrainingError"),
     "export_policy": ("policies.export", "export_policy"),
     "CheckpointError": ("policies.checkpoint", "CheckpointError"),
-    "ClassifierConfig": ("policies.classify", "ClassifierConfig"),
+    "ClassifierConfig": ("policies.classifier", "ClassifierConfig"),
     "annotate": ("policies.classify", "annotate"),
 }
 __all__ = sorted(_EXPORTS)
