@@ -3,171 +3,38 @@
 Demonstrations (GCS planner, teleop, expert) are appended here one episode at a time; training reads
 them back through this module only, so it imports nothing heavier than numpy, zarr and pydantic.
 
-Layout (a zarr v3 directory store; N steps in E episodes, all episodes concatenated along N)::
-
-    <store>/
-      zarr.json                 root attributes, see below
-      data/action               (N, A) float32   absolute pusher xy target per step (A = action_dim)
-      data/agent_pos            (N, 2) float32   pusher xy
-      data/slider_pose          (N, 3) float32   x, y, theta of the T
-      data/<camera>             (N, H, W, 3) uint8, one array per camera (e.g. overhead, wrist)
-      meta/episode_ends         (E,) int64       exclusive end index of each episode
-      meta/source               (E,) string      gcs | teleop | expert | import (data_gen.interop)
-      meta/domain               (E,) string      domain name the episode was generated in
-      meta/seed                 (E,) int64
-      meta/initial_pose         (E, 3) float64   x, y, theta of the T at the start
-      meta/planning_time        (E,) float64     seconds, NaN if not applicable
-      meta/plan_cost            (E,) float64     NaN if not applicable
-      meta/success              (E,) bool
-      meta/extra                (E,) string      free JSON object per episode
-      annotations/<name>/       one named annotation set per classifier run (see below)
-        sigma_min               (N,) float32     per-step sigma_min (normalised action units)
-        sigma_max               (N,) float32     optional, per-step sigma_max (locality branch)
-      writer.lock               present only while (or after a crash while) a writer had it open
-
-Episode i spans steps ``episode_ends[i-1]:episode_ends[i]`` (0 for i = 0), the Diffusion Policy /
-LeRobot convention. Strings use zarr's variable-length UTF-8 type, the one string type with a zarr
-v3 extension spec. Root attributes: ``format`` ("ambient-push-episodes"), ``format_version``,
-``cameras`` ({name: [H, W, 3]}, in creation order), ``action_dim``, ``domain_config`` (the
-generator's domain settings, any JSON object) and ``run`` (the generator's identity, e.g.
-{"seed": 0, "domain": "sim", "replay": "kinematic"}; a resume with a different run is refused).
-
-Annotation sets hold per-step noise levels measured on the committed steps (e.g. by
-``policies.classify``), keyed by a name, so that several classifiers' values can coexist and a
-training run names the one it uses. A set's group attributes record ``n_steps`` (the steps it
-covers), and whatever its producer needs to make it reproducible and checkable (its config, the
-action normaliser it measured in). A set is written whole into a hidden temporary group and renamed
-into place, so it is either complete or absent; replacing one needs ``overwrite``. Format version 1
-stores kept one anonymous ``data/sigma_min`` column; it is no longer read (re-run the classifier).
-
-Images are compressed with zstd level 9 in chunks of 128 frames (whole H, W, 3 per chunk): rendered
-96x96 frames take a few KB each, and a training read of a short window decompresses one chunk.
-
-Crash safety: an append writes the step arrays, the per-episode metadata and ``meta/episode_ends``,
-then commits by rewriting the root attribute ``committed`` ({"episodes": E, "steps": N}). Every zarr
-file write is an atomic rename, so a writer killed at any point (kill -9, not power loss: nothing is
-fsynced) leaves at most some uncommitted steps and rows past the committed ones. Readers never see
-them; opening in append mode trims them, and nothing else: the commit record and
-``meta/episode_ends`` check each other, so a damaged ends chunk (which reads as zeros) or a
-non-increasing end is a StoreError that changes nothing on disk, never a "crash tail" to cut off.
-Format 1-2 stores have no commit record: their ends must all be strictly increasing; opening one in
-append mode adds the record (and makes it format 3).
-
-Damage: every chunk covering the committed range must exist (zarr reads a missing chunk as zeros);
-open checks that, and new arrays end in a crc32c codec, so a damaged chunk fails its checksum when
-read (append-mode open verifies every checksummed chunk before anything is written). Either is a
-StoreError naming the array and the steps and episodes the chunk holds. Every chunk is written even
-when it holds only fill values, so a missing one is always damage. One writer at a time: append mode holds an flock on ``writer.lock``
-(which records the writer's pid), and the kernel releases it when the writer dies, so a lock left by
-a killed writer is never stale. Readers take no lock and see the episodes committed when they opened.
+This module opens, reads, appends to and annotates a store. Its layout and metadata row are
+``data_gen.store_format``'s; how a writer killed mid-append leaves it intact, and how damage is
+found, ``data_gen.store_damage``'s. Both are re-exported here: import the store's names from here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import errno
 import hashlib
-import itertools
 import json
-import math
 import os
-import re
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import zarr
-from pydantic import BaseModel, ConfigDict, Field
-import google_crc32c
-from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from data_gen.dir_lock import FileLock, Locked
+from data_gen.store_damage import check_chunks_exist, committed_ends, read_rows, settle_zarr_io, store_errors, verify_checksums
+from data_gen.store_format import (
+    ANNOTATION_ARRAYS, ANNOTATION_NAME, ANNOTATIONS_GROUP, COMMIT_ATTRIBUTE, COMPRESSORS, FORMAT_NAME, FORMAT_VERSION,
+    IMAGE_CHUNK_FRAMES, LEGACY_MAY_SKIP, LOCK_FILE, LOW_DIM_CHUNK_STEPS, META_COLUMNS, RESERVED_NAMES, STATE_WIDTHS,
+    WRITE_CONFIG, Annotation, EpisodeMeta, EpisodeRecorder, StoreError, check_attributes, check_creation_args,
+    create_layout, flatten, json_roundtrip, meta_from_columns,
+)  # fmt: skip
 
-FORMAT_NAME = "ambient-push-episodes"
-FORMAT_VERSION = 3
-# 1 has an unread data/sigma_min column; 1-2 lack the commit record and checksums (upgraded on append).
-READABLE_FORMAT_VERSIONS = (1, 2, 3)
-COMMIT_ATTRIBUTE = "committed"
-ANNOTATIONS_GROUP = "annotations"
-ANNOTATION_ARRAYS = ("sigma_min", "sigma_max")
-
-LOCK_FILE = "writer.lock"
-IMAGE_CHUNK_FRAMES = 128
-LOW_DIM_CHUNK_STEPS = 4096
-META_CHUNK_EPISODES = 1024
-IMAGE_COMPRESSORS = (ZstdCodec(level=9), Crc32cCodec())
-COMPRESSORS = (ZstdCodec(level=0), Crc32cCodec())  # zarr's default compressor, plus the checksum
-WRITE_CONFIG = {"write_empty_chunks": True}  # a missing chunk is then always damage, never "all fill"
-# Format 1-2 stores skipped chunks holding only fill values; these columns could legitimately do so.
-LEGACY_MAY_SKIP = ("meta/seed", "meta/success")
-
-# Step arrays other than images, with their width (action's comes from action_dim).
-STATE_WIDTHS = {"agent_pos": 2, "slider_pose": 3}
-RESERVED_NAMES = {"action", "sigma_min", *STATE_WIDTHS}  # sigma_min: format 1's column
-
-
-class StoreError(Exception):
-    """Any problem with an episode store; the message is one line and names the path."""
-
-
-_ANNOTATION_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """One annotation set: per-step sigma_min (and optional sigma_max) plus its producer's attributes."""
-
-    name: str
-    sigma_min: np.ndarray  # (N,) float32
-    sigma_max: np.ndarray | None  # (N,) float32 or None
-    attrs: dict[str, Any]
-
-
-class EpisodeMeta(BaseModel):
-    """Per-episode metadata, one row of the ``meta/`` table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: Literal["gcs", "teleop", "expert", "import"]
-    domain: str = Field(min_length=1)
-    seed: int
-    initial_pose: tuple[float, float, float]
-    success: bool
-    planning_time: float = math.nan
-    plan_cost: float = math.nan
-    extra: dict[str, Any] = Field(default_factory=dict)
-
-
-# Column name -> (dtype, shape of one row). "str" is zarr's variable-length UTF-8 string.
-META_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
-    "source": (str, ()),
-    "domain": (str, ()),
-    "seed": (np.int64, ()),
-    "initial_pose": (np.float64, (3,)),
-    "planning_time": (np.float64, ()),
-    "plan_cost": (np.float64, ()),
-    "success": (np.bool_, ()),
-    "extra": (str, ()),
-}
-
-
-def meta_from_columns(columns: Mapping[str, Any], index: int) -> EpisodeMeta:
-    """Row ``index`` of metadata columns (as ``EpisodeStore.meta_column`` or an export holds them) as
-    an EpisodeMeta, ``extra`` parsed from its JSON string."""
-    return EpisodeMeta(
-        source=str(columns["source"][index]),
-        domain=str(columns["domain"][index]),
-        seed=int(columns["seed"][index]),
-        initial_pose=tuple(float(x) for x in columns["initial_pose"][index]),
-        success=bool(columns["success"][index]),
-        planning_time=float(columns["planning_time"][index]),
-        plan_cost=float(columns["plan_cost"][index]),
-        extra=json.loads(str(columns["extra"][index])),
-    )
+__all__ = [
+    "ANNOTATION_ARRAYS", "FORMAT_NAME", "FORMAT_VERSION", "IMAGE_CHUNK_FRAMES", "META_COLUMNS", "RESERVED_NAMES",
+    "STATE_WIDTHS", "Annotation", "EpisodeMeta", "EpisodeRecorder", "EpisodeStore", "StoreError", "meta_from_columns",
+    "open_derived", "settle_zarr_io",
+]  # fmt: skip
 
 
 class EpisodeStore:
@@ -197,14 +64,14 @@ class EpisodeStore:
         overwrite: replace an existing store (never a directory that is not a zarr store).
         """
         path = Path(path)
-        _check_creation_args(path, cameras, action_dim)
+        check_creation_args(path, cameras, action_dim)
         attributes = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "cameras": {name: [int(h), int(w), 3] for name, (h, w) in cameras.items()},
             "action_dim": int(action_dim),
-            "domain_config": _json_roundtrip(path, "domain_config", domain_config),
-            "run": _json_roundtrip(path, "run", run),
+            "domain_config": json_roundtrip(path, "domain_config", domain_config),
+            "run": json_roundtrip(path, "run", run),
         }
         if path.exists() and not _is_empty_dir(path):
             if not overwrite:
@@ -217,7 +84,7 @@ class EpisodeStore:
             for child in path.iterdir():
                 if child.name != LOCK_FILE:
                     shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-            _create_layout(path, attributes)
+            create_layout(path, attributes)
             return cls(path, "a", lock)
         except BaseException:
             lock.release()
@@ -290,21 +157,21 @@ class EpisodeStore:
         self.path = path
         self.mode = mode
         self._lock = lock
-        with _store_errors(path):
+        with store_errors(path):
             self._group = zarr.open_group(path, mode="r" if mode == "r" else "r+", use_consolidated=False)
             attrs = dict(self._group.attrs)
-            self._attrs = _check_attributes(path, attrs)
+            self._attrs = check_attributes(path, attrs)
         self._arrays = {key: self._open_array(f"data/{key}") for key in self.step_keys}
         self._meta = {name: self._open_array(f"meta/{name}") for name in META_COLUMNS}
         self._episode_ends_array = self._open_array("meta/episode_ends")
         self._check_arrays()
         ends = self._read("meta/episode_ends", self._episode_ends_array, 0, self._episode_ends_array.shape[0])
-        self._ends = _committed_ends(path, ends, self._attrs.get(COMMIT_ATTRIBUTE))
+        self._ends = committed_ends(path, ends, self._attrs.get(COMMIT_ATTRIBUTE))
         self._check_lengths()
         self._check_chunks_exist()
         if mode == "a":
             self._verify_checksums()  # before anything is written: never append to a damaged store
-            with _store_errors(path):
+            with store_errors(path):
                 self._truncate_uncommitted()
                 if COMMIT_ATTRIBUTE not in self._attrs:
                     self._upgrade()
@@ -355,7 +222,7 @@ class EpisodeStore:
     def check_compatible(self, run: Mapping[str, Any]) -> None:
         """Raise StoreError unless this store was made by a generator with the same run identity."""
         theirs = self._attrs["run"]
-        ours = _json_roundtrip(self.path, "run", run)
+        ours = json_roundtrip(self.path, "run", run)
         differences = [
             f"{key} {theirs.get(key, '<unset>')!r} != {ours.get(key, '<unset>')!r}"
             for key in sorted(set(theirs) | set(ours))
@@ -372,8 +239,8 @@ class EpisodeStore:
         Settings that only one side records (a field added to the domain config since the store was
         made) are not compared: a store from before it still resumes.
         """
-        theirs = _flatten(self._attrs["domain_config"])
-        ours = _flatten(_json_roundtrip(self.path, "domain_config", domain_config))
+        theirs = flatten(self._attrs["domain_config"])
+        ours = flatten(json_roundtrip(self.path, "domain_config", domain_config))
         differences = [f"{key} {theirs[key]!r} != {ours[key]!r}" for key in sorted(set(theirs) & set(ours)) if theirs[key] != ours[key]]
         if differences:
             shown = ", ".join(differences[:3]) + (f" and {len(differences) - 3} more" if len(differences) > 3 else "")
@@ -444,14 +311,14 @@ class EpisodeStore:
         root = self.path / ANNOTATIONS_GROUP
         if not root.is_dir():
             return ()
-        return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and _ANNOTATION_NAME.fullmatch(p.name)))
+        return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and ANNOTATION_NAME.fullmatch(p.name)))
 
     def annotation(self, name: str) -> Annotation:
         """The annotation set ``name``; StoreError if absent, damaged or not covering every committed step."""
         if name not in self.annotation_names:
             raise StoreError(f"{self.path}: no annotation set {name!r} (sets: {list(self.annotation_names) or 'none'})")
         key = f"{ANNOTATIONS_GROUP}/{name}"
-        with _store_errors(self.path, key):
+        with store_errors(self.path, key):
             group = zarr.open_group(self.path / ANNOTATIONS_GROUP / name, mode="r", use_consolidated=False)
             attrs = dict(group.attrs)
             values = {a: np.asarray(group[a][:]) for a in ANNOTATION_ARRAYS if a in group}
@@ -478,7 +345,7 @@ class EpisodeStore:
         The set appears whole or not at all; an existing set is replaced only with ``overwrite``.
         """
         self._require_writer("write an annotation set")
-        if not _ANNOTATION_NAME.fullmatch(name or ""):
+        if not ANNOTATION_NAME.fullmatch(name or ""):
             raise StoreError(f"{self.path}: annotation name {name!r} must be letters, digits, '_', '-' or '.', not starting with '.'")
         arrays = {"sigma_min": sigma_min} if sigma_max is None else {"sigma_min": sigma_min, "sigma_max": sigma_max}
         for key, values in arrays.items():
@@ -489,13 +356,13 @@ class EpisodeStore:
                 )
             if not np.all(np.isfinite(values) & (values >= 0) & (values <= 1)):
                 raise StoreError(f"{self.path}: {key} values must be finite and in [0, 1]")
-        attributes = {**_json_roundtrip(self.path, "annotation attrs", attrs or {}), "n_steps": self.n_steps}
+        attributes = {**json_roundtrip(self.path, "annotation attrs", attrs or {}), "n_steps": self.n_steps}
         root = self.path / ANNOTATIONS_GROUP
         final = root / name
         if final.exists() and not overwrite:
             raise StoreError(f"{self.path}: annotation set {name!r} exists; choose another name or overwrite it")
         temporary = root / f".partial-{name}"
-        with _store_errors(self.path, f"{ANNOTATIONS_GROUP}/{name}"):
+        with store_errors(self.path, f"{ANNOTATIONS_GROUP}/{name}"):
             if not (root / "zarr.json").is_file():
                 zarr.open_group(self.path, mode="r+", use_consolidated=False).require_group(ANNOTATIONS_GROUP)
             shutil.rmtree(temporary, ignore_errors=True)
@@ -534,7 +401,7 @@ class EpisodeStore:
             extra = json.dumps(meta.extra, sort_keys=True)
         except (TypeError, ValueError) as error:
             raise StoreError(f"{self.path}: episode meta 'extra' is not JSON-able: {error}") from None
-        with _store_errors(self.path):
+        with store_errors(self.path):
             end = self._write_steps(steps)
             self._write_meta_row(meta, extra)
             self._commit(end)
@@ -629,7 +496,7 @@ class EpisodeStore:
     # Checks
 
     def _open_array(self, key: str) -> zarr.Array:
-        with _store_errors(self.path, key):
+        with store_errors(self.path, key):
             array = self._group[key]
         return array.with_config(WRITE_CONFIG) if self.mode == "a" else array
 
@@ -641,78 +508,16 @@ class EpisodeStore:
             yield f"meta/{name}", array, self.n_episodes
         yield "meta/episode_ends", self._episode_ends_array, self.n_episodes
 
-    def _chunk_extent(self, key: str, array: zarr.Array, chunk: int) -> str:
-        """What chunk ``chunk`` (along the first axis) of ``key`` holds, for error messages."""
-        length = array.chunks[0]
-        first, last = chunk * length, min((chunk + 1) * length, array.shape[0]) - 1
-        if not key.startswith("data/"):
-            return f"episodes {first}-{last}"
-        episodes = np.searchsorted(self._ends, [first, last], side="right") if hasattr(self, "_ends") else None
-        where = f", episodes {episodes[0]}-{episodes[1]}" if episodes is not None else ""
-        return f"steps {first}-{last}{where}"
-
     def _read(self, key: str, array: zarr.Array, start: int, stop: int) -> np.ndarray:
-        """Rows start:stop of one array; a damaged chunk is a StoreError naming it and what it holds.
-
-        Step arrays never hold NaN or inf (appends refuse them), so a read that finds one has decoded a
-        damaged chunk of an array without a checksum (format 1-2): that is an error too.
-        """
-        length = array.chunks[0]
-        try:
-            values = np.asarray(array[start:stop])
-        except Exception:
-            for chunk in range(start // length, (max(stop, start + 1) - 1) // length + 1):
-                try:
-                    array[chunk * length : min((chunk + 1) * length, array.shape[0])]
-                except Exception as error:
-                    raise StoreError(
-                        f"{self.path}: damaged chunk {chunk} of {key} ({self._chunk_extent(key, array, chunk)}): "
-                        f"{_one_line(error)}"
-                    ) from None
-            with _store_errors(self.path, key):
-                values = np.asarray(array[start:stop])
-        if key.startswith("data/") and values.dtype.kind == "f" and not np.isfinite(values).all():
-            chunk = (start + int(np.argwhere(~np.isfinite(values))[0][0])) // length
-            raise StoreError(
-                f"{self.path}: damaged chunk {chunk} of {key} ({self._chunk_extent(key, array, chunk)}): "
-                "non-finite values, which no append writes"
-            )
-        return values
-
-    def _chunk_files(self, key: str, array: zarr.Array, rows: int) -> Iterator[tuple[int, Path]]:
-        """(chunk index along the first axis, file) of every chunk holding the first ``rows`` rows."""
-        rest = [range(n) for n in array.cdata_shape[1:]]
-        for chunk in range(math.ceil(rows / array.chunks[0])):
-            for coords in itertools.product(*rest):
-                yield chunk, self.path / key / array.metadata.encode_chunk_key((chunk, *coords))
+        """Rows start:stop of one array; a damaged chunk is a StoreError naming it and what it holds."""
+        return read_rows(self.path, key, array, start, stop, getattr(self, "_ends", None))
 
     def _check_chunks_exist(self) -> None:
-        """zarr reads a missing chunk as fill values (zeros): every committed chunk must be on disk."""
-        legacy = COMMIT_ATTRIBUTE not in self._attrs
-        for key, array, rows in self._committed_arrays():
-            if legacy and key in LEGACY_MAY_SKIP:
-                continue
-            for chunk, file in self._chunk_files(key, array, rows):
-                if not file.is_file():
-                    raise StoreError(
-                        f"{self.path}: damaged episode store: chunk file {file.relative_to(self.path)} is missing "
-                        f"({self._chunk_extent(key, array, chunk)}); nothing was changed"
-                    )
+        legacy = COMMIT_ATTRIBUTE not in self._attrs  # format 1-2 stores skipped chunks holding only fill values
+        check_chunks_exist(self.path, self._committed_arrays(), self._ends, skip=LEGACY_MAY_SKIP if legacy else ())
 
     def _verify_checksums(self) -> None:
-        """Check the crc32c of every committed chunk that has one, from its bytes (nothing decoded)."""
-        for key, array, rows in self._committed_arrays():
-            if not any(isinstance(codec, Crc32cCodec) for codec in array.compressors):
-                continue
-            for chunk, file in self._chunk_files(key, array, rows):
-                if not file.is_file():  # one a format 1-2 store may skip (the others were checked)
-                    continue
-                data = file.read_bytes()
-                if len(data) < 4 or google_crc32c.value(data[:-4]) != int.from_bytes(data[-4:], "little"):
-                    raise StoreError(
-                        f"{self.path}: damaged episode store: chunk {file.relative_to(self.path)} fails its checksum "
-                        f"({self._chunk_extent(key, array, chunk)}); nothing was changed"
-                    )
+        verify_checksums(self.path, self._committed_arrays(), self._ends)
 
     def _require_writer(self, what: str) -> None:
         if self.mode != "a" or self._lock is None:
@@ -815,145 +620,6 @@ def open_derived(source: EpisodeStore, out: str | os.PathLike, run: Mapping[str,
         raise StoreError(f"{error} ({what})") from None
 
 
-@contextlib.contextmanager
-def _store_errors(path: Path, key: str | None = None) -> Iterator[None]:
-    """Turn any exception from zarr or the file system into a one-line StoreError naming the path."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except Exception as error:
-        settle_zarr_io()
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            raise StoreError(f"{path}: no space left on device (committed episodes are intact)") from None
-        if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-            raise StoreError(f"{path}: cannot write: {error.strerror}") from None
-        if isinstance(error, KeyError) and key is not None:
-            detail = f"missing {key}"
-        else:
-            where = f"{key}: " if key else ""
-            detail = f"{where}{_one_line(error)}"
-        # from None: the caller gets one line, not a traceback through zarr's internals.
-        raise StoreError(f"{path}: damaged episode store ({detail})") from None
-
-
-def settle_zarr_io(timeout: float = 30.0) -> None:
-    """Wait (at most ``timeout``) for the tasks a failed zarr call left running to finish.
-
-    zarr writes an array's chunks as concurrent tasks on its own IO loop; when one fails (a full disk),
-    the call raises while its siblings still run. Left pending, they are destroyed at interpreter exit
-    and asyncio logs "Task was destroyed but it is pending!" under our one-line error.
-    """
-    from zarr.core.sync import loop as zarr_loop  # zarr's IO loop, created on first use
-
-    io_loop = zarr_loop[0]
-    if io_loop is None or not io_loop.is_running():
-        return
-
-    async def settle() -> None:
-        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        if not others:
-            return
-        await asyncio.wait(others, timeout=timeout)  # not cancelled: another thread's read may own some
-
-    with contextlib.suppress(Exception):  # settling is best effort; the error being reported matters more
-        asyncio.run_coroutine_threadsafe(settle(), io_loop).result(timeout + 5)
-
-
-def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-
-
-def _check_creation_args(path: Path, cameras: Mapping[str, tuple[int, int]], action_dim: int) -> None:
-    for name, size in cameras.items():
-        if not name.isidentifier() or name in RESERVED_NAMES:
-            raise StoreError(
-                f"{path}: camera name {name!r} must be an identifier other than {sorted(RESERVED_NAMES)}"
-            )
-        if len(size) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in size):
-            raise StoreError(f"{path}: camera {name!r} size must be (height, width), got {size!r}")
-    if not isinstance(action_dim, (int, np.integer)) or action_dim < 1:
-        raise StoreError(f"{path}: action_dim must be a positive int, got {action_dim!r}")
-
-
-def _json_roundtrip(path: Path, what: str, value: Mapping[str, Any]) -> dict[str, Any]:
-    """The value as it will read back from the store's JSON attributes (tuples become lists)."""
-    try:
-        result = json.loads(json.dumps(dict(value)))
-    except (TypeError, ValueError) as error:
-        raise StoreError(f"{path}: {what} must be a JSON-able dict: {error}") from None
-    return result
-
-
-def _create_layout(path: Path, attributes: dict[str, Any]) -> None:
-    """Write the empty arrays, then the root attributes that mark the store as complete."""
-    group = zarr.open_group(path, mode="a", use_consolidated=False)
-    new = {"compressors": COMPRESSORS, "config": WRITE_CONFIG}
-    low_dim = {"action": attributes["action_dim"], **STATE_WIDTHS}
-    for key, width in low_dim.items():
-        group.create_array(f"data/{key}", shape=(0, width), dtype=np.float32, chunks=(LOW_DIM_CHUNK_STEPS, width), **new)
-    for name, shape in attributes["cameras"].items():
-        group.create_array(
-            f"data/{name}", shape=(0, *shape), dtype=np.uint8, chunks=(IMAGE_CHUNK_FRAMES, *shape),
-            compressors=IMAGE_COMPRESSORS, config=WRITE_CONFIG,
-        )
-    group.create_array("meta/episode_ends", shape=(0,), dtype=np.int64, chunks=(META_CHUNK_EPISODES,), **new)
-    for name, (dtype, row_shape) in META_COLUMNS.items():
-        group.create_array(
-            f"meta/{name}", shape=(0, *row_shape), dtype=dtype, chunks=(META_CHUNK_EPISODES, *row_shape), **new
-        )
-    group.attrs.update({**attributes, COMMIT_ATTRIBUTE: {"episodes": 0, "steps": 0}})
-
-
-def _check_attributes(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
-    if attrs.get("format") != FORMAT_NAME:
-        raise StoreError(f"{path}: not an episode store (format attribute is {attrs.get('format')!r})")
-    version = attrs.get("format_version")
-    if version not in READABLE_FORMAT_VERSIONS:
-        raise StoreError(f"{path}: episode store format version {version!r}; this code reads {list(READABLE_FORMAT_VERSIONS)}")
-    missing = [key for key in ("cameras", "action_dim", "domain_config", "run") if key not in attrs]
-    if missing:
-        raise StoreError(f"{path}: store attributes lack {missing}")
-    cameras = attrs["cameras"]
-    if not isinstance(cameras, dict) or not all(
-        isinstance(s, list) and len(s) == 3 and s[2] == 3 for s in cameras.values()
-    ):
-        raise StoreError(f"{path}: malformed cameras attribute {cameras!r}")
-    return attrs
-
-
-def _committed_ends(path: Path, ends: np.ndarray, record: Any) -> np.ndarray:
-    """The committed episode ends: those the commit record counts (all of them in format 1-2), which
-    must increase strictly from above 0 and end where the record says. Never guesses a crash tail."""
-    ends = ends.astype(np.int64)
-    if record is not None:
-        try:
-            episodes, steps = int(record["episodes"]), int(record["steps"])
-        except (TypeError, KeyError, ValueError):
-            raise StoreError(f"{path}: damaged episode store (malformed commit record {record!r})") from None
-        if not 0 <= episodes <= len(ends):
-            raise StoreError(
-                f"{path}: damaged episode store (the commit record counts {episodes} episodes, "
-                f"meta/episode_ends holds {len(ends)}); nothing was changed"
-            )
-        ends = ends[:episodes]
-    previous = np.concatenate([[0], ends[:-1]])
-    bad = np.flatnonzero(ends <= previous)
-    if len(bad):
-        i = int(bad[0])
-        hint = "" if record is not None else " or a format 1-2 writer killed while committing"
-        raise StoreError(
-            f"{path}: damaged episode store (meta/episode_ends not strictly increasing at episode {i}: "
-            f"{int(previous[i])} then {int(ends[i])}; a damaged chunk{hint}); nothing was changed"
-        )
-    if record is not None and (int(ends[-1]) if len(ends) else 0) != steps:
-        raise StoreError(
-            f"{path}: damaged episode store (meta/episode_ends ends at {int(ends[-1]) if len(ends) else 0} "
-            f"but the commit record says {steps} steps); nothing was changed"
-        )
-    return ends
-
-
 def _is_empty_dir(path: Path) -> bool:
     """True for a directory holding nothing, or only the lock of a writer that died creating it."""
     return path.is_dir() and all(child.name == LOCK_FILE for child in path.iterdir())
@@ -963,32 +629,3 @@ def _tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-class EpisodeRecorder:
-    """Collects one episode's steps, in the store's keys, for ``append_episode``."""
-
-    def __init__(self, cameras: Iterable[str]):
-        self.steps: dict[str, list] = {"action": [], "agent_pos": [], "slider_pose": [], **{c: [] for c in cameras}}
-
-    def __len__(self) -> int:
-        return len(self.steps["action"])
-
-    def add(self, images: Mapping[str, np.ndarray], agent_pos, slider_pose, action) -> None:
-        """One step: the camera images and state observed, and the action then sent."""
-        for name, image in images.items():
-            self.steps[name].append(image)
-        self.steps["agent_pos"].append(np.asarray(agent_pos, dtype=np.float32))
-        self.steps["slider_pose"].append(np.asarray(slider_pose, dtype=np.float32))
-        self.steps["action"].append(np.asarray(action, dtype=np.float32))
-
-    def episode(self) -> dict[str, np.ndarray]:
-        return {key: np.stack(values) for key, values in self.steps.items()}
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested JSON mapping as {"a.b.c": leaf}; lists are leaves."""
-    if not isinstance(value, Mapping):
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, item in value.items():
-        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
