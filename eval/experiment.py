@@ -6,9 +6,9 @@ Stages, in order: ``data`` (the clean store and the corrupt pools' stores, gener
 controlled corruption; ``eval.experiment_data``) -> ``sigma_min`` (the cross-fitted classifier's
 per-sample sigma_min, written as an annotation set of a corrupt store; only when an arm asks for it)
 -> ``train`` (every arm the same model and optimiser steps) -> ``eval`` (every arm on the same start
-poses; with ``evaluation.heldout_seed`` on the tuning and the held-out starts) -> ``report``
+poses; with ``evaluation.heldout_seed`` on the tuning and the held-out starts; ``eval.experiment_eval``) -> ``report``
 (``results.json/.md/.png``; under a ``protocol``, ``eval.protocol``'s). With a protocol, the primary
-arms chosen on the tuning starts are trained again under its replicate seeds. It is a thin
+arms chosen on the tuning starts (``eval.experiment_protocol``) are trained again under its replicate seeds. It is a thin
 sequence over the package's own functions: ``data_gen.gcs.generate``, ``policies.classify.annotate``,
 ``policies.train.train`` and ``eval.rollout.evaluate``, each of which resumes by itself.
 
@@ -35,7 +35,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,8 @@ from data_gen.dir_lock import FileLock, Locked
 from eval.arm_training import LocalArms, checkpoint_step, train_seconds, training_summary
 from eval.experiment_config import Arm, ExperimentConfig, ExperimentError
 from eval.experiment_data import ExperimentData
+from eval.experiment_eval import ExperimentEval
+from eval.experiment_protocol import ExperimentProtocol
 from eval.ledger import Ledger
 
 STAGES = ("data", "sigma_min", "train", "eval", "report")
@@ -59,32 +60,7 @@ BOOK_EVERY_S = 10.0  # a training arm's seconds go into the ledger this often, s
 # The experiment
 
 
-@dataclass(frozen=True)
-class EvalJob:
-    """One evaluation: an arm in a domain on the tuning starts (the experiment's seed) or the held-out ones."""
-
-    arm: Arm
-    domain: str
-    heldout: bool
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return f"eval/{self.arm.name}/{self.domain}" + ("/heldout" if self.heldout else "")
-
-    @property
-    def dirname(self) -> str:
-        return f"eval_{self.domain}" + ("_heldout" if self.heldout else "")
-
-    @property
-    def starts(self) -> str:
-        return "heldout" if self.heldout else "tuning"
-
-    def __str__(self) -> str:
-        return f"{self.arm.name} in {self.domain}" + (" (held-out starts)" if self.heldout else "")
-
-
-class Experiment(ExperimentData):
+class Experiment(ExperimentData, ExperimentEval, ExperimentProtocol):
     """One experiment config run into one output directory."""
 
     def __init__(self, config: ExperimentConfig, out: Path, arms: list[str] | None = None, progress: bool = True):
@@ -369,169 +345,6 @@ class Experiment(ExperimentData):
 
         # A local Ray instance (no address) gets this machine's cores, as the local backend would use them.
         return RayArms(self.config.ray_address, self.out / LEDGER_NAME, self.config.training, max(self.cores, most_threads))
-
-    # evaluation --------------------------------------------------------------------------------------
-
-    def eval_jobs(self, arms: list[Arm]) -> list[EvalJob]:
-        """Each arm in each of its domains on the tuning starts and, with ``heldout_seed``, the held-out ones."""
-        heldout = self.config.evaluation.heldout_seed
-        jobs = []
-        for arm in arms:
-            # A replicate (another training seed) chooses nothing: with held-out starts it is measured there alone.
-            sets = [(False, self.config.seed)] if heldout is None or not self.config.replicate(arm) else []
-            sets += [(True, heldout)] if heldout is not None else []
-            jobs += [EvalJob(arm, domain, held, seed) for domain in arm.domains(self.config.evaluation.domain) for held, seed in sets]
-        return jobs
-
-    def eval_section(self, job: EvalJob) -> dict:
-        arm = job.arm
-        # Neither workers nor envs change a trial; precision and device change a policy's, not the expert's.
-        exclude = {"workers", "envs_per_worker", "threads", "heldout_seed"} | (set() if arm.trained else {"precision", "device"})
-        evaluation = self.config.evaluation.model_dump(mode="json", exclude=exclude)
-        section = {"evaluation": evaluation, "domain": job.domain, "seed": job.seed}
-        if arm.trained:
-            section["train"] = self.ledger.entries.get(f"train/{arm.name}", {}).get("section")
-        return section
-
-    def evaluate(self, arms: list[Arm]) -> None:
-        from eval.agents import AgentError
-        from eval.rollout import RolloutSpec, evaluate
-
-        evaluation = self.config.evaluation
-        todo = []
-        for job in self.eval_jobs(arms):
-            if job.arm.trained and not self.ledger.finished(f"train/{job.arm.name}"):
-                print(f"skipping evaluation of {job.arm.name} in {job.domain}: not trained yet")
-                continue
-            if not self.ledger.is_done(job.key, self.eval_section(job)):
-                todo.append(job)
-        if not todo:
-            return
-        self._stage_header("eval", f"{len(todo)} evaluations of {evaluation.trials} trials, {evaluation.workers} workers "
-                                   f"x {evaluation.envs_per_worker} envs")
-        bar = tqdm(total=evaluation.trials * len(todo), unit="trial", disable=not self.progress, dynamic_ncols=True)
-        try:
-            for job in todo:
-                arm, domain, key, out = job.arm, job.domain, job.key, self.arm_dir(job.arm) / job.dirname
-                self.ledger.start(key, self.eval_section(job))
-                bar.set_description(f"eval {job}")
-                successes, clock = [], [time.perf_counter()]
-
-                def tick(result: dict, successes=successes, clock=clock, key=key) -> None:
-                    successes.append(result["success"])
-                    bar.set_postfix(success=f"{sum(successes)}/{len(successes)}", refresh=False)
-                    bar.update(1)
-                    # Booked as it goes, so that an evaluation killed with -9 still counts its time.
-                    now = time.perf_counter()
-                    self.ledger.add_seconds(key, now - clock[0])
-                    clock[0] = now
-
-                def resumed(results: list[dict], successes=successes) -> None:
-                    successes.extend(r["success"] for r in results)
-                    bar.set_postfix(success=f"{sum(successes)}/{len(successes)}", refresh=False)
-                    bar.update(len(results))
-
-                spec = RolloutSpec(
-                    policy="ckpt" if arm.trained else "gcs",
-                    ckpt=str(self.arm_dir(arm) / "train" / "ckpt.pt") if arm.trained else None,
-                    domain=domain, domain_overrides=tuple(evaluation.overrides), seed=job.seed,
-                    videos=min(evaluation.videos, evaluation.trials), video_dir=str(out / "videos"), device=evaluation.device,
-                    max_steps=evaluation.max_steps, envs=evaluation.envs_per_worker, precision=evaluation.precision,
-                    threads=evaluation.threads,
-                )  # fmt: skip
-                (out / "videos").mkdir(parents=True, exist_ok=True)
-                try:
-                    report = evaluate(spec, evaluation.trials, out, evaluation.workers, progress=False,
-                                      backend=self.config.backend, address=self.config.ray_address,
-                                      command=f"python -m eval.experiment ({job})", on_result=tick,
-                                      on_resumed=resumed)  # fmt: skip
-                except AgentError as error:
-                    raise ExperimentError(f"arm {arm.name}: {error}") from None
-                except KeyboardInterrupt:
-                    self.ledger.add_seconds(key, time.perf_counter() - clock[0])
-                    raise
-                bar.update(evaluation.trials - len(successes))  # none, unless trials are missing from the report
-                self.ledger.finish(key, time.perf_counter() - clock[0], {"success_rate": report["success_rate"]})
-        finally:
-            bar.close()
-
-    def tuning_results(self, arm: Arm) -> dict | None:
-        """An arm's results.json on the tuning starts in the evaluation's domain, where every choice is made; None
-        until it is evaluated there."""
-        domain = self.config.evaluation.domain
-        if not self.ledger.finished(f"eval/{arm.name}/{domain}"):
-            return None
-        return json.loads((self.arm_dir(arm) / f"eval_{domain}" / "results.json").read_text())
-
-    def best_sigma_min(self, best: Arm) -> float | None:
-        """The sigma_min of the best-scoring arm of ``best``'s sweep (``ExperimentConfig.sweep``); None until it is all evaluated."""
-        scored = [(self.tuning_results(arm), arm.sigma_min) for arm in self.config.sweep(best)]
-        if not scored or any(results is None for results, _ in scored):
-            return None
-        return max((r["success_rate"], r["mean_max_coverage"], -sigma, sigma) for r, sigma in scored)[-1]
-
-    # the protocol's primary arms and their replicates ------------------------------------------------
-
-    def candidates(self, pool: str, method: str) -> list[Arm]:
-        """A pool's arms of one method, trained under the experiment's seed and scored in the evaluation's domain."""
-        domain = self.config.evaluation.domain
-        return [a for a in self.config.arms if a.method == method and self.config.pool(a) == pool
-                and not self.config.replicate(a) and domain in a.domains(domain)]  # fmt: skip
-
-    def best_of(self, pool: str, method: str) -> Arm | None:
-        """The candidate with the best success on the tuning starts (then coverage, then config order); None
-        until every candidate is evaluated there."""
-        scored = [(self.tuning_results(arm), -index, arm) for index, arm in enumerate(self.candidates(pool, method))]
-        if not scored or any(results is None for results, _, _ in scored):
-            return None
-        return max(scored, key=lambda item: (item[0]["success_rate"], item[0]["mean_max_coverage"], item[1]))[-1]
-
-    def primary_arms(self) -> list[Arm]:
-        """The clean arms and, per pool, the best treatment and control arms chosen so far (protocol)."""
-        protocol = self.config.protocol
-        if protocol is None:
-            return []
-        arms = [a for a in self.config.arms if a.method == "clean" and not self.config.replicate(a)]
-        if protocol.primary:  # the arms of the stated comparisons, whatever the tuning starts say
-            named = dict.fromkeys(name for c in protocol.primary for name in (c.arm, c.reference))
-            return arms + [self.config.arm(name) for name in named if self.config.arm(name) not in arms]
-        for pool in self.config.pools:
-            arms += [best for method in (protocol.treatment, protocol.control) if (best := self.best_of(pool, method))]
-        return arms
-
-    def expected_primary_arms(self) -> int:
-        protocol = self.config.protocol
-        clean = sum(1 for a in self.config.arms if a.method == "clean" and not self.config.replicate(a))
-        if protocol.primary:  # named, so all known now (a clean arm named in a comparison counted once)
-            return len(self.primary_arms())
-        return clean + sum(1 for pool in self.config.pools for m in (protocol.treatment, protocol.control) if self.candidates(pool, m))
-
-    def replicate_arms(self) -> list[Arm]:
-        """Each primary arm chosen so far again under each replicate seed (a 'best' sigma_min resolved)."""
-        names = {a.name for a in self.config.arms}
-        replicates = []
-        for arm in self.primary_arms():
-            for seed in self.config.protocol.replicate_seeds:
-                name = f"{arm.name}_seed{seed}"
-                if name in names:
-                    raise ExperimentError(f"arm {name}: the config names an arm as the protocol's replicate of {arm.name} would be")
-                update: dict[str, Any] = {"name": name, "seed": seed}
-                if arm.sigma_min == "best":
-                    update["sigma_min"] = self.best_sigma_min(arm)
-                replicates.append(arm.model_copy(update=update))
-                self._replicate_of[name] = arm
-        return replicates
-
-    def base_arm(self, arm: Arm) -> Arm:
-        """The config arm a protocol replicate was made from (the arm itself otherwise)."""
-        return self._replicate_of.get(arm.name, arm)
-
-    def _corruption_kind(self, pool: str | None) -> str | None:
-        corruption = self.config.root(pool).corruption if pool else None
-        return corruption.kind if corruption else None
-
-    def all_arms(self) -> list[Arm]:
-        return list(self.config.arms) + self.replicate_arms()
 
     # report ----------------------------------------------------------------------------------------
 
