@@ -5,7 +5,12 @@ them back through this module only, so it imports nothing heavier than numpy, za
 
 This module opens, reads, appends to and annotates a store. Its layout and metadata row are
 ``data_gen.store_format``'s; how a writer killed mid-append leaves it intact, and how damage is
-found, ``data_gen.store_damage``'s. Both are re-exported here: import the store's names from here.
+found, ``data_gen.store_damage``'s. The store's public names (``__all__``) are re-exported here:
+import them from here.
+
+One writer at a time: append mode holds an flock on ``writer.lock`` (which records the writer's pid),
+and the kernel releases it when the writer dies, so a lock left by a killed writer is never stale.
+Readers take no lock and see the episodes committed when they opened.
 """
 
 from __future__ import annotations
@@ -627,5 +632,3 @@ def _is_empty_dir(path: Path) -> bool:
 
 def _tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-

@@ -1,5 +1,8 @@
 """Finding damage in an episode store, and turning zarr's and the file system's errors into one line.
 
+Kept apart from ``data_gen.episode_store`` (which calls these checks on open and on every read) so that
+the store's operations read in one sitting; importers outside ``data_gen`` use ``episode_store``.
+
 Crash safety: an append writes the step arrays, the per-episode metadata and ``meta/episode_ends``,
 then commits by rewriting the root attribute ``committed`` ({"episodes": E, "steps": N}). Every zarr
 file write is an atomic rename, so a writer killed at any point (kill -9, not power loss: nothing is
@@ -14,9 +17,7 @@ Damage: every chunk covering the committed range must exist (zarr reads a missin
 open checks that, and new arrays end in a crc32c codec, so a damaged chunk fails its checksum when
 read (append-mode open verifies every checksummed chunk before anything is written). Either is a
 StoreError naming the array and the steps and episodes the chunk holds. Every chunk is written even
-when it holds only fill values, so a missing one is always damage. One writer at a time: append mode holds an flock on ``writer.lock``
-(which records the writer's pid), and the kernel releases it when the writer dies, so a lock left by
-a killed writer is never stale. Readers take no lock and see the episodes committed when they opened.
+when it holds only fill values, so a missing one is always damage.
 """
 
 from __future__ import annotations
@@ -87,7 +88,6 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
 
 
-
 def committed_ends(path: Path, ends: np.ndarray, record: Any) -> np.ndarray:
     """The committed episode ends: those the commit record counts (all of them in format 1-2), which
     must increase strictly from above 0 and end where the record says. Never guesses a crash tail."""
@@ -118,8 +118,6 @@ def committed_ends(path: Path, ends: np.ndarray, record: Any) -> np.ndarray:
             f"but the commit record says {steps} steps); nothing was changed"
         )
     return ends
-
-
 
 
 # --------------------------------------------------------------------------------------------------

@@ -143,7 +143,6 @@ def meta_from_columns(columns: Mapping[str, Any], index: int) -> EpisodeMeta:
     )
 
 
-
 class EpisodeRecorder:
     """Collects one episode's steps, in the store's keys, for ``append_episode``."""
 
@@ -221,7 +220,6 @@ def check_attributes(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
     ):
         raise StoreError(f"{path}: malformed cameras attribute {cameras!r}")
     return attrs
-
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

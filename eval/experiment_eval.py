@@ -40,7 +40,6 @@ class EvalJob:
         return f"{self.arm.name} in {self.domain}" + (" (held-out starts)" if self.heldout else "")
 
 
-
 class ExperimentEval:
     """The eval stage of an experiment (a base of ``Experiment``): it uses ``config``, ``ledger``,
     ``progress``, ``arm_dir`` and ``_stage_header``."""
