@@ -23,6 +23,7 @@ when it holds only fill values, so a missing one is always damage.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import errno
 import itertools
@@ -59,6 +60,28 @@ def store_errors(path: Path, key: str | None = None) -> Iterator[None]:
             detail = f"{where}{one_line(error)}"
         # from None: the caller gets one line, not a traceback through zarr's internals.
         raise StoreError(f"{path}: damaged episode store ({detail})") from None
+
+
+def forget_unstarted_zarr_io() -> None:
+    """At exit: drop zarr's IO loop if a signal stopped the process between creating its thread and
+    starting it.
+
+    zarr's own exit hook joins that thread, and a thread never started cannot be joined: it printed a
+    traceback under the one-line "interrupted" of a run stopped by Ctrl-C at its first zarr call.
+    Registered after zarr's hook, so it runs first (atexit runs last-registered first).
+    """
+    from zarr.core import sync
+
+    thread = sync.iothread[0]
+    if thread is None or thread.ident is not None:  # none, or started: zarr's hook stops it
+        return
+    if sync.loop[0] is not None:
+        sync.loop[0].close()
+    sync.loop[0] = None
+    sync.iothread[0] = None
+
+
+atexit.register(forget_unstarted_zarr_io)
 
 
 def settle_zarr_io(timeout: float = 30.0) -> None:
